@@ -1,0 +1,694 @@
+"""The `ham` dialect: a Hamiltonian H(q, p) as IR, at the level of the mathematics.
+
+A `ham.system` holds the declarations of a `.ham` file as symbols (params, sizes, inputs, the state)
+and one `ham.hamiltonian` region that computes the scalar energy. Sums over particles and pair sums
+stay as region ops, and norms, dots and cross products stay as ops, so that later passes can
+recognise the physics (a quadratic form for matrix folding, a Coulomb pair sum for Ewald).
+
+Scalar arithmetic uses `arith` and `math` on f64 and on small fixed vectors (`vector<3xf64>`).
+After `ham-derive`, the system also holds `ham.gradient` regions, in scatter form: loops whose
+bodies `ham.accumulate` partial derivatives into the gradient of one state field.
+
+    ham.system @Kepler {
+      ham.param @mu = 1.000000e+00 : f64
+      ham.state @q, @p : !ham.field<[3]>
+      ham.hamiltonian {
+        %p = ham.load @p[] : vector<3xf64>
+        %pp = ham.dot %p, %p : f64
+        ...
+        ham.yield %h : f64
+      }
+    }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    Float64Type,
+    FloatAttr,
+    IndexType,
+    I64,
+    IntAttr,
+    IntegerAttr,
+    StringAttr,
+    SymbolNameConstraint,
+    SymbolRefAttr,
+    VectorType,
+    f64,
+    i64,
+)
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Dialect,
+    Operation,
+    ParametrizedAttribute,
+    Region,
+    SSAValue,
+    TypeAttribute,
+)
+from xdsl.irdl import (
+    AnyAttr,
+    IRDLOperation,
+    VarConstraint,
+    irdl_attr_definition,
+    irdl_op_definition,
+    opt_prop_def,
+    opt_result_def,
+    operand_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.parser import AttrParser, Parser
+from xdsl.printer import Printer
+from xdsl.traits import (
+    HasParent,
+    IsolatedFromAbove,
+    IsTerminator,
+    NoTerminator,
+    Pure,
+    SymbolOpInterface,
+    SymbolTable,
+)
+from xdsl.utils.exceptions import VerifyException
+
+# ----------------------------------------------------------------------------- types
+
+
+@irdl_attr_definition
+class FieldType(ParametrizedAttribute, TypeAttribute):
+    """The shape of a declared array: each dimension an integer or a size symbol (`N`)."""
+
+    name = "ham.field"
+    dims: ArrayAttr[IntAttr | StringAttr]
+
+    def __init__(self, dims: Sequence[int | str]):
+        super().__init__(
+            ArrayAttr([IntAttr(d) if isinstance(d, int) else StringAttr(d) for d in dims])
+        )
+
+    @property
+    def shape(self) -> tuple[int | str, ...]:
+        return tuple(d.data for d in self.dims.data)
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        def dim() -> Attribute:
+            if (n := parser.parse_optional_integer(allow_boolean=False)) is not None:
+                return IntAttr(n)
+            return StringAttr(parser.parse_identifier())
+
+        with parser.in_angle_brackets():
+            dims = parser.parse_comma_separated_list(parser.Delimiter.SQUARE, dim)
+        return (ArrayAttr(dims),)
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string("<[" + ", ".join(str(d) for d in self.shape) + "]>")
+
+    def verify(self) -> None:
+        for d in self.shape:
+            if isinstance(d, int) and d <= 0:
+                raise VerifyException(f"field dimensions must be positive, got {d}")
+
+
+def value_type(rank_left: Sequence[int | str]) -> Attribute:
+    """The SSA type of a field indexed down to `rank_left` trailing dims."""
+    if not rank_left:
+        return f64
+    if len(rank_left) == 1 and isinstance(rank_left[0], int):
+        return VectorType(f64, [rank_left[0]])
+    raise ValueError(f"no SSA value type for an array of shape {list(rank_left)}")
+
+
+# ------------------------------------------------------------------------ declarations
+
+
+def _sym(op: Operation) -> str:
+    return op.properties["sym_name"].data  # type: ignore[union-attr]
+
+
+@irdl_op_definition
+class SystemOp(IRDLOperation):
+    """A Hamiltonian system: declarations, the energy and (after ham-derive) its gradients."""
+
+    name = "ham.system"
+    sym_name = prop_def(SymbolNameConstraint())
+    box = opt_prop_def(FloatAttr[Float64Type])
+    body = region_def("single_block")
+    traits = traits_def(SymbolOpInterface(), SymbolTable(), NoTerminator(), IsolatedFromAbove())
+
+    def __init__(self, name: str, ops: Sequence[Operation], box: float | None = None):
+        props: dict[str, Attribute] = {"sym_name": StringAttr(name)}
+        if box is not None:
+            props["box"] = FloatAttr(box, f64)
+        super().__init__(properties=props, regions=[Region(Block(ops))])
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" @{self.sym_name.data}")
+        if self.box is not None:
+            printer.print_string(" box ")
+            printer.print_attribute(self.box)
+        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_entry_block_args=False)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> SystemOp:
+        name = parser.parse_symbol_name().data
+        box = None
+        if parser.parse_optional_keyword("box"):
+            box = parser.parse_attribute()
+        attrs = parser.parse_optional_attr_dict_with_keyword()
+        region = parser.parse_region()
+        op = cls.__new__(cls)
+        IRDLOperation.__init__(
+            op,
+            properties={"sym_name": StringAttr(name)} | ({"box": box} if box else {}),
+            regions=[region],
+        )
+        if attrs is not None:
+            op.attributes |= attrs.data
+        return op
+
+    # Lookups used by every pass; declarations are few, so a scan is cheapest.
+    def decls(self, kind: type[Operation]) -> list[Operation]:
+        return [op for op in self.body.block.ops if isinstance(op, kind)]
+
+    @property
+    def state(self) -> StateOp:
+        return self.decls(StateOp)[0]  # type: ignore[return-value]
+
+    @property
+    def hamiltonian(self) -> HamiltonianOp:
+        return self.decls(HamiltonianOp)[0]  # type: ignore[return-value]
+
+    def gradient(self, wrt: str) -> GradientOp | None:
+        for g in self.decls(GradientOp):
+            if g.wrt.string_value() == wrt:  # type: ignore[attr-defined]
+                return g  # type: ignore[return-value]
+        return None
+
+    def field_shape(self, name: str) -> tuple[int | str, ...]:
+        for op in self.body.block.ops:
+            if isinstance(op, InputOp) and op.sym_name.data == name:
+                return op.shape.shape
+            if isinstance(op, StateOp) and name in (op.q.data, op.p.data):
+                return op.shape.shape
+        raise KeyError(name)
+
+    def verify_(self) -> None:
+        states = self.decls(StateOp)
+        if len(states) != 1:
+            raise VerifyException(f"a system needs exactly one ham.state, found {len(states)}")
+        if len(self.decls(HamiltonianOp)) != 1:
+            raise VerifyException("a system needs exactly one ham.hamiltonian")
+        sizes = {op.sym_name.data for op in self.decls(SizeOp)}
+        for op in self.decls(StateOp) + self.decls(InputOp):
+            for d in op.shape.shape:
+                if isinstance(d, str) and d not in sizes:
+                    raise VerifyException(f"dimension '{d}' is not a declared ham.size")
+
+
+@irdl_op_definition
+class ParamOp(IRDLOperation):
+    """A scalar constant of the system, overridable at run time."""
+
+    name = "ham.param"
+    sym_name = prop_def(SymbolNameConstraint())
+    value = prop_def(FloatAttr[Float64Type])
+    traits = traits_def(SymbolOpInterface(), HasParent(SystemOp))
+    assembly_format = "$sym_name `=` $value attr-dict"
+
+    def __init__(self, name: str, value: float):
+        super().__init__(properties={"sym_name": StringAttr(name), "value": FloatAttr(value, f64)})
+
+
+@irdl_op_definition
+class SizeOp(IRDLOperation):
+    """A size bound at run time by the shape of the initial data."""
+
+    name = "ham.size"
+    sym_name = prop_def(SymbolNameConstraint())
+    traits = traits_def(SymbolOpInterface(), HasParent(SystemOp))
+    assembly_format = "$sym_name attr-dict"
+
+    def __init__(self, name: str):
+        super().__init__(properties={"sym_name": StringAttr(name)})
+
+
+@irdl_op_definition
+class InputOp(IRDLOperation):
+    """Per-particle constants given with the initial state (masses, charges)."""
+
+    name = "ham.input"
+    sym_name = prop_def(SymbolNameConstraint())
+    shape = prop_def(FieldType)
+    traits = traits_def(SymbolOpInterface(), HasParent(SystemOp))
+    assembly_format = "$sym_name `:` qualified($shape) attr-dict"
+
+    def __init__(self, name: str, shape: Sequence[int | str]):
+        super().__init__(properties={"sym_name": StringAttr(name), "shape": FieldType(shape)})
+
+
+@irdl_op_definition
+class StateOp(IRDLOperation):
+    """The canonical coordinates q and their conjugate momenta p, of one shape."""
+
+    name = "ham.state"
+    q = prop_def(SymbolRefAttr)
+    p = prop_def(SymbolRefAttr)
+    shape = prop_def(FieldType)
+    traits = traits_def(HasParent(SystemOp))
+    assembly_format = "$q `,` $p `:` qualified($shape) attr-dict"
+
+    def __init__(self, q: str, p: str, shape: Sequence[int | str]):
+        super().__init__(
+            properties={"q": SymbolRefAttr(q), "p": SymbolRefAttr(p), "shape": FieldType(shape)}
+        )
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return self.q.string_value(), self.p.string_value()
+
+
+class _ScalarRegionOp(IRDLOperation):
+    """Shared printing for region ops whose body yields one value (or nothing)."""
+
+    def print(self, printer: Printer) -> None:
+        for name, attr in self.properties.items():
+            if name == "wrt":
+                printer.print_string(" ")
+                printer.print_attribute(attr)
+        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_entry_block_args=False)
+
+
+@irdl_op_definition
+class HamiltonianOp(_ScalarRegionOp):
+    """The energy H(q, p): a region that yields one f64. Analyses attach their results here."""
+
+    name = "ham.hamiltonian"
+    body = region_def("single_block")
+    traits = traits_def(HasParent(SystemOp))
+
+    def __init__(self, body: Region):
+        super().__init__(regions=[body])
+
+    @classmethod
+    def parse(cls, parser: Parser) -> HamiltonianOp:
+        attrs = parser.parse_optional_attr_dict_with_keyword()
+        op = cls(parser.parse_region())
+        if attrs is not None:
+            op.attributes |= attrs.data
+        return op
+
+    def verify_(self) -> None:
+        term = self.body.block.last_op
+        if not isinstance(term, YieldOp) or len(term.values) != 1 or term.values[0].type != f64:
+            raise VerifyException("ham.hamiltonian must yield exactly one f64 (H is a scalar)")
+
+
+@irdl_op_definition
+class GradientOp(_ScalarRegionOp):
+    """dH/d(wrt), computed by the region into a field of the state's shape (scatter form)."""
+
+    name = "ham.gradient"
+    wrt = prop_def(SymbolRefAttr)
+    body = region_def("single_block")
+    traits = traits_def(HasParent(SystemOp))
+
+    def __init__(self, wrt: str, body: Region):
+        super().__init__(properties={"wrt": SymbolRefAttr(wrt)}, regions=[body])
+
+    @classmethod
+    def parse(cls, parser: Parser) -> GradientOp:
+        wrt = parser.parse_attribute()
+        attrs = parser.parse_optional_attr_dict_with_keyword()
+        assert isinstance(wrt, SymbolRefAttr)
+        op = cls(wrt.string_value(), parser.parse_region())
+        if attrs is not None:
+            op.attributes |= attrs.data
+        return op
+
+    def verify_(self) -> None:
+        term = self.body.block.last_op
+        if not isinstance(term, YieldOp) or term.values:
+            raise VerifyException("ham.gradient must end in an empty ham.yield")
+
+
+# ---------------------------------------------------------------------- expressions
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    name = "ham.yield"
+    values = var_operand_def()
+    traits = traits_def(IsTerminator())
+    assembly_format = "attr-dict ($values^ `:` type($values))?"
+
+    def __init__(self, *values: SSAValue | Operation):
+        super().__init__(operands=[values])
+
+
+@irdl_op_definition
+class ParamRefOp(IRDLOperation):
+    """The value of a param (a run-time constant)."""
+
+    name = "ham.param_ref"
+    param = prop_def(SymbolRefAttr)
+    result = result_def(f64)
+    traits = traits_def(Pure())
+    assembly_format = "$param attr-dict `:` type($result)"
+
+    def __init__(self, param: str):
+        super().__init__(properties={"param": SymbolRefAttr(param)}, result_types=[f64])
+
+
+@irdl_op_definition
+class DimOp(IRDLOperation):
+    """The run-time value of a size symbol."""
+
+    name = "ham.dim"
+    size = prop_def(SymbolRefAttr)
+    result = result_def(IndexType)
+    traits = traits_def(Pure())
+    assembly_format = "$size attr-dict `:` type($result)"
+
+    def __init__(self, size: str):
+        super().__init__(properties={"size": SymbolRefAttr(size)}, result_types=[IndexType()])
+
+
+@irdl_op_definition
+class LoadOp(IRDLOperation):
+    """An element (all indices given) or a trailing row (`vector<3xf64>`) of a state or input."""
+
+    name = "ham.load"
+    field = prop_def(SymbolRefAttr)
+    indices = var_operand_def(IndexType)
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$field `[` $indices `]` attr-dict `:` type($result)"
+
+    def __init__(self, field: str, indices: Sequence[SSAValue | Operation], type: Attribute):
+        super().__init__(
+            properties={"field": SymbolRefAttr(field)}, operands=[indices], result_types=[type]
+        )
+
+    @property
+    def field_name(self) -> str:
+        return self.field.string_value()
+
+
+@irdl_op_definition
+class AccumulateOp(IRDLOperation):
+    """gradient[wrt][indices] += value (scatter form of a gradient)."""
+
+    name = "ham.accumulate"
+    field = prop_def(SymbolRefAttr)
+    indices = var_operand_def(IndexType)
+    value = operand_def()
+    assembly_format = "$field `[` $indices `]` `,` $value attr-dict `:` type($value)"
+
+    def __init__(self, field: str, indices: Sequence[SSAValue | Operation], value: SSAValue):
+        super().__init__(properties={"field": SymbolRefAttr(field)}, operands=[indices, value])
+
+
+def _vector_or_scalar(t: Attribute) -> int | None:
+    """Vector length, or None for a scalar f64."""
+    if t == f64:
+        return None
+    if isinstance(t, VectorType) and t.element_type == f64 and len(t.get_shape()) == 1:
+        return t.get_shape()[0]
+    raise VerifyException(f"expected f64 or vector<Kxf64>, got {t}")
+
+
+@irdl_op_definition
+class IPowOp(IRDLOperation):
+    """x^n for a constant integer n: kept apart from math.powf so that degree is exact."""
+
+    name = "ham.ipow"
+    T: ClassVar = VarConstraint("T", AnyAttr())
+    base = operand_def(T)
+    exponent = prop_def(IntegerAttr[I64])
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$base `,` $exponent attr-dict `:` type($result)"
+
+    def __init__(self, base: SSAValue | Operation, n: int):
+        t = SSAValue.get(base).type
+        super().__init__(
+            operands=[base], properties={"exponent": IntegerAttr(n, i64)},
+            result_types=[t],
+        )
+
+    def verify_(self) -> None:
+        if self.base.type != self.result.type:
+            raise VerifyException("ham.ipow result type must equal its operand type")
+
+
+class _VectorReduction(IRDLOperation):
+    result = result_def(f64)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class NormOp(_VectorReduction):
+    """Euclidean norm of a vector."""
+
+    name = "ham.norm"
+    vector = operand_def(VectorType)
+    assembly_format = "$vector attr-dict `:` type($vector)"
+
+    def __init__(self, v: SSAValue | Operation):
+        super().__init__(operands=[v], result_types=[f64])
+
+
+@irdl_op_definition
+class ReduceOp(_VectorReduction):
+    """Sum of the components of a vector."""
+
+    name = "ham.reduce"
+    vector = operand_def(VectorType)
+    assembly_format = "$vector attr-dict `:` type($vector)"
+
+    def __init__(self, v: SSAValue | Operation):
+        super().__init__(operands=[v], result_types=[f64])
+
+
+@irdl_op_definition
+class DotOp(_VectorReduction):
+    name = "ham.dot"
+    T: ClassVar = VarConstraint("T", AnyAttr())
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    assembly_format = "$lhs `,` $rhs attr-dict `:` type($lhs)"
+
+    def __init__(self, a: SSAValue | Operation, b: SSAValue | Operation):
+        super().__init__(operands=[a, b], result_types=[f64])
+
+    def verify_(self) -> None:
+        if self.lhs.type != self.rhs.type:
+            raise VerifyException("ham.dot operands must have the same vector type")
+
+
+@irdl_op_definition
+class CrossOp(IRDLOperation):
+    name = "ham.cross"
+    T: ClassVar = VarConstraint("T", AnyAttr())
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` type($result)"
+
+    def __init__(self, a: SSAValue | Operation, b: SSAValue | Operation):
+        super().__init__(operands=[a, b], result_types=[SSAValue.get(a).type])
+
+    def verify_(self) -> None:
+        if not (self.lhs.type == self.rhs.type == self.result.type) or _vector_or_scalar(
+            self.lhs.type
+        ) != 3:
+            raise VerifyException("ham.cross needs two vector<3xf64>")
+
+
+@irdl_op_definition
+class BroadcastOp(IRDLOperation):
+    """A scalar repeated into every component of a vector."""
+
+    name = "ham.broadcast"
+    scalar = operand_def(f64)
+    result = result_def(VectorType)
+    traits = traits_def(Pure())
+    assembly_format = "$scalar attr-dict `:` type($result)"
+
+    def __init__(self, s: SSAValue | Operation, type: VectorType):
+        super().__init__(operands=[s], result_types=[type])
+
+
+@irdl_op_definition
+class ExtractOp(IRDLOperation):
+    """One component of a vector (constant position)."""
+
+    name = "ham.extract"
+    vector = operand_def(VectorType)
+    position = prop_def(IntegerAttr[I64])
+    result = result_def(f64)
+    traits = traits_def(Pure())
+    assembly_format = "$vector `[` $position `]` attr-dict `:` type($vector)"
+
+    def __init__(self, v: SSAValue | Operation, position: int):
+        super().__init__(
+            operands=[v], properties={"position": IntegerAttr(position, i64)},
+            result_types=[f64],
+        )
+
+    def verify_(self) -> None:
+        n = _vector_or_scalar(self.vector.type)
+        if not 0 <= self.position.value.data < (n or 0):
+            raise VerifyException(f"component {self.position.value.data} out of range")
+
+
+# ------------------------------------------------------------------------ reductions
+
+PAIR_KINDS = ("lt", "ne")
+
+
+class _LoopOp(IRDLOperation):
+    """Loops over particle indices in [lower, upper): a sum (one result) or a plain loop."""
+
+    lower = operand_def(IndexType)
+    upper = operand_def(IndexType)
+    result = opt_result_def()
+    body = region_def("single_block")
+
+    N_IVS: ClassVar[int] = 1
+
+    def _print_ivs(self, printer: Printer) -> None:
+        printer.print_ssa_value(self.body.block.args[0])
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        self._print_ivs(printer)
+        printer.print_string(" in ")
+        printer.print_ssa_value(self.lower)
+        printer.print_string(" to ")
+        printer.print_ssa_value(self.upper)
+        if self.result is not None:
+            printer.print_string(" : ")
+            printer.print_attribute(self.result.type)
+        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_entry_block_args=False)
+
+    @classmethod
+    def _parse_ivs(cls, parser: Parser) -> tuple[list[Parser.UnresolvedArgument], dict]:
+        return [parser.parse_argument(expect_type=False)], {}
+
+    @classmethod
+    def parse(cls, parser: Parser) -> _LoopOp:
+        ivs, props = cls._parse_ivs(parser)
+        parser.parse_keyword("in")
+        lower = parser.resolve_operand(parser.parse_unresolved_operand(), IndexType())
+        parser.parse_keyword("to")
+        upper = parser.resolve_operand(parser.parse_unresolved_operand(), IndexType())
+        result_type = parser.parse_type() if parser.parse_optional_punctuation(":") else None
+        attrs = parser.parse_optional_attr_dict_with_keyword()
+        body = parser.parse_region([iv.resolve(IndexType()) for iv in ivs])
+        op = cls.__new__(cls)
+        IRDLOperation.__init__(
+            op, operands=[lower, upper], properties=props,
+            result_types=[[result_type] if result_type else []], regions=[body],
+        )
+        if attrs is not None:
+            op.attributes |= attrs.data
+        return op
+
+    def verify_(self) -> None:
+        block = self.body.block
+        if len(block.args) != self.N_IVS or any(a.type != IndexType() for a in block.args):
+            raise VerifyException(f"{self.name} body needs {self.N_IVS} index argument(s)")
+        term = block.last_op
+        if not isinstance(term, YieldOp):
+            raise VerifyException(f"{self.name} body must end in ham.yield")
+        if self.result is None:
+            if term.values:
+                raise VerifyException(f"{self.name} without a result must yield nothing")
+        elif len(term.values) != 1 or term.values[0].type != self.result.type:
+            raise VerifyException(f"{self.name} must yield one value of its result type")
+        if self.result is not None:
+            _vector_or_scalar(self.result.type)
+
+
+@irdl_op_definition
+class SumOp(_LoopOp):
+    """sum over i in [lower, upper) of the body's value; without a result, a plain loop."""
+
+    name = "ham.sum"
+
+    def __init__(
+        self, lower: SSAValue | Operation, upper: SSAValue | Operation, body: Region,
+        result_type: Attribute | None = f64,
+    ):
+        super().__init__(
+            operands=[lower, upper], result_types=[[result_type] if result_type else []],
+            regions=[body],
+        )
+
+
+@irdl_op_definition
+class PairSumOp(_LoopOp):
+    """sum over pairs i, j in [lower, upper) with i < j (each pair once) or i != j."""
+
+    name = "ham.pair_sum"
+    kind = prop_def(StringAttr)
+    N_IVS: ClassVar[int] = 2
+
+    def __init__(
+        self, lower: SSAValue | Operation, upper: SSAValue | Operation, kind: str, body: Region,
+        result_type: Attribute | None = f64,
+    ):
+        super().__init__(
+            operands=[lower, upper], properties={"kind": StringAttr(kind)},
+            result_types=[[result_type] if result_type else []], regions=[body],
+        )
+
+    def _print_ivs(self, printer: Printer) -> None:
+        i, j = self.body.block.args
+        printer.print_ssa_value(i)
+        printer.print_string(" < " if self.kind.data == "lt" else " != ")
+        printer.print_ssa_value(j)
+
+    @classmethod
+    def _parse_ivs(cls, parser: Parser) -> tuple[list[Parser.UnresolvedArgument], dict]:
+        i = parser.parse_argument(expect_type=False)
+        if parser.parse_optional_punctuation("<"):
+            kind = "lt"
+        else:
+            parser.parse_punctuation("!=")
+            kind = "ne"
+        j = parser.parse_argument(expect_type=False)
+        return [i, j], {"kind": StringAttr(kind)}
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.kind.data not in PAIR_KINDS:
+            raise VerifyException(f"pair kind must be one of {PAIR_KINDS}")
+
+
+Ham = Dialect(
+    "ham",
+    [
+        SystemOp, ParamOp, SizeOp, InputOp, StateOp, HamiltonianOp, GradientOp, YieldOp,
+        ParamRefOp, DimOp, LoadOp, AccumulateOp, IPowOp, NormOp, ReduceOp, DotOp, CrossOp,
+        BroadcastOp, ExtractOp, SumOp, PairSumOp,
+    ],
+    [FieldType],
+)

@@ -1,0 +1,180 @@
+"""ham-degree: the polynomial degree of H in (q, p), its separability, whether it is quadratic.
+
+Algorithm:
+  1. Walk the energy region in order, giving every value a degree: a state load is 1, constants,
+     params, inputs and indices are 0, add/sub take the max, mul the sum, x^n (constant integer n)
+     n times deg(x); dividing by a state-dependent value, a non-integer power and any
+     transcendental of a state-dependent value are "nonpoly". A literal 0 is identically zero
+     (degree -1), and so is any product with it, so `0 * sin(q)` adds nothing.
+  2. Remember the first op whose result leaves the quadratic class while its operands were
+     inside it: that is the op remarks point at ("degree 4 via ham.ipow at kepler.ham:3:12").
+  3. Split H into additive terms, descending through sums and constant factors, and call H
+     separable when every term depends on q alone or on p alone.
+  4. Attach `degree`, `quadratic`, `separable` and `why` to the `ham.hamiltonian` op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects import arith, math
+from xdsl.dialects.builtin import (
+    BoolAttr,
+    FileLineColLoc,
+    FloatAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    i64,
+)
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from tpc.dialects import ham
+
+NONPOLY = 10**9  # larger than any real degree; keeps max/sum arithmetic uniform
+ZERO = -1  # identically zero
+_TRANSCENDENTAL = (
+    math.SinOp, math.CosOp, math.TanOp, math.ExpOp, math.LogOp, math.SqrtOp, math.AbsFOp,
+    math.SinhOp, math.CoshOp, math.TanhOp, math.PowFOp, ham.NormOp,
+)
+
+
+def describe(op: Operation) -> str:
+    loc = op.location
+    where = (
+        f" at {loc.filename.data}:{loc.line.data}:{loc.column.data}"
+        if isinstance(loc, FileLineColLoc) else ""
+    )
+    return f"{op.name}{where}"
+
+
+@dataclass
+class HamFacts:
+    degree: int  # ZERO, 0, 1, ... or NONPOLY
+    separable: bool
+    why: str = ""  # the op that made H leave the quadratic class
+    deps: dict[SSAValue, frozenset[str]] = field(default_factory=dict, repr=False)
+
+    @property
+    def quadratic(self) -> bool:
+        return self.degree <= 2
+
+    @property
+    def degree_text(self) -> str:
+        return "nonpoly" if self.degree >= NONPOLY else str(max(self.degree, 0))
+
+
+class _Analysis:
+    def __init__(self, system: ham.SystemOp):
+        self.q, self.p = system.state.names
+        self.deg: dict[SSAValue, int] = {}
+        self.deps: dict[SSAValue, frozenset[str]] = {}
+        self.culprit: Operation | None = None
+
+    def degree_of(self, op: Operation) -> tuple[int, frozenset[str]]:
+        ins = [self.deg.get(o, 0) for o in op.operands]
+        deps = frozenset().union(*(self.deps.get(o, frozenset()) for o in op.operands))
+        match op:
+            case arith.ConstantOp() if isinstance(op.value, FloatAttr) and op.value.value.data == 0:
+                return ZERO, deps
+            case ham.LoadOp():
+                name = op.field_name
+                return (1, frozenset([name])) if name in (self.q, self.p) else (0, frozenset())
+            case arith.AddfOp() | arith.SubfOp():
+                return max(ins), deps
+            case arith.MulfOp() | ham.DotOp() | ham.CrossOp():
+                if ZERO in ins:
+                    return ZERO, frozenset()
+                return min(sum(max(d, 0) for d in ins), NONPOLY), deps
+            case arith.DivfOp():
+                num, den = ins
+                if den > 0:
+                    return NONPOLY, deps
+                return num, deps
+            case ham.IPowOp():
+                n = op.exponent.value.data
+                (d,) = ins
+                if d == ZERO:
+                    return (ZERO if n > 0 else NONPOLY), deps
+                if d <= 0:
+                    return 0, deps
+                return (min(n * d, NONPOLY) if n >= 0 else NONPOLY), deps
+            case _ if isinstance(op, _TRANSCENDENTAL):
+                return (0 if max(ins) <= 0 else NONPOLY), deps
+            case ham.SumOp() | ham.PairSumOp():
+                y = op.body.block.last_op
+                return self.deg.get(y.values[0], 0), self.deps.get(y.values[0], frozenset())
+            case _:
+                # neg, broadcast, extract, reduce keep degree; index arithmetic is degree 0.
+                return (max(ins) if ins else 0), deps
+
+    def run(self, region_block) -> None:
+        for op in region_block.ops:
+            for r in op.regions:
+                for b in r.blocks:
+                    self.run(b)
+            if not op.results:
+                continue
+            d, deps = self.degree_of(op)
+            if d > 2 and self.culprit is None and all(
+                self.deg.get(o, 0) <= 2 for o in op.operands
+            ):
+                self.culprit = op
+            for res in op.results:
+                self.deg[res], self.deps[res] = d, deps
+
+    def terms(self, v: SSAValue) -> list[SSAValue]:
+        """Additive terms of v, looking through sums, negation and constant factors."""
+        op = v.owner
+        match op:
+            case arith.AddfOp() | arith.SubfOp():
+                return self.terms(op.lhs) + self.terms(op.rhs)
+            case arith.NegfOp():
+                return self.terms(op.operand)
+            case arith.MulfOp() if not self.deps.get(op.lhs):
+                return self.terms(op.rhs)
+            case arith.MulfOp() if not self.deps.get(op.rhs):
+                return self.terms(op.lhs)
+            case arith.DivfOp() if not self.deps.get(op.rhs):
+                return self.terms(op.lhs)
+            case ham.SumOp() | ham.PairSumOp():
+                return self.terms(op.body.block.last_op.values[0])
+        return [v]
+
+
+def analyze(system: ham.SystemOp) -> HamFacts:
+    a = _Analysis(system)
+    block = system.hamiltonian.body.block
+    a.run(block)
+    h = block.last_op.values[0]
+    separable = all(len(a.deps.get(t, frozenset())) <= 1 for t in a.terms(h))
+    degree = a.deg.get(h, 0)
+    why = ""
+    if degree > 2 and a.culprit is not None:
+        kind = "is not a polynomial" if degree >= NONPOLY else f"has degree {degree}"
+        why = f"H {kind} via {describe(a.culprit)}"
+    return HamFacts(degree, separable, why, a.deps)
+
+
+@dataclass(frozen=True)
+class HamDegreePass(ModulePass):
+    """Attach degree, quadratic and separability facts to every ham.hamiltonian."""
+
+    name = "ham-degree"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for system in op.walk():
+            if not isinstance(system, ham.SystemOp):
+                continue
+            facts = analyze(system)
+            h = system.hamiltonian
+            h.attributes["degree"] = (
+                StringAttr("nonpoly") if facts.degree >= NONPOLY
+                else IntegerAttr(max(facts.degree, 0), i64)
+            )
+            h.attributes["quadratic"] = BoolAttr.from_bool(facts.quadratic)
+            h.attributes["separable"] = BoolAttr.from_bool(facts.separable)
+            if facts.why:
+                h.attributes["why"] = StringAttr(facts.why)

@@ -1,0 +1,143 @@
+"""The `tpc` command: compile, opt, passes, run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tpc.diagnostics import TpcError
+
+
+def _add_ir_dump_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--print-ir-after-all", action="store_true", help="dump the IR after each pass")
+    p.add_argument("--print-ir-after", default="", metavar="PASS[,PASS]",
+                   help="dump the IR after the named passes")
+    p.add_argument("--debuginfo", action="store_true", help="print source locations on ops")
+
+
+def _add_compile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--integrator", help="override the simulate block's integrator")
+    p.add_argument("--no-fold", action="store_true", help="never replace the time loop by a "
+                   "matrix power, even for quadratic H")
+    p.add_argument("--precision", choices=("f64", "f32"), default="f64")
+    p.add_argument("--newton3", action=argparse.BooleanOptionalAction, default=True,
+                   help="symmetric pair forces (each pair once) on the CPU")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tpc", description="A compiler for Hamiltonian physics.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile a .ham file and emit one stage")
+    c.add_argument("file")
+    c.add_argument("--emit", default="ptx", choices=("ham", "sym", "loops", "llvm", "ptx"))
+    c.add_argument("-o", "--output", help="output file ('-' for stdout)")
+    c.add_argument("--arch", default="sm_90", help="GPU architecture for --emit=ptx")
+    c.add_argument("--remarks", action="store_true", help="explain the optimization decisions")
+    _add_compile_options(c)
+    _add_ir_dump_flags(c)
+
+    o = sub.add_parser("opt", help="run passes on IR text, like xdsl-opt")
+    o.add_argument("file", help="an .mlir file, or '-' for stdin")
+    o.add_argument("-p", "--passes", default="", help="comma-separated pass pipeline")
+    o.add_argument("-o", "--output", default="-")
+    _add_ir_dump_flags(o)
+
+    sub.add_parser("passes", help="list the passes with a one-line description")
+
+    r = sub.add_parser("run", help="compile and run a simulation")
+    r.add_argument("file")
+    r.add_argument("--steps", type=int)
+    r.add_argument("--dt", type=float)
+    r.add_argument("--save-every", type=int)
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a param")
+    r.add_argument("--init", help="initial state file (.json or .npz)")
+    r.add_argument("-o", "--output", help="output .npz (default: FILE.npz)")
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    r.add_argument("--remarks", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    _add_compile_options(r)
+    return ap
+
+
+def _open_out(path: str | None):
+    if path in (None, "-"):
+        return sys.stdout
+    return open(path, "w")
+
+
+def cmd_opt(args: argparse.Namespace) -> int:
+    from tpc.pipeline import PassRunner, parse_ir, print_ir
+
+    path = args.file
+    text = sys.stdin.read() if path == "-" else _read(path)
+    module = parse_ir(text, path)
+    runner = PassRunner(args.print_ir_after_all, _split(args.print_ir_after),
+                        debuginfo=args.debuginfo)
+    runner.run(module, args.passes)
+    with _open_out(args.output) as out:
+        print_ir(module, out, args.debuginfo)
+    return 0
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise TpcError(f"cannot read '{path}': {e.strerror}") from None
+
+
+def _split(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from tpc.registry import available_passes, pass_summary
+
+    names = available_passes()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {pass_summary(name)}")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from tpc import compiler
+
+    options = compiler.options_from_args(args)
+    result = compiler.compile_stage(args.file, args.emit, options, runner_args=args)
+    if args.remarks:
+        for line in result.remarks:
+            print(line, file=sys.stderr)
+    out_path = args.output
+    if out_path is None and args.emit == "ptx":
+        out_path = str(Path(args.file).with_suffix(".ptx"))
+    with _open_out(out_path) as out:
+        out.write(result.text)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tpc import runner
+
+    return runner.main(args)
+
+
+COMMANDS = {"opt": cmd_opt, "passes": cmd_passes, "compile": cmd_compile, "run": cmd_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TpcError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

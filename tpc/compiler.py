@@ -1,0 +1,101 @@
+"""Compile options and the stage functions behind `tpc compile --emit=...` and `tpc run`."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field, replace
+
+from xdsl.dialects.builtin import ModuleOp
+
+from tpc import pipeline
+from tpc.diagnostics import TpcError
+from tpc.dialects import ham
+from tpc.syntax import Program, Word
+
+INTEGRATORS = ("leapfrog", "yoshida4", "yoshida6", "yoshida8", "midpoint", "exact")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that changes generated code; its repr is part of the compile-cache key."""
+
+    integrator: str | None = None  # None: the simulate block's, else leapfrog
+    fold: bool = True
+    precision: str = "f64"
+    newton3: bool = True
+    target: str = "cpu"
+
+
+def options_from_args(args) -> Options:
+    return Options(
+        integrator=getattr(args, "integrator", None),
+        fold=not getattr(args, "no_fold", False),
+        precision=getattr(args, "precision", "f64"),
+        newton3=getattr(args, "newton3", True),
+    )
+
+
+@dataclass
+class StageResult:
+    text: str
+    module: ModuleOp | None
+    remarks: list[str] = field(default_factory=list)
+    program: Program | None = None
+
+
+def resolve_integrator(program: Program, options: Options) -> Options:
+    """The integrator from the command line, else the simulate block, else leapfrog."""
+    if options.integrator is not None:
+        name, loc = options.integrator, None
+    else:
+        setting = next((s for s in program.settings if s.name == "integrator"), None)
+        if setting is None:
+            return replace(options, integrator="leapfrog")
+        value = setting.value
+        name = value.text if isinstance(value, Word) else str(value)
+        loc = setting.value_loc
+    if name not in INTEGRATORS:
+        raise TpcError(f"unknown integrator '{name}' (known: {', '.join(INTEGRATORS)})", loc)
+    return replace(options, integrator=name)
+
+
+def ham_remarks(module: ModuleOp) -> list[str]:
+    out = []
+    for op in module.walk():
+        if isinstance(op, ham.HamiltonianOp) and "degree" in op.attributes:
+            deg = op.attributes["degree"]
+            deg_text = getattr(deg, "data", None) or str(deg.value.data)
+            sep = op.attributes["separable"].value.data
+            out.append(
+                f"remark: H has degree {deg_text}; "
+                f"{'separable' if sep else 'not separable'} (T(p) + V(q))"
+            )
+            if "why" in op.attributes:
+                out.append(f"remark: {op.attributes['why'].data}")
+    return out
+
+
+def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> StageResult:
+    runner = pipeline.PassRunner(
+        getattr(runner_args, "print_ir_after_all", False),
+        [x for x in getattr(runner_args, "print_ir_after", "").split(",") if x],
+        debuginfo=getattr(runner_args, "debuginfo", False),
+    )
+    program, module = pipeline.frontend(path)
+    options = resolve_integrator(program, options)
+    runner.run(module, ["ham-degree"])
+    remarks = ham_remarks(module)
+    if emit != "ham":
+        from tpc import lowering
+
+        module, more = lowering.lower(module, emit, options, runner)
+        remarks += more
+    if emit in ("llvm", "ptx"):
+        from tpc import lowering
+
+        text = lowering.render(module, emit, options)
+    else:
+        buf = io.StringIO()
+        pipeline.print_ir(module, buf, runner.debuginfo)
+        text = buf.getvalue()
+    return StageResult(text, module, remarks, program)

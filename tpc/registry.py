@@ -1,0 +1,88 @@
+"""Every dialect and pass the driver knows, loaded lazily so that `tpc --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from xdsl.context import Context
+from xdsl.passes import ModulePass
+
+
+def _ours(module: str, cls: str) -> Callable[[], type[ModulePass]]:
+    return lambda: getattr(importlib.import_module(f"tpc.passes.{module}"), cls)
+
+
+def _xdsl(module: str, cls: str) -> Callable[[], type[ModulePass]]:
+    return lambda: getattr(importlib.import_module(f"xdsl.transforms.{module}"), cls)
+
+
+PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "ham-degree": _ours("ham_degree", "HamDegreePass"),
+    "ham-derive": _ours("ham_derive", "HamDerivePass"),
+    "sym-integrator": _ours("sym_integrator", "SymIntegratorPass"),
+    "sym-fuse-stages": _ours("sym_fuse_stages", "SymFuseStagesPass"),
+    "sym-fold-linear": _ours("sym_fold_linear", "SymFoldLinearPass"),
+    "sym-lower-loops": _ours("sym_lower_loops", "SymLowerLoopsPass"),
+    "canonicalize": _xdsl("canonicalize", "CanonicalizePass"),
+    "cse": _xdsl("common_subexpression_elimination", "CommonSubexpressionElimination"),
+    "dce": _xdsl("dead_code_elimination", "DeadCodeElimination"),
+    "convert-scf-to-cf": _xdsl("convert_scf_to_cf", "ConvertScfToCf"),
+    "reconcile-unrealized-casts": _xdsl(
+        "reconcile_unrealized_casts", "ReconcileUnrealizedCastsPass"
+    ),
+}
+
+
+def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    passes = dict(PASSES)
+    try:
+        from tpc.passes.registry_llvm import LLVM_PASSES
+    except ImportError:
+        LLVM_PASSES = {}
+    passes.update(LLVM_PASSES)
+    return passes
+
+
+def context() -> Context:
+    from xdsl.dialects import arith, builtin, cf, func, llvm, math, memref, scf
+
+    from tpc.dialects.ham import Ham
+
+    ctx = Context()
+    for d in (builtin.Builtin, arith.Arith, math.Math, scf.Scf, cf.Cf, func.Func,
+              memref.MemRef, llvm.LLVM, Ham):
+        ctx.load_dialect(d)
+    try:
+        from tpc.dialects.sym import Sym
+    except ImportError:
+        return ctx
+    ctx.load_dialect(Sym)
+    return ctx
+
+
+_XDSL_SUMMARIES = {
+    "cse": "Common subexpression elimination (xDSL).",
+    "dce": "Remove ops whose results are unused and that have no side effects (xDSL).",
+    "reconcile-unrealized-casts": "Fold away pairs of unrealized conversion casts (xDSL).",
+}
+
+
+def available_passes() -> list[str]:
+    """Names of the passes whose modules exist (a pass may be listed before it is built)."""
+    names = []
+    for name, load in all_passes().items():
+        try:
+            load()
+        except (ImportError, AttributeError):
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+def pass_summary(name: str) -> str:
+    if name in _XDSL_SUMMARIES:
+        return _XDSL_SUMMARIES[name]
+    cls = all_passes()[name]()
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
