@@ -72,8 +72,10 @@ from xdsl.traits import (
     HasParent,
     IsolatedFromAbove,
     IsTerminator,
+    MemoryWriteEffect,
     NoTerminator,
     Pure,
+    RecursiveMemoryEffect,
     SymbolOpInterface,
     SymbolTable,
 )
@@ -199,7 +201,7 @@ class SystemOp(IRDLOperation):
         for op in self.body.block.ops:
             if isinstance(op, InputOp) and op.sym_name.data == name:
                 return op.shape.shape
-            if isinstance(op, StateOp) and name in (op.q.data, op.p.data):
+            if isinstance(op, StateOp) and name in op.names:
                 return op.shape.shape
         raise KeyError(name)
 
@@ -351,7 +353,7 @@ class GradientOp(_ScalarRegionOp):
 class YieldOp(IRDLOperation):
     name = "ham.yield"
     values = var_operand_def()
-    traits = traits_def(IsTerminator())
+    traits = traits_def(IsTerminator(), Pure())
     assembly_format = "attr-dict ($values^ `:` type($values))?"
 
     def __init__(self, *values: SSAValue | Operation):
@@ -415,6 +417,7 @@ class AccumulateOp(IRDLOperation):
     field = prop_def(SymbolRefAttr)
     indices = var_operand_def(IndexType)
     value = operand_def()
+    traits = traits_def(MemoryWriteEffect())
     assembly_format = "$field `[` $indices `]` `,` $value attr-dict `:` type($value)"
 
     def __init__(self, field: str, indices: Sequence[SSAValue | Operation], value: SSAValue):
@@ -568,6 +571,7 @@ class _LoopOp(IRDLOperation):
     upper = operand_def(IndexType)
     result = opt_result_def()
     body = region_def("single_block")
+    traits = traits_def(RecursiveMemoryEffect())
 
     N_IVS: ClassVar[int] = 1
 

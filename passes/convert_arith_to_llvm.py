@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tpc.passes.llvm_types import from_llvm, llvm_type, to_llvm_all, unsupported
 from xdsl.context import Context
 from xdsl.dialects import builtin, llvm
 from xdsl.dialects.builtin import (
@@ -32,8 +33,6 @@ from xdsl.pattern_rewriter import (
     PatternRewriteWalker,
     RewritePattern,
 )
-
-from tpc.passes.llvm_types import from_llvm, llvm_type, to_llvm_all, unsupported
 
 PASS_NAME = "convert-arith-to-llvm"
 

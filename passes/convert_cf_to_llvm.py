@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpc.passes.llvm_types import convert_block_args, to_llvm_all, unsupported
 from xdsl.context import Context
 from xdsl.dialects import builtin, cf, llvm
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
-
-from tpc.passes.llvm_types import convert_block_args, to_llvm_all, unsupported
 
 PASS_NAME = "convert-cf-to-llvm"
 

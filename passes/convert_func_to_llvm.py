@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpc.passes.llvm_types import (
+    convert_block_args,
+    from_llvm,
+    llvm_type,
+    to_llvm,
+    to_llvm_all,
+    unsupported,
+)
 from xdsl.context import Context
 from xdsl.dialects import builtin, func, llvm
 from xdsl.ir import Operation
@@ -20,15 +28,6 @@ from xdsl.pattern_rewriter import (
     PatternRewriter,
     PatternRewriteWalker,
     RewritePattern,
-)
-
-from tpc.passes.llvm_types import (
-    convert_block_args,
-    from_llvm,
-    llvm_type,
-    to_llvm,
-    to_llvm_all,
-    unsupported,
 )
 
 PASS_NAME = "convert-func-to-llvm"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tpc.passes.llvm_types import LLVMLoweringError, unsupported
 from xdsl.context import Context
 from xdsl.dialects import builtin, llvm
 from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, f32, f64, i32, i64
@@ -23,8 +24,6 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
-
-from tpc.passes.llvm_types import LLVMLoweringError, unsupported
 
 PASS_NAME = "convert-math-to-llvm"
 
@@ -179,9 +178,7 @@ def build_powi_helper(name: str, typ: Attribute) -> llvm.FuncOp:
     neg = llvm.ICmpOp(n, zero.result, slt)
     minus_n = llvm.SubOp(zero.result, n)
     mag = llvm.SelectOp(neg, minus_n, n)
-    entry.add_ops(
-        [zero, one_i, one_f, neg, minus_n, mag, llvm.BrOp(loop, x, mag, one_f.result)]
-    )
+    entry.add_ops([zero, one_i, one_f, neg, minus_n, mag, llvm.BrOp(loop, x, mag, one_f.result)])
 
     b, e, acc = loop.args
     eq = IntegerAttr(llvm.ICmpPredicateFlag.EQ.to_int(), 64)
@@ -192,7 +189,7 @@ def build_powi_helper(name: str, typ: Attribute) -> llvm.FuncOp:
 
     zero_b, one_b = c_int(0), c_int(1)
     bit = llvm.AndOp(e, one_b.result)
-    odd = llvm.ICmpOp(bit, zero_b.result, ne)
+    odd = llvm.ICmpOp(bit.res, zero_b.result, ne)
     acc_x = llvm.FMulOp(acc, b)
     acc_next = llvm.SelectOp(odd, acc_x, acc)
     b_sq = llvm.FMulOp(b, b)
@@ -229,14 +226,14 @@ class ConvertMathToLLVMPass(ModulePass):
             raise LLVMLoweringError(f"{PASS_NAME}: unknown target '{self.target}'")
         pattern = MathToLLVMPattern(self.target)
         PatternRewriteWalker(pattern).rewrite_module(op)
-        block = op.body.block
+        # Declarations go to the top of the module, in first-use order.
+        where = InsertPoint.at_start(op.body.block)
         for name, decl in pattern.decls.items():
             other = SymbolTable.lookup_symbol(op, name)
             if other is None:
-                Rewriter.insert_op(decl, InsertPoint.at_start(block))
-            elif not (
-                isinstance(other, llvm.FuncOp) and other.function_type == decl.function_type
-            ):
+                Rewriter.insert_op(decl, where)
+                where = InsertPoint.after(decl)
+            elif not (isinstance(other, llvm.FuncOp) and other.function_type == decl.function_type):
                 raise LLVMLoweringError(
                     f"{PASS_NAME}: symbol '{name}' already exists and is not the expected "
                     f"llvm.func {decl.function_type}"

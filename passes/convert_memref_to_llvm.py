@@ -12,6 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpc.passes.llvm_types import (
+    LLVMLoweringError,
+    byte_size,
+    check_flat_memref,
+    element_llvm_type,
+    from_llvm,
+    to_llvm,
+    unsupported,
+)
 from xdsl.context import Context
 from xdsl.dialects import builtin, llvm, memref
 from xdsl.dialects.builtin import IntegerAttr, MemRefType, i64
@@ -24,16 +33,6 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
 )
 from xdsl.rewriter import InsertPoint
-
-from tpc.passes.llvm_types import (
-    LLVMLoweringError,
-    byte_size,
-    check_flat_memref,
-    element_llvm_type,
-    from_llvm,
-    to_llvm,
-    unsupported,
-)
 
 PASS_NAME = "convert-memref-to-llvm"
 

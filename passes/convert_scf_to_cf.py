@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpc.passes.llvm_types import unsupported
 from xdsl.context import Context
 from xdsl.dialects import builtin, cf, scf
 from xdsl.ir import Operation
@@ -25,17 +26,15 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import BlockInsertPoint, InsertPoint
 from xdsl.transforms.convert_scf_to_cf import ForLowering, IfLowering, SwitchLowering
 
-from tpc.passes.llvm_types import unsupported
-
 PASS_NAME = "convert-scf-to-cf"
 
 
 class WhileLowering(RewritePattern):
     """
-        ^current:  ... br ^before(inits)
-        ^before(args): ...                 cond_br %c, ^after(cargs), ^continue
-        ^after(cargs): ...                 br ^before(yielded)
-        ^continue:  uses of the while results -> cargs (they dominate ^continue)
+    ^current:  ... br ^before(inits)
+    ^before(args): ...                 cond_br %c, ^after(cargs), ^continue
+    ^after(cargs): ...                 br ^before(yielded)
+    ^continue:  uses of the while results -> cargs (they dominate ^continue)
     """
 
     @op_type_rewrite_pattern

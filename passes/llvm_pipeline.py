@@ -7,12 +7,6 @@ failure inside the llvmlite translation.
 
 from __future__ import annotations
 
-from xdsl.context import Context
-from xdsl.dialects import arith, builtin, cf, func, llvm, math, memref, scf
-from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import ModulePass
-from xdsl.transforms.reconcile_unrealized_casts import reconcile_unrealized_casts
-
 from tpc.passes.convert_arith_to_llvm import ConvertArithToLLVMPass
 from tpc.passes.convert_cf_to_llvm import ConvertCfToLLVMPass
 from tpc.passes.convert_func_to_llvm import ConvertFuncToLLVMPass
@@ -20,13 +14,26 @@ from tpc.passes.convert_math_to_llvm import ConvertMathToLLVMPass
 from tpc.passes.convert_memref_to_llvm import ConvertMemrefToLLVMPass
 from tpc.passes.convert_scf_to_cf import ConvertScfToCfPass
 from tpc.passes.llvm_types import LLVMLoweringError
+from xdsl.context import Context
+from xdsl.dialects import arith, builtin, cf, func, llvm, math, memref, scf
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.transforms.reconcile_unrealized_casts import reconcile_unrealized_casts
 
 
 def standard_context() -> Context:
     """A context with every dialect the lowering reads or writes."""
     ctx = Context()
-    for dialect in (builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
-                    memref.MemRef, llvm.LLVM):
+    for dialect in (
+        builtin.Builtin,
+        func.Func,
+        arith.Arith,
+        math.Math,
+        scf.Scf,
+        cf.Cf,
+        memref.MemRef,
+        llvm.LLVM,
+    ):
         ctx.load_dialect(dialect)
     return ctx
 

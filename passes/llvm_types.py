@@ -31,9 +31,13 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from tpc.diagnostics import TpcError
 
-class LLVMLoweringError(Exception):
-    """An op or type that the CPU/GPU back end does not know how to lower."""
+
+class LLVMLoweringError(TpcError):
+    """An op or type that the CPU/GPU back end does not know how to lower.
+
+    A TpcError, so the driver reports it as `error: <message>` without a traceback."""
 
 
 def unsupported(pass_name: str, op: Operation, why: str = "") -> LLVMLoweringError:

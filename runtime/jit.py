@@ -71,7 +71,7 @@ def _target_machine() -> llvm.TargetMachine:
 
 def _ensure_llvm_dialect(module_op: ModuleOp) -> ModuleOp:
     """Accept a module still in func/arith/...: lower a copy of it."""
-    if all(op.name.startswith("llvm.") for op in module_op.ops):
+    if all(op is module_op or op.name.startswith("llvm.") for op in module_op.walk()):
         return module_op
     from tpc.passes.llvm_pipeline import lower_to_llvm
 
@@ -100,9 +100,14 @@ def to_llvmlite_ir(module_op: ModuleOp) -> ir.Module:
     return irmod
 
 
-def llvm_ir_text(module_op: ModuleOp) -> str:
-    """Unoptimised textual LLVM IR (for `--emit=llvm`)."""
-    return str(to_llvmlite_ir(module_op))
+def llvm_ir_text(module_op: ModuleOp, *, optimize: bool = False) -> str:
+    """Textual LLVM IR (for `--emit=llvm`), verified and printed by LLVM itself;
+    `optimize=True` gives the O3 IR that would be compiled."""
+    tm = _target_machine()
+    ref = _parse_and_verify(to_llvmlite_ir(module_op), tm)
+    if optimize:
+        _optimize(ref, tm, 3)
+    return str(ref)
 
 
 def _parse_and_verify(irmod: ir.Module, tm: llvm.TargetMachine) -> llvm.ModuleRef:

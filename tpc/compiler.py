@@ -99,3 +99,18 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
         pipeline.print_ir(module, buf, runner.debuginfo)
         text = buf.getvalue()
     return StageResult(text, module, remarks, program)
+
+
+def check_integrator(program: Program, info, options: Options) -> None:
+    """An explicit splitting of a non-separable H is refused where the user chose it."""
+    if info.separable or options.integrator in ("midpoint", "exact"):
+        return
+    setting = next((s for s in program.settings if s.name == "integrator"), None)
+    loc = setting.value_loc if setting is not None and options.integrator == getattr(
+        setting.value, "text", None) else None
+    raise TpcError(
+        f"integrator '{options.integrator}' splits H into kicks and drifts, but H is not "
+        "separable (a term couples q and p), so the split would not be symplectic; "
+        "use integrator = midpoint",
+        loc,
+    )

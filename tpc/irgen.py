@@ -51,6 +51,10 @@ UNARY_MATH: dict[str, type[Operation]] = {
 VECTOR_FUNCS = {"norm": 1, "dot": 2, "cross": 2}
 
 
+def _a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
 def fmt_shape(shape: tuple[Dim, ...]) -> str:
     return "a scalar" if not shape else "shape [" + ", ".join(map(str, shape)) + "]"
 
@@ -123,7 +127,8 @@ class IRGen:
             if name in seen:
                 prev = seen[name][1]
                 raise TpcError(
-                    f"redefinition of '{name}' (first declared as a {seen[name][0]} at {prev})", loc
+                    f"redefinition of '{name}' (first declared as {_a(seen[name][0])} at {prev})",
+                    loc,
                 )
             seen[name] = (kind, loc)
 
@@ -145,7 +150,7 @@ class IRGen:
                     raise TpcError(f"dimension of '{arr.name}' must be positive, got {d}", dloc)
                 if isinstance(d, str):
                     if d in seen and seen[d][0] != "size":
-                        raise TpcError(f"'{d}' is a {seen[d][0]}, not a size", dloc)
+                        raise TpcError(f"'{d}' is {_a(seen[d][0])}, not a size", dloc)
                     seen.setdefault(d, ("size", dloc))
         return seen
 
@@ -191,6 +196,7 @@ class IRGen:
         if h.shape:
             raise TpcError(f"H must be a scalar, but it has {fmt_shape(h.shape)}", h_decl.expr.loc)
         self.emit(ham.YieldOp(h.at([])), h_decl.loc)
+        self.check_unused_lets()
         for op in reversed(self.hoisted):
             body.insert_op_before(op, body.first_op) if body.first_op else body.add_op(op)
 
@@ -206,6 +212,17 @@ class IRGen:
         module = ModuleOp([system])
         module.verify()
         return module
+
+    def check_unused_lets(self) -> None:
+        """Report errors in lets that H never uses, generating them into a scratch block."""
+        unused = [d for d in self.system.lets if d.name not in self.lets]
+        if not unused:
+            return
+        checker = IRGen(self.program)
+        checker.kinds, checker.fields, checker.params = self.kinds, self.fields, self.params
+        checker.block = checker.top = Block()
+        for d in unused:
+            checker.let(d.name, d.loc)
 
     # ----------------------------------------------------------------- expressions
     def expr(self, node: Node) -> Val:
@@ -300,7 +317,7 @@ class IRGen:
         row = base.at(idx[:-1])
         return self.scalar(self.emit(ham.ExtractOp(row, int(pos_node.value)), node.loc))
 
-    def index(self, e: Node, dim: Dim, array: str) -> SSAValue:
+    def index(self, e: Node, dim: Dim, array: str, whole: bool = True) -> SSAValue:
         """An index: integer, summation index, size symbol, or one of those +/- an integer."""
         if isinstance(e, Num):
             if not e.is_int:
@@ -317,12 +334,18 @@ class IRGen:
             if e.id in self.loop_vars:
                 return self.loop_vars[e.id]
             if self.kinds.get(e.id, (None,))[0] == "size":
+                if whole and e.id == dim:
+                    raise TpcError(
+                        f"index {e.id} out of range for '{array}' (dimension of size {dim}; "
+                        f"the last index is {e.id}-1)",
+                        e.loc,
+                    )
                 return self.dim(e.id)
             if e.id in self.kinds:
-                raise TpcError(f"'{e.id}' is not an index (a {self.kinds[e.id][0]})", e.loc)
+                raise TpcError(f"'{e.id}' is not an index ({_a(self.kinds[e.id][0])})", e.loc)
             raise TpcError(f"unknown index '{e.id}'", e.loc)
         if isinstance(e, BinOp) and e.op in "+-" and isinstance(e.rhs, Num) and e.rhs.is_int:
-            base = self.index(e.lhs, dim, array)
+            base = self.index(e.lhs, dim, array, whole=False)
             off = self.iconst(int(e.rhs.value))
             op = arith.AddiOp(base, off) if e.op == "+" else arith.SubiOp(base, off)
             return self.emit(op, e.loc)

@@ -27,7 +27,6 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _xdsl("canonicalize", "CanonicalizePass"),
     "cse": _xdsl("common_subexpression_elimination", "CommonSubexpressionElimination"),
     "dce": _xdsl("dead_code_elimination", "DeadCodeElimination"),
-    "convert-scf-to-cf": _xdsl("convert_scf_to_cf", "ConvertScfToCf"),
     "reconcile-unrealized-casts": _xdsl(
         "reconcile_unrealized_casts", "ReconcileUnrealizedCastsPass"
     ),

@@ -175,9 +175,10 @@ class _Builder(lark.Transformer):
     def pos_number(self, children):
         return self._number(children[0])
 
-    def neg_number(self, children):
+    @lark.v_args(meta=True)
+    def neg_number(self, meta, children):
         n = self._number(children[0])
-        return Num(n.loc, -n.value, n.is_int)
+        return Num(self.loc(meta), -n.value, n.is_int)  # the location of the '-' sign
 
     # expressions ---------------------------------------------------------
     @lark.v_args(meta=True)

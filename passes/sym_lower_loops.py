@@ -1,0 +1,585 @@
+"""sym-lower-loops: `ham` energy/gradients and the `sym` time loop -> func/scf/memref/arith/math.
+
+Algorithm:
+  1. Fields live in flat row-major `memref<?xf64>` buffers; a size symbol becomes an `index`
+     argument; params are read once from a `params` buffer. Every function takes this same
+     environment: (q, p, params, inputs..., sizes...).
+  2. Vectors are scalarized: a `vector<3xf64>` value becomes three f64 values, so norm, dot,
+     cross, broadcast and reduce turn into plain scalar arithmetic and no vector type reaches
+     the LLVM lowering. `x^n` becomes a short multiplication chain.
+  3. `ham.sum` becomes `scf.for` with one accumulator per component; `ham.pair_sum` two nested
+     loops (j > i for `<`; j < i then j > i for `!=`, so no branch in the inner loop).
+  4. Functions: `energy` returns H; `grad_<x>` zeroes its output and lowers the scatter-form
+     gradient region; `run` is the time loop of `sym.evolve`: for each snapshot, `stride` steps
+     of the scheme's stages (kick: p -= c dt grad_q; drift: q += c dt grad_p; implicit
+     midpoint: fixed-point iteration to round-off), a finiteness check after every step, then
+     the snapshot (q, p, H) written to the output buffers. For a first-same-as-last scheme the
+     closing kick of a step is fused into the opening kick of the next one, and only the
+     snapshot boundary applies it separately.
+  5. `run` returns -1 when all went well, the step index when the state turned non-finite, and
+     -2 - step when an implicit stage failed to converge; snapshots before it are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    VectorType,
+    f64,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import PassFailedException
+
+from tpc.dialects import ham, sym
+
+BUF = MemRefType(f64, [DYNAMIC_INDEX])
+INDEX = IndexType()
+
+Scalars = list[SSAValue]  # a lowered value: one f64 per vector component (one for a scalar)
+
+
+class Emitter:
+    """Appends ops to a current block; small helpers keep the lowering readable."""
+
+    def __init__(self, block: Block):
+        self.block = block
+
+    def __call__(self, op: Operation) -> SSAValue:
+        self.block.add_op(op)
+        return op.results[0] if op.results else None  # type: ignore[return-value]
+
+    def f(self, value: float) -> SSAValue:
+        return self(arith.ConstantOp(FloatAttr(value, f64)))
+
+    def i(self, value: int) -> SSAValue:
+        return self(arith.ConstantOp(IntegerAttr(value, INDEX)))
+
+    def add(self, a, b):
+        return self(arith.AddfOp(a, b))
+
+    def sub(self, a, b):
+        return self(arith.SubfOp(a, b))
+
+    def mul(self, a, b):
+        return self(arith.MulfOp(a, b))
+
+    def div(self, a, b):
+        return self(arith.DivfOp(a, b))
+
+    def iadd(self, a, b):
+        return self(arith.AddiOp(a, b))
+
+    def imul(self, a, b):
+        return self(arith.MuliOp(a, b))
+
+    def load(self, buf, idx):
+        return self(memref.LoadOp.get(buf, [idx]))
+
+    def store(self, value, buf, idx):
+        self(memref.StoreOp.get(value, buf, [idx]))
+
+    def for_(self, lo, hi, body: Callable[[Emitter, SSAValue, list[SSAValue]], list[SSAValue]],
+             inits: Sequence[SSAValue] = ()) -> list[SSAValue]:
+        block = Block(arg_types=[INDEX, *[v.type for v in inits]])
+        inner = Emitter(block)
+        results = body(inner, block.args[0], list(block.args[1:]))
+        inner(scf.YieldOp(*results))
+        op = scf.ForOp(lo, hi, self.i(1), list(inits), block)
+        self(op)
+        return list(op.results)
+
+    def if_(self, cond, then: Callable[[Emitter], list[SSAValue]],
+            other: Callable[[Emitter], list[SSAValue]], types: Sequence[Attribute]) -> list:
+        blocks = []
+        for fn in (then, other):
+            b = Block()
+            e = Emitter(b)
+            e(scf.YieldOp(*fn(e)))
+            blocks.append(b)
+        op = scf.IfOp(cond, list(types), Region(blocks[0]), Region(blocks[1]))
+        self(op)
+        return list(op.results)
+
+
+@dataclass
+class Env:
+    """The run-time environment every generated function receives."""
+
+    system: ham.SystemOp
+    q: SSAValue
+    p: SSAValue
+    params: SSAValue
+    inputs: dict[str, SSAValue]
+    sizes: dict[str, SSAValue]
+
+    @property
+    def args(self) -> list[SSAValue]:
+        return [self.q, self.p, self.params, *self.inputs.values(), *self.sizes.values()]
+
+
+def env_types(system: ham.SystemOp) -> list[Attribute]:
+    n_inputs = len(system.decls(ham.InputOp))
+    n_sizes = len(system.decls(ham.SizeOp))
+    return [BUF, BUF, BUF] + [BUF] * n_inputs + [INDEX] * n_sizes
+
+
+def bind_env(system: ham.SystemOp, args: Sequence[SSAValue]) -> Env:
+    inputs = [op.sym_name.data for op in system.decls(ham.InputOp)]
+    sizes = [op.sym_name.data for op in system.decls(ham.SizeOp)]
+    k = 3 + len(inputs)
+    return Env(system, args[0], args[1], args[2], dict(zip(inputs, args[3:k])),
+               dict(zip(sizes, args[k:k + len(sizes)])))
+
+
+class RegionLowering:
+    """Lowers the ops of a ham region (energy or gradient) into scalar code."""
+
+    def __init__(self, env: Env, emit: Emitter, grad_out: SSAValue | None = None):
+        self.env = env
+        self.values: dict[SSAValue, Scalars] = {}
+        self.emit = emit
+        self.grad_out = grad_out
+        params = [op.sym_name.data for op in env.system.decls(ham.ParamOp)]
+        self.param_index = {name: k for k, name in enumerate(params)}
+        q, p = env.system.state.names
+        self.buffers = {q: env.q, p: env.p, **env.inputs}
+
+    def dim(self, d: int | str, e: Emitter) -> SSAValue:
+        return e.i(d) if isinstance(d, int) else self.env.sizes[d]
+
+    def flat_index(self, field: str, indices: Sequence[SSAValue], e: Emitter) -> SSAValue:
+        """Row-major offset of the first element addressed by `indices`."""
+        shape = self.env.system.field_shape(field)
+        offset = e.i(0)
+        for k, d in enumerate(shape):
+            if k > 0:
+                offset = e.imul(offset, self.dim(d, e))
+            if k < len(indices):
+                offset = e.iadd(offset, self.get(indices[k])[0])
+        return offset
+
+    def get(self, v: SSAValue) -> Scalars:
+        return self.values[v]
+
+    def block(self, block: Block, e: Emitter) -> list[Scalars]:
+        """Lower every op of `block` into `e`; return the lowered values of its ham.yield."""
+        saved, self.emit = self.emit, e
+        try:
+            for op in block.ops:
+                if isinstance(op, ham.YieldOp):
+                    return [self.get(v) for v in op.values]
+                self.op(op)
+        finally:
+            self.emit = saved
+        return []
+
+    def op(self, op: Operation) -> None:
+        e = self.emit
+        x = [self.get(o) for o in op.operands]
+
+        def set1(*vals: SSAValue) -> None:
+            self.values[op.results[0]] = list(vals)
+
+        def lanes(fn: Callable[..., Operation]) -> None:
+            width = max(len(v) for v in x)
+            cols = [v * width if len(v) == 1 else v for v in x]
+            set1(*[e(fn(*[c[k] for c in cols])) for k in range(width)])
+
+        match op:
+            case arith.ConstantOp() if isinstance(op.value, FloatAttr | IntegerAttr):
+                set1(e(op.clone()))
+            case arith.ConstantOp():
+                set1(*[e.f(v) for v in op.value.get_values()])
+            case arith.AddiOp() | arith.SubiOp() | arith.MuliOp():
+                set1(e(type(op)(x[0][0], x[1][0])))
+            case arith.AddfOp() | arith.SubfOp() | arith.MulfOp() | arith.DivfOp():
+                lanes(type(op))
+            case arith.NegfOp() | math.SinOp() | math.CosOp() | math.TanOp() | math.ExpOp() \
+                    | math.LogOp() | math.SqrtOp() | math.AbsFOp() | math.SinhOp() \
+                    | math.CoshOp() | math.TanhOp():
+                lanes(type(op))
+            case math.PowFOp() | math.CopySignOp():
+                lanes(type(op))
+            case ham.ParamRefOp():
+                idx = self.param_index[op.param.string_value()]
+                set1(e.load(self.env.params, e.i(idx)))
+            case ham.DimOp():
+                set1(self.env.sizes[op.size.string_value()])
+            case ham.LoadOp():
+                name = op.field_name
+                base = self.flat_index(name, op.indices, e)
+                width = len(self.get_width(op.result.type))
+                comps = [base if k == 0 else e.iadd(base, e.i(k)) for k in range(width)]
+                set1(*[e.load(self.buffers[name], c) for c in comps])
+            case ham.AccumulateOp():
+                name = op.field.string_value()
+                base = self.flat_index(name, op.indices, e)
+                for k, val in enumerate(self.get(op.value)):
+                    at = base if k == 0 else e.iadd(base, e.i(k))
+                    e.store(e.add(e.load(self.grad_out, at), val), self.grad_out, at)
+            case ham.IPowOp():
+                set1(*[self.ipow(c, op.exponent.value.data, e) for c in x[0]])
+            case ham.NormOp():
+                set1(e(math.SqrtOp(self.sum_sq(x[0], x[0], e))))
+            case ham.DotOp():
+                set1(self.sum_sq(x[0], x[1], e))
+            case ham.CrossOp():
+                a, b = x
+                set1(*[e.sub(e.mul(a[i], b[j]), e.mul(a[j], b[i]))
+                       for i, j in ((1, 2), (2, 0), (0, 1))])
+            case ham.ReduceOp():
+                acc = x[0][0]
+                for c in x[0][1:]:
+                    acc = e.add(acc, c)
+                set1(acc)
+            case ham.BroadcastOp():
+                set1(*(x[0] * op.result.type.get_shape()[0]))
+            case ham.ExtractOp():
+                set1(x[0][op.position.value.data])
+            case ham.SumOp() | ham.PairSumOp():
+                self.loop(op, e)
+            case _:
+                raise PassFailedException(f"sym-lower-loops: cannot lower {op.name}")
+
+    @staticmethod
+    def get_width(t: Attribute) -> list[int]:
+        return list(range(t.get_shape()[0])) if isinstance(t, VectorType) else [0]
+
+    def sum_sq(self, a: Scalars, b: Scalars, e: Emitter) -> SSAValue:
+        acc = e.mul(a[0], b[0])
+        for u, v in zip(a[1:], b[1:]):
+            acc = e.add(acc, e.mul(u, v))
+        return acc
+
+    def ipow(self, x: SSAValue, n: int, e: Emitter) -> SSAValue:
+        if n == 0:
+            return e.f(1.0)
+        if n < 0:
+            return e.div(e.f(1.0), self.ipow(x, -n, e))
+        result, base = None, x
+        while n:
+            if n & 1:
+                result = base if result is None else e.mul(result, base)
+            n >>= 1
+            if n:
+                base = e.mul(base, base)
+        return result
+
+    def loop(self, op: ham.SumOp | ham.PairSumOp, e: Emitter) -> None:
+        width = len(self.get_width(op.result.type)) if op.result is not None else 0
+        lo, hi = self.get(op.lower)[0], self.get(op.upper)[0]
+        src = op.body.block
+        zeros = [e.f(0.0) for _ in range(width)]
+
+        def body_at(ivs: list[SSAValue]):
+            def body(inner: Emitter, iv: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
+                for a, v in zip(src.args, [*ivs, iv]):
+                    self.values[a] = [v]
+                out = self.block(src, inner)
+                return [inner.add(a, v) for a, v in zip(accs, out[0])] if width else []
+            return body
+
+        if isinstance(op, ham.SumOp):
+            results = e.for_(lo, hi, body_at([]), zeros)
+        else:
+            def outer(oe: Emitter, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
+                after = oe.iadd(i, oe.i(1))
+                accs = oe.for_(after, hi, body_at([i]), accs)
+                if op.kind.data == "ne":
+                    accs = oe.for_(lo, i, body_at([i]), accs)
+                return accs
+            results = e.for_(lo, hi, outer, zeros)
+        if width:
+            self.values[op.result] = results
+
+
+def state_size(env: Env, e: Emitter) -> SSAValue:
+    n = e.i(1)
+    for d in env.system.state.shape.shape:
+        n = e.imul(n, e.i(d) if isinstance(d, int) else env.sizes[d])
+    return n
+
+
+def make_func(name: str, inputs: list[Attribute], outputs: list[Attribute],
+              body: Callable[[Emitter, list[SSAValue]], list[SSAValue]],
+              private: bool = True) -> func.FuncOp:
+    block = Block(arg_types=inputs)
+    e = Emitter(block)
+    results = body(e, list(block.args))
+    e(func.ReturnOp(*results))
+    return func.FuncOp(name, (inputs, outputs), Region(block),
+                       visibility=StringAttr("private") if private else None)
+
+
+def lower_energy(system: ham.SystemOp) -> func.FuncOp:
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args)
+        out = RegionLowering(env, e).block(system.hamiltonian.body.block, e)
+        return [out[0][0]]
+
+    return make_func("energy", env_types(system), [f64], body, private=False)
+
+
+def lower_gradient(system: ham.SystemOp, wrt: str) -> func.FuncOp:
+    grad = system.gradient(wrt)
+    if grad is None:
+        raise PassFailedException(f"sym-lower-loops: no gradient for '{wrt}' (run ham-derive)")
+
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args[:-1])
+        out = args[-1]
+        zero = e.f(0.0)
+
+        def clear(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(zero, out, k)
+            return []
+
+        e.for_(e.i(0), state_size(env, e), clear)
+        RegionLowering(env, e, grad_out=out).block(grad.body.block, e)
+        return []
+
+    return make_func(f"grad_{wrt}", [*env_types(system), BUF], [], body, private=False)
+
+
+class TimeLoop:
+    """Lowers sym.evolve: the `run` function."""
+
+    def __init__(self, system: ham.SystemOp, scheme: sym.SchemeOp):
+        self.system, self.scheme = system, scheme
+        self.q_name, self.p_name = system.state.names
+
+    def build(self) -> func.FuncOp:
+        # run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work) -> i64
+        types = [*env_types(self.system), f64, INDEX, INDEX, INDEX, BUF, BUF, BUF, BUF, BUF]
+        return make_func("run", types, [i64], self.body, private=False)
+
+    def call_grad(self, e: Emitter, wrt: str, out: SSAValue) -> None:
+        e(func.CallOp(f"grad_{wrt}", [*self.env.args, out], []))
+
+    def axpy(self, e: Emitter, y: SSAValue, a: SSAValue, x: SSAValue) -> None:
+        """y += a * x over the state."""
+        def body(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(inner.add(inner.load(y, k), inner.mul(a, inner.load(x, k))), y, k)
+            return []
+
+        e.for_(e.i(0), self.n, body)
+
+    def kick(self, e: Emitter, coeff: SSAValue) -> None:
+        self.call_grad(e, self.q_name, self.g)
+        self.axpy(e, self.env.p, e(arith.NegfOp(e.mul(coeff, self.dt))), self.g)
+
+    def drift(self, e: Emitter, coeff: SSAValue) -> None:
+        self.call_grad(e, self.p_name, self.g)
+        self.axpy(e, self.env.q, e.mul(coeff, self.dt), self.g)
+
+    def midpoint(self, e: Emitter, stage: sym.ImplicitMidpointOp, step: SSAValue) -> SSAValue:
+        """Returns an i1 that is true when the fixed-point iteration converged."""
+        n, work, g = self.n, self.work, self.g
+        q, p = self.env.q, self.env.p
+        half_h = e.mul(e.f(0.5 * stage.c), self.dt)
+        off_p0, off_gp = n, e.imul(n, e.i(2))
+
+        def save(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(inner.load(q, k), work, k)
+            inner.store(inner.load(p, k), work, inner.iadd(k, off_p0))
+            return []
+
+        e.for_(e.i(0), n, save)
+        max_iter = stage.max_iter.value.data
+        tol = e.f(stage.tol.value.data)
+
+        # while (it < max_iter && !converged): q,p <- midpoint guess from grads at current q,p
+        before = Block(arg_types=[INDEX, i1, f64])
+        be = Emitter(before)
+        it, done, _prev = before.args
+        more = be(arith.CmpiOp(it, be.i(max_iter), "slt"))
+        go = be(arith.AndIOp(more, be(arith.XOrIOp(done, be(arith.ConstantOp(
+            IntegerAttr(1, i1)))))))
+        be(scf.ConditionOp(go, it, done, _prev))
+
+        after = Block(arg_types=[INDEX, i1, f64])
+        ae = Emitter(after)
+        it2, _, prev = after.args
+        self.call_grad(ae, self.p_name, g)
+        gp_buf = work
+
+        def keep_gp(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(inner.load(g, k), gp_buf, inner.iadd(k, off_gp))
+            return []
+
+        ae.for_(ae.i(0), n, keep_gp)
+        self.call_grad(ae, self.q_name, g)
+
+        def update(inner: Emitter, k: SSAValue, acc: list) -> list:
+            kp = inner.iadd(k, off_p0)
+            q_new = inner.add(inner.load(work, k),
+                              inner.mul(half_h, inner.load(gp_buf, inner.iadd(k, off_gp))))
+            p_new = inner.sub(inner.load(work, kp), inner.mul(half_h, inner.load(g, k)))
+            dq = inner(math.AbsFOp(inner.sub(q_new, inner.load(q, k))))
+            dp = inner(math.AbsFOp(inner.sub(p_new, inner.load(p, k))))
+            inner.store(q_new, q, k)
+            inner.store(p_new, p, k)
+            delta = inner(arith.MaximumfOp(acc[0], inner(arith.MaximumfOp(dq, dp))))
+            scale = inner(arith.MaximumfOp(acc[1], inner(arith.MaximumfOp(
+                inner(math.AbsFOp(q_new)), inner(math.AbsFOp(p_new))))))
+            return [delta, scale]
+
+        delta, scale = ae.for_(ae.i(0), n, update, [ae.f(0.0), ae.f(0.0)])
+        small = ae(arith.CmpfOp(delta, ae.mul(tol, ae.add(ae.f(1.0), scale)), "ole"))
+        # Round-off floor: once the update stops shrinking, more iterations cannot help.
+        stalled = ae(arith.AndIOp(
+            ae(arith.CmpfOp(delta, prev, "oge")),
+            ae(arith.CmpfOp(delta, ae.mul(ae.f(1e-10), ae.add(ae.f(1.0), scale)), "ole")),
+        ))
+        ae(scf.YieldOp(ae.iadd(it2, ae.i(1)), ae(arith.OrIOp(small, stalled)), delta))
+        loop = scf.WhileOp([e.i(0), e(arith.ConstantOp(IntegerAttr(0, i1))),
+                            e.f(float("inf"))], [INDEX, i1, f64], Region(before), Region(after))
+        e(loop)
+
+        def finish(inner: Emitter, k: SSAValue, _: list) -> list:
+            kp = inner.iadd(k, off_p0)
+            two = inner.f(2.0)
+            inner.store(inner.sub(inner.mul(two, inner.load(q, k)), inner.load(work, k)), q, k)
+            inner.store(inner.sub(inner.mul(two, inner.load(p, k)), inner.load(work, kp)), p, k)
+            return []
+
+        e.for_(e.i(0), n, finish)
+        return loop.results[1]
+
+    def finite(self, e: Emitter) -> SSAValue:
+        """True when every q and p is finite: x * 0 is 0 exactly for finite x, NaN otherwise."""
+        zero = e.f(0.0)
+
+        def body(inner: Emitter, k: SSAValue, acc: list) -> list:
+            s = inner.add(inner.mul(inner.load(self.env.q, k), zero),
+                          inner.mul(inner.load(self.env.p, k), zero))
+            return [inner.add(acc[0], s)]
+
+        (total,) = e.for_(e.i(0), self.n, body, [zero])
+        return e(arith.CmpfOp(total, zero, "oeq"))
+
+    def body(self, e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        k = len(env_types(self.system))
+        self.env = bind_env(self.system, args[:k])
+        (self.dt, nsnap, stride, step0, out_q, out_p, out_h, self.g, self.work) = args[k:]
+        self.n = state_size(self.env, e)
+        stages = self.scheme.stages
+        fsal = "fsal" in self.scheme.attributes
+        ok = e(arith.ConstantOp(IntegerAttr(-1, i64)))
+
+        def one_step(se: Emitter, global_step: SSAValue, first: SSAValue) -> SSAValue:
+            """Run one step; returns the i64 status after it."""
+            status = ok
+            body = stages
+            if fsal:
+                a, b = stages[0].c, stages[-1].c
+                c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
+                self.kick(se, c)
+                body = stages[1:-1]
+            for st in body:
+                if isinstance(st, sym.KickOp):
+                    self.kick(se, se.f(st.c))
+                elif isinstance(st, sym.DriftOp):
+                    self.drift(se, se.f(st.c))
+                elif isinstance(st, sym.ImplicitMidpointOp):
+                    conv = self.midpoint(se, st, global_step)
+                    failed = se(arith.SubiOp(se.i(-2), global_step))
+                    failed = se(arith.IndexCastOp(failed, i64))
+                    status = se(arith.SelectOp(conv, status, failed))
+            fin = self.finite(se)
+            bad = se(arith.IndexCastOp(global_step, i64))
+            still_ok = se(arith.CmpiOp(status, ok, "eq"))
+            return se(arith.SelectOp(se(arith.AndIOp(fin, still_ok)), status,
+                                     se(arith.SelectOp(still_ok, bad, status))))
+
+        def snapshot(se: Emitter, s: SSAValue, st: list) -> list:
+            def step(ie: Emitter, kk: SSAValue, acc: list) -> list:
+                gstep = ie.iadd(step0, ie.iadd(ie.imul(s, stride), kk))
+                first = ie(arith.CmpiOp(kk, ie.i(0), "eq"))
+                healthy = ie(arith.CmpiOp(acc[0], ok, "eq"))
+                return ie.if_(healthy, lambda te: [one_step(te, gstep, first)],
+                              lambda fe: [acc[0]], [i64])
+
+            (status,) = se.for_(se.i(0), stride, step, st)
+            if fsal:
+                healthy = se(arith.CmpiOp(status, ok, "eq"))
+
+                def close(te: Emitter) -> list:
+                    self.kick(te, te.f(stages[-1].c))
+                    return []
+
+                se.if_(healthy, close, lambda fe: [], [])
+            self.save(se, s, out_q, out_p, out_h)
+            return [status]
+
+        # Snapshots stop early once the status is bad: a while loop over s.
+        before = Block(arg_types=[INDEX, i64])
+        be = Emitter(before)
+        s, st = before.args
+        go = be(arith.AndIOp(be(arith.CmpiOp(s, nsnap, "slt")), be(arith.CmpiOp(st, ok, "eq"))))
+        be(scf.ConditionOp(go, s, st))
+        after = Block(arg_types=[INDEX, i64])
+        ae = Emitter(after)
+        (st2,) = snapshot(ae, after.args[0], [after.args[1]])
+        ae(scf.YieldOp(ae.iadd(after.args[0], ae.i(1)), st2))
+        loop = scf.WhileOp([e.i(0), ok], [INDEX, i64], Region(before), Region(after))
+        e(loop)
+        return [loop.results[1]]
+
+    def save(self, e: Emitter, s: SSAValue, out_q, out_p, out_h) -> None:
+        base = e.imul(s, self.n)
+
+        def copy(inner: Emitter, k: SSAValue, _: list) -> list:
+            at = inner.iadd(base, k)
+            inner.store(inner.load(self.env.q, k), out_q, at)
+            inner.store(inner.load(self.env.p, k), out_p, at)
+            return []
+
+        e.for_(e.i(0), self.n, copy)
+        h = e(func.CallOp("energy", self.env.args, [f64]))
+        e.store(h, out_h, s)
+
+
+def lower_module(module: ModuleOp) -> ModuleOp:
+    systems = {s.sym_name.data: s for s in module.ops if isinstance(s, ham.SystemOp)}
+    schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
+    funcs: list[Operation] = []
+    for op in module.ops:
+        if isinstance(op, sym.EvolveOp):
+            scheme = schemes[op.scheme.string_value()]
+            system = systems[scheme.system.string_value()]
+            funcs += [lower_energy(system), *(lower_gradient(system, w)
+                                              for w in system.state.names)]
+            funcs.append(TimeLoop(system, scheme).build())
+    if not funcs:
+        raise PassFailedException("sym-lower-loops: no sym.evolve to lower (run sym-integrator)")
+    return ModuleOp(funcs)
+
+
+@dataclass(frozen=True)
+class SymLowerLoopsPass(ModulePass):
+    """Lower ham energy/gradients and sym.evolve to func/scf/memref/arith/math loops."""
+
+    name = "sym-lower-loops"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        new = lower_module(op)
+        for old in list(op.body.block.ops):
+            old.detach()
+        for f in list(new.body.block.ops):
+            f.detach()
+            op.body.block.add_op(f)

@@ -1,0 +1,313 @@
+"""The Python API: `tpc.compile(path_or_source, **options).run(q0, p0, dt=..., steps=...)`."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tpc import compiler, pipeline
+from tpc.diagnostics import RunError, TpcError
+from tpc.dialects import ham
+
+VERSION = "0.1.0"
+_ptr = ctypes.c_void_p
+_i64 = ctypes.c_int64
+_f64 = ctypes.c_double
+
+
+@dataclass
+class Trajectory:
+    """Snapshots of a run: row k is the state after k * save_every steps (row 0 the start)."""
+
+    t: np.ndarray
+    q: np.ndarray
+    p: np.ndarray
+    H: np.ndarray
+    steps_done: int
+    wall_time: float = 0.0
+    folded: bool = False
+
+    def energy_error(self) -> float:
+        """max |H - H0| / |H0| (absolute when H0 is 0)."""
+        if len(self.H) == 0:
+            return 0.0
+        scale = abs(self.H[0]) if self.H[0] != 0 else 1.0
+        return float(np.max(np.abs(self.H - self.H[0])) / scale)
+
+
+class PartialRun(RunError):
+    """A run stopped early; `trajectory` holds every snapshot computed before the failure."""
+
+    def __init__(self, message: str, trajectory: Trajectory):
+        super().__init__(message)
+        self.trajectory = trajectory
+
+
+@dataclass
+class SystemInfo:
+    name: str
+    q: str
+    p: str
+    shape: tuple[int | str, ...]
+    params: dict[str, float]
+    inputs: dict[str, tuple[int | str, ...]]
+    sizes: list[str]
+    separable: bool
+    quadratic: bool
+
+    @classmethod
+    def of(cls, system: ham.SystemOp) -> SystemInfo:
+        from tpc.passes.ham_degree import analyze
+
+        facts = analyze(system)
+        q, p = system.state.names
+        return cls(
+            system.sym_name.data, q, p, system.state.shape.shape,
+            {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
+            {op.sym_name.data: op.shape.shape for op in system.decls(ham.InputOp)},
+            [op.sym_name.data for op in system.decls(ham.SizeOp)],
+            facts.separable, facts.quadratic,
+        )
+
+
+def _is_source(text: str) -> bool:
+    return "{" in text and "system" in text
+
+
+@dataclass
+class Simulation:
+    """A compiled .ham program, ready to run many times with different data."""
+
+    program: object
+    module: object  # the ham module (after ham-degree)
+    options: compiler.Options
+    info: SystemInfo
+    source: str
+    folded: bool
+    compile_time: float = 0.0
+    cache_hit: bool = False
+    _lib: object = field(default=None, repr=False)
+    _fns: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ building
+    @property
+    def cache_key(self) -> str:
+        text = f"{VERSION}\n{self.options!r}\n{self.source}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def library(self):
+        if self._lib is None:
+            from tpc.runtime import jit
+
+            t0 = time.perf_counter()
+            lib = jit.load_cached(self.cache_key)
+            self.cache_hit = lib is not None
+            if lib is None:
+                module = self.module.clone()
+                runner = pipeline.PassRunner()
+                from tpc import lowering
+
+                lowering.lower(module, "llvm", self.options, runner)
+                lib = jit.compile_llvm_module(module, cache_key=self.cache_key)
+            self._lib = lib
+            self.compile_time += time.perf_counter() - t0
+        return self._lib
+
+    def _env_types(self) -> list:
+        return [_ptr, _ptr, _ptr] + [_ptr] * len(self.info.inputs) + [_i64] * len(self.info.sizes)
+
+    def fn(self, name: str) -> Callable:
+        if name not in self._fns:
+            env = self._env_types()
+            sig = {
+                "energy": (_f64, env),
+                "grad_q": (None, [*env, _ptr]),
+                "grad_p": (None, [*env, _ptr]),
+                "run": (_i64, [*env, _f64, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr]),
+            }[name if not name.startswith("grad_") else "grad_q"]
+            self._fns[name] = self.library().get(name, *sig)
+        return self._fns[name]
+
+    # ------------------------------------------------------------------ running
+    def bind(self, q0, p0, params: dict | None, inputs: dict):
+        from tpc.simulate import bind_arrays
+
+        system = self.system
+        q, p, ins, sizes = bind_arrays(system, q0, p0, inputs)
+        values = dict(self.info.params)
+        for k, v in (params or {}).items():
+            if k not in values:
+                raise TpcError(f"unknown param '{k}' (known: {', '.join(values) or 'none'})")
+            values[k] = float(v)
+        param_buf = np.array(list(values.values()) or [0.0], dtype=np.float64)
+        return q, p, ins, sizes, param_buf
+
+    @property
+    def system(self) -> ham.SystemOp:
+        return next(op for op in self.module.walk() if isinstance(op, ham.SystemOp))
+
+    def env_args(self, q, p, params, ins, sizes) -> list:
+        args = [q.ctypes.data, p.ctypes.data, params.ctypes.data]
+        args += [ins[name].ctypes.data for name in self.info.inputs]
+        args += [sizes[s] for s in self.info.sizes]
+        return args
+
+    def energy(self, q0, p0, params: dict | None = None, **inputs) -> float:
+        q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)
+        return float(self.fn("energy")(*self.env_args(q, p, pb, ins, sizes)))
+
+    def gradient(self, q0, p0, params: dict | None = None, **inputs) -> tuple[np.ndarray, ...]:
+        """(dH/dq, dH/dp) at the given state, from the compiled derived code."""
+        q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)
+        env = self.env_args(q, p, pb, ins, sizes)
+        out = []
+        for name in (self.info.q, self.info.p):
+            g = np.zeros_like(q)
+            self.fn(f"grad_{name}")(*env, g.ctypes.data)
+            out.append(g)
+        return tuple(out)
+
+    def run(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
+            params: dict | None = None, batch: int | None = None, progress: bool = False,
+            **inputs) -> Trajectory:
+        if not (np.isfinite(dt) and dt > 0):
+            raise TpcError(f"dt must be a finite number > 0, got {dt}")
+        if steps < 0 or save_every < 1:
+            raise TpcError(f"need steps >= 0 and save_every >= 1, got {steps} and {save_every}")
+        if batch is not None:
+            return self._run_batch(q0, p0, dt, steps, save_every, params, batch, inputs)
+        q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)
+        if self.folded:
+            from tpc.runtime.fold import run_folded
+
+            return run_folded(self, q, p, ins, sizes, pb, dt, steps, save_every)
+        return self._run_stepped(q, p, ins, sizes, pb, dt, steps, save_every, progress)
+
+    def _run_batch(self, q0, p0, dt, steps, save_every, params, batch, inputs) -> Trajectory:
+        q0, p0 = np.asarray(q0, dtype=float), np.asarray(p0, dtype=float)
+        if len(q0) != batch or len(p0) != batch:
+            raise TpcError(f"batch={batch} needs q0 and p0 with a leading dimension of {batch}")
+        runs = [self.run(q0[b], p0[b], dt=dt, steps=steps, save_every=save_every,
+                         params=params, **inputs) for b in range(batch)]
+        return Trajectory(runs[0].t, np.stack([r.q for r in runs], 1),
+                          np.stack([r.p for r in runs], 1), np.stack([r.H for r in runs], 1),
+                          steps, sum(r.wall_time for r in runs), runs[0].folded)
+
+    def _run_stepped(self, q, p, ins, sizes, pb, dt, steps, save_every, progress) -> Trajectory:
+        run = self.fn("run")
+        env = self.env_args(q, p, pb, ins, sizes)
+        n = q.size
+        full, rem = divmod(steps, save_every)
+        rows = 1 + full + (1 if rem else 0)
+        out_q = np.empty((rows, n))
+        out_p = np.empty((rows, n))
+        out_h = np.empty(rows)
+        t = np.zeros(rows)
+        out_q[0], out_p[0] = q.ravel(), p.ravel()
+        out_h[0] = self.fn("energy")(*env)
+        g = np.empty(n)
+        work = np.empty(3 * n)
+        done_rows, step = 1, 0
+        # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
+        chunk = max(1, int(2e6 // max(1, save_every * n)))
+        plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
+        t0 = time.perf_counter()
+        bar = _Progress(steps) if progress else None
+        try:
+            for stride, count in plan:
+                left = count
+                while left:
+                    k = min(chunk, left)
+                    status = run(*env, dt, k, stride, step,
+                                 out_q[done_rows:].ctypes.data, out_p[done_rows:].ctypes.data,
+                                 out_h[done_rows:].ctypes.data, g.ctypes.data, work.ctypes.data)
+                    if status != -1:
+                        bad = status if status >= 0 else -2 - status
+                        good = (bad - step) // stride
+                        for r in range(good):
+                            t[done_rows + r] = (step + (r + 1) * stride) * dt
+                        done_rows += good
+                        traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
+                                                bad, time.perf_counter() - t0)
+                        what = ("the state became non-finite" if status >= 0
+                                else "the implicit midpoint iteration did not converge")
+                        raise PartialRun(f"{what} at step {bad + 1} (t = {(bad + 1) * dt:g}); "
+                                         f"{done_rows} snapshot(s) kept", traj)
+                    for r in range(k):
+                        t[done_rows + r] = (step + (r + 1) * stride) * dt
+                    step += k * stride
+                    done_rows += k
+                    left -= k
+                    if bar:
+                        bar.update(step)
+        except KeyboardInterrupt:
+            traj = self._trajectory(t, out_q, out_p, out_h, done_rows, step,
+                                    time.perf_counter() - t0)
+            raise PartialRun(f"interrupted at step {step}; {done_rows} snapshot(s) kept",
+                             traj) from None
+        finally:
+            if bar:
+                bar.close()
+        return self._trajectory(t, out_q, out_p, out_h, done_rows, step,
+                                time.perf_counter() - t0)
+
+    def _trajectory(self, t, q, p, h, rows, steps, wall) -> Trajectory:
+        shape = (rows, *[int(d) for d in self._concrete_shape(q.shape[1])])
+        return Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
+                          h[:rows].copy(), steps, wall, False)
+
+    def _concrete_shape(self, n: int) -> tuple[int, ...]:
+        fixed = [d for d in self.info.shape if isinstance(d, int)]
+        known = int(np.prod(fixed)) if fixed else 1
+        return tuple(d if isinstance(d, int) else n // known for d in self.info.shape)
+
+
+class _Progress:
+    def __init__(self, total: int):
+        self.total = max(total, 1)
+        self.enabled = sys.stderr.isatty()
+
+    def update(self, done: int) -> None:
+        if self.enabled:
+            frac = done / self.total
+            bar = "#" * int(40 * frac)
+            sys.stderr.write(f"\r[{bar:<40}] {100 * frac:5.1f}%")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: bool = True,
+            precision: str = "f64", newton3: bool = True) -> Simulation:
+    """Compile a .ham file or source text. Compilation to native code happens on first run."""
+    text = str(path_or_source)
+    if isinstance(path_or_source, Path) or not _is_source(text):
+        program, module = pipeline.frontend(text)
+        source = Path(text).read_text()
+    else:
+        program, module = pipeline.frontend(text, "<source>")
+        source = text
+    options = compiler.resolve_integrator(
+        program, compiler.Options(integrator, fold, precision, newton3)
+    )
+    pipeline.PassRunner().run(module, ["ham-degree"])
+    info = SystemInfo.of(next(op for op in module.walk() if isinstance(op, ham.SystemOp)))
+    compiler.check_integrator(program, info, options)
+    folded = False
+    if fold:
+        try:
+            from tpc.passes.sym_fold_linear import fold_decision
+        except ImportError:
+            fold_decision = None
+        if fold_decision is not None:
+            folded = fold_decision(module, options).applies
+    return Simulation(program, module, options, info, source, folded)

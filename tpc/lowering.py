@@ -1,0 +1,71 @@
+"""The pass lists behind each `--emit` stage after `ham` (Triton-style `make_<stage>`)."""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.exceptions import PassFailedException
+
+from tpc.diagnostics import TpcError
+from tpc.dialects import ham
+from tpc.pipeline import PassRunner
+
+
+def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
+    runner.run(module, ["ham-derive", f"sym-integrator{{integrator={options.integrator}}}",
+                        "sym-fuse-stages"])
+    remarks = []
+    if options.fold:
+        from tpc.passes.sym_fold_linear import fold_decision
+
+        decision = fold_decision(module, options)
+        remarks.append(decision.remark)
+        if decision.applies:
+            runner.run(module, ["sym-fold-linear"])
+    else:
+        remarks.append("remark: matrix-power folding disabled by --no-fold")
+    return remarks
+
+
+def make_loops(module: ModuleOp, runner: PassRunner) -> None:
+    runner.run(module, ["sym-lower-loops", "canonicalize", "cse"])
+
+
+def make_llvm(module: ModuleOp, target: str = "cpu") -> None:
+    from tpc.passes.llvm_pipeline import lower_to_llvm
+
+    lower_to_llvm(module, target)
+
+
+def is_folded(module: ModuleOp) -> bool:
+    from tpc.dialects import sym
+
+    return any(isinstance(op, sym.PropagateOp) for op in module.walk())
+
+
+def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[ModuleOp, list[str]]:
+    """Lower a `ham` module (after ham-degree) down to `emit`."""
+    try:
+        remarks = make_sym(module, options, runner)
+        if emit == "sym":
+            return module, remarks
+        make_loops(module, runner)
+        if emit == "loops":
+            return module, remarks
+        make_llvm(module, "nvptx" if emit == "ptx" else "cpu")
+        return module, remarks
+    except PassFailedException as e:
+        raise TpcError(str(e).strip().splitlines()[0]) from None
+
+
+def render(module: ModuleOp, emit: str, options) -> str:
+    if emit == "llvm":
+        from tpc.runtime.jit import llvm_ir_text
+
+        return llvm_ir_text(module)
+    from tpc.runtime.ptx import module_to_ptx
+
+    return module_to_ptx(module, arch=getattr(options, "arch", "sm_90"))
+
+
+def system_of(module: ModuleOp) -> ham.SystemOp:
+    return next(op for op in module.walk() if isinstance(op, ham.SystemOp))

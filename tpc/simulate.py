@@ -1,0 +1,370 @@
+"""The run configuration: the `simulate { ... }` block plus command-line overrides.
+
+Every value a simulation needs is checked here, once, before any code runs: the time step, the
+step counts, the params (`--set NAME=VALUE`), and the initial arrays (inline lists or an `init`
+file), whose shapes bind the size symbols of the system (`N`). Errors in the .ham file point at
+the offending key or value; errors in command-line values have no source location.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tpc.diagnostics import Loc, TpcError
+from tpc.dialects import ham
+from tpc.syntax import Program, Setting, Word
+
+RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init")
+
+
+@dataclass
+class RunConfig:
+    integrator: str | None  # the simulate block's integrator word, if any (validated elsewhere)
+    dt: float
+    steps: int
+    save_every: int
+    params: dict[str, float]  # every param of the system: its declared default, or the override
+    q0: np.ndarray  # float64, the state's shape with the sizes bound
+    p0: np.ndarray
+    inputs: dict[str, np.ndarray]
+    sizes: dict[str, int]
+
+
+# ------------------------------------------------------------------------------ arrays
+
+
+def _shape_text(shape: Iterable[int | str]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _index_text(index: tuple[int, ...]) -> str:
+    return str(index[0]) if len(index) == 1 else "(" + ", ".join(map(str, index)) + ")"
+
+
+def _as_float_array(name: str, value: object, loc: Loc | None) -> np.ndarray:
+    if isinstance(value, (str, Word)) or (
+        isinstance(value, list) and _contains_text(value)
+    ):
+        raise TpcError(f"initial value of '{name}' must be numbers, got {_show(value)}", loc)
+    try:
+        arr = np.array(value, dtype=np.float64, order="C")
+    except (ValueError, TypeError):
+        raise TpcError(
+            f"initial value of '{name}' is not a rectangular array of numbers", loc
+        ) from None
+    return np.ascontiguousarray(arr)
+
+
+def _contains_text(value: list) -> bool:
+    return any(
+        isinstance(v, (str, Word)) or (isinstance(v, list) and _contains_text(v)) for v in value
+    )
+
+
+def _show(value: object) -> str:
+    if isinstance(value, Word):
+        return value.text
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value)
+
+
+def bind_arrays(
+    system: ham.SystemOp,
+    q0: object,
+    p0: object,
+    inputs: Mapping[str, object] | None = None,
+    *,
+    locs: Mapping[str, Loc] | None = None,
+    missing_loc: Loc | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, int]]:
+    """Check the initial arrays against the system's declarations and bind its size symbols.
+
+    Returns contiguous float64 copies of q0, p0 and the inputs, and the sizes (`{"N": 16}`).
+    `locs` gives, for each array name, where its value came from (for error messages);
+    `missing_loc` is where to report a missing array.
+    """
+    locs = locs or {}
+    inputs = dict(inputs or {})
+    q_name, p_name = system.state.names
+    state_shape = system.state.shape.shape
+    declared: list[tuple[str, tuple[int | str, ...], object]] = [
+        (q_name, state_shape, q0),
+        (p_name, state_shape, p0),
+    ]
+    input_names = []
+    for op in system.decls(ham.InputOp):
+        name = op.sym_name.data  # type: ignore[attr-defined]
+        input_names.append(name)
+        declared.append((name, op.shape.shape, inputs.pop(name, None)))  # type: ignore[attr-defined]
+    for extra in inputs:
+        known = ", ".join(input_names) or "none"
+        raise TpcError(f"'{extra}' is not an input of the system (inputs: {known})",
+                       locs.get(extra))
+
+    sizes: dict[str, int] = {}
+    size_from: dict[str, str] = {}
+    out: dict[str, np.ndarray] = {}
+    for name, shape, value in declared:
+        loc = locs.get(name)
+        if value is None:
+            what = "input" if name in input_names else "state array"
+            raise TpcError(
+                f"no initial value for {what} '{name}': give '{name} = [...]' in the simulate "
+                "block or an init file",
+                missing_loc,
+            )
+        arr = _as_float_array(name, value, loc)
+        if arr.ndim != len(shape):
+            raise TpcError(
+                f"'{name}' needs shape {_shape_text(shape)}, got {_shape_text(arr.shape)}", loc
+            )
+        for want, got in zip(shape, arr.shape):
+            if isinstance(want, int):
+                if want != got:
+                    raise TpcError(
+                        f"'{name}' needs shape {_shape_text(shape)}, got {_shape_text(arr.shape)}",
+                        loc,
+                    )
+            elif want in sizes:
+                if sizes[want] != got:
+                    raise TpcError(
+                        f"{want} is {sizes[want]} from '{size_from[want]}' but '{name}' has {got}",
+                        loc,
+                    )
+            else:
+                if got < 1:
+                    raise TpcError(f"{want} must be at least 1, but '{name}' has {got}", loc)
+                sizes[want], size_from[want] = int(got), name
+        bad = np.argwhere(~np.isfinite(arr))
+        if len(bad):
+            index = tuple(int(i) for i in bad[0])
+            raise TpcError(
+                f"initial value of '{name}' is not finite at index {_index_text(index)}", loc
+            )
+        out[name] = arr
+    q, p = out.pop(q_name), out.pop(p_name)
+    return q, p, out, sizes
+
+
+# --------------------------------------------------------------------------- init files
+
+
+def read_init_file(path: Path, shown: str, loc: Loc | None) -> dict[str, object]:
+    """The arrays of a .json object or .npz archive, by name."""
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".npz"):
+        raise TpcError(f"init file '{shown}' must be a .json or .npz file", loc)
+    try:
+        if suffix == ".json":
+            with open(path) as f:
+                data = json.load(f)
+            if not isinstance(data, dict):
+                raise TpcError(
+                    f"cannot use init file '{shown}': expected a JSON object of arrays, "
+                    f"got a {type(data).__name__}",
+                    loc,
+                )
+            return dict(data)
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise TpcError(f"cannot use init file '{shown}': not an .npz archive", loc)
+            return {k: npz[k] for k in npz.files}
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise TpcError(f"cannot read init file '{shown}': {reason}", loc) from None
+    except json.JSONDecodeError as e:
+        raise TpcError(
+            f"cannot parse init file '{shown}': {e.msg} at line {e.lineno} column {e.colno}", loc
+        ) from None
+    except (ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise TpcError(f"cannot read init file '{shown}': {e}", loc) from None
+
+
+# ------------------------------------------------------------------------- the config
+
+
+def _number(setting: Setting) -> float:
+    v = setting.value
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TpcError(f"{setting.name} must be a number, got {_show(v)}", setting.value_loc)
+    return float(v)
+
+
+def _integer(setting: Setting) -> int:
+    v = _number(setting)
+    if not (math.isfinite(v) and v == int(v)):
+        raise TpcError(f"{setting.name} must be an integer, got {_show(setting.value)}",
+                       setting.value_loc)
+    return int(v)
+
+
+def _parse_sets(sets: Iterable[str], params: dict[str, float]) -> None:
+    for item in sets:
+        name, eq, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if not eq or not name:
+            raise TpcError(f"--set expects NAME=VALUE, got '{item}'")
+        if name not in params:
+            known = ", ".join(params) or "none"
+            raise TpcError(f"--set {item}: the system has no param '{name}' (params: {known})")
+        try:
+            value = float(text)
+        except ValueError:
+            raise TpcError(f"--set {item}: '{text}' is not a number") from None
+        if not math.isfinite(value):
+            raise TpcError(f"--set {item}: the value must be finite")
+        params[name] = value
+
+
+def load_run_config(
+    program: Program,
+    system: ham.SystemOp,
+    *,
+    steps: int | None = None,
+    dt: float | None = None,
+    save_every: int | None = None,
+    sets: Iterable[str] = (),
+    init: str | None = None,
+) -> RunConfig:
+    """The simulate block of `program`, with the command-line values taking precedence."""
+    q_name, p_name = system.state.names
+    input_names = [op.sym_name.data for op in system.decls(ham.InputOp)]  # type: ignore[attr-defined]
+    array_names = [q_name, p_name, *input_names]
+    sys_loc = program.system.loc
+
+    settings: dict[str, Setting] = {}
+    for s in program.settings:
+        if s.name not in RUN_KEYS and s.name not in array_names:
+            known = ", ".join([*RUN_KEYS, *array_names])
+            raise TpcError(f"unknown simulate setting '{s.name}' (known: {known})", s.loc)
+        if s.name in settings:
+            raise TpcError(f"'{s.name}' is set twice (first at {settings[s.name].loc})", s.loc)
+        settings[s.name] = s
+
+    # integrator: only carried here; its name is checked by the compiler
+    integrator = None
+    if "integrator" in settings:
+        v = settings["integrator"].value
+        integrator = v.text if isinstance(v, Word) else str(v)
+
+    # dt
+    if dt is not None:
+        if not (math.isfinite(dt) and dt > 0):
+            raise TpcError(f"--dt must be > 0, got {dt:g}")
+        dt_value = float(dt)
+    elif "dt" in settings:
+        s = settings["dt"]
+        dt_value = _number(s)
+        if not (math.isfinite(dt_value) and dt_value > 0):
+            raise TpcError(f"dt must be a finite number > 0, got {_show(s.value)}", s.value_loc)
+    else:
+        raise TpcError(
+            f"system '{program.system.name}' has no time step: add 'dt = ...' to the simulate "
+            "block or pass --dt",
+            sys_loc,
+        )
+
+    # steps
+    if steps is not None:
+        if steps < 0:
+            raise TpcError(f"--steps must be >= 0, got {steps}")
+        steps_value = int(steps)
+    elif "steps" in settings:
+        s = settings["steps"]
+        steps_value = _integer(s)
+        if steps_value < 0:
+            raise TpcError(f"steps must be >= 0, got {_show(s.value)}", s.value_loc)
+    else:
+        raise TpcError(
+            f"system '{program.system.name}' has no step count: add 'steps = ...' to the "
+            "simulate block or pass --steps",
+            sys_loc,
+        )
+
+    # save_every
+    if save_every is not None:
+        if save_every < 1:
+            raise TpcError(f"--save-every must be >= 1, got {save_every}")
+        save_value = int(save_every)
+    elif "save_every" in settings:
+        s = settings["save_every"]
+        save_value = _integer(s)
+        if save_value < 1:
+            raise TpcError(f"save_every must be >= 1, got {_show(s.value)}", s.value_loc)
+    else:
+        save_value = max(1, steps_value // 1000)
+
+    # params
+    params = {
+        op.sym_name.data: op.value.value.data  # type: ignore[attr-defined]
+        for op in system.decls(ham.ParamOp)
+    }
+    _parse_sets(sets, params)
+
+    # initial arrays: inline values, an init file from the block, or one from the command line
+    values: dict[str, object] = {}
+    locs: dict[str, Loc] = {}
+    for name in array_names:
+        if name in settings:
+            values[name] = settings[name].value
+            locs[name] = settings[name].value_loc
+    if init is not None:
+        # the command line's file replaces the block's init and any inline values it names
+        path = Path(init)
+        data = read_init_file(path, init, None)
+        _take_init(data, array_names, init, None, values, locs, override=True)
+    elif "init" in settings:
+        s = settings["init"]
+        if not isinstance(s.value, str):
+            raise TpcError(
+                f'init must be a file name in quotes (init = "state.json"), got {_show(s.value)}',
+                s.value_loc,
+            )
+        path = Path(program.path).parent / s.value
+        data = read_init_file(path, s.value, s.value_loc)
+        _take_init(data, array_names, s.value, s.value_loc, values, locs, override=False)
+
+    inputs = {n: values[n] for n in input_names if n in values}
+    q0, p0, inputs_out, sizes = bind_arrays(
+        system, values.get(q_name), values.get(p_name), inputs, locs=locs, missing_loc=sys_loc
+    )
+    return RunConfig(integrator, dt_value, steps_value, save_value, params, q0, p0, inputs_out,
+                     sizes)
+
+
+def _take_init(
+    data: dict[str, object],
+    names: list[str],
+    shown: str,
+    loc: Loc | None,
+    values: dict[str, object],
+    locs: dict[str, Loc],
+    *,
+    override: bool,
+) -> None:
+    for key, value in data.items():
+        if key not in names:
+            raise TpcError(
+                f"init file '{shown}' has an array '{key}' that the system does not declare "
+                f"(expected {', '.join(names)})",
+                loc,
+            )
+        if key in values and not override:
+            raise TpcError(
+                f"'{key}' is given both inline (at {locs[key]}) and in init file '{shown}'", loc
+            )
+        values[key] = value
+        if loc is not None:
+            locs[key] = loc
+        else:
+            locs.pop(key, None)
