@@ -290,7 +290,7 @@ def run_tpc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 def assert_located(stderr: str, path: Path, source: str, line: int, col: int, msg: str) -> None:
     assert "Traceback" not in stderr
     lines = stderr.splitlines()
-    assert lines[0] == f"{path}:{line}:{col}: error: {msg.format(file=path)}"
+    assert lines[0] == f"{path}:{line}:{col}: error: {msg.replace("{file}", str(path))}"
     src_line = source.splitlines()[line - 1]
     assert lines[1] == src_line
     assert lines[2] == " " * (col - 1) + "^"
@@ -365,7 +365,7 @@ SIMULATE_ERRORS = [
     (
         "dt-missing",
         sim("  steps = 10\n  q = [1, 0]\n  p = [0, 1]\n"),
-        1, 8,
+        2, 8,
         "system 'S' has no time step: add 'dt = ...' to the simulate block or pass --dt", {},
     ),
     (
@@ -404,7 +404,7 @@ SIMULATE_ERRORS = [
         "inf-initial-value-2d",
         sim("  dt = 0.1\n  steps = 10\n  q = [[1, 2, 3]]\n  p = [[0, inf, 0]]\n",
             NBODY_LIKE.replace("  input m[N]\n", "").replace(" / m[i]", "")),
-        9, 7, "initial value of 'p' is not finite at index (0, 1)", {},
+        10, 7, "initial value of 'p' is not finite at index (0, 1)", {},
     ),
     (
         "wrong-length",
@@ -430,14 +430,14 @@ SIMULATE_ERRORS = [
     (
         "missing-p",
         sim("  dt = 0.1\n  steps = 10\n  q = [1, 0]\n"),
-        1, 8,
+        2, 8,
         "no initial value for state array 'p': give 'p = [...]' in the simulate block or an "
         "init file", {},
     ),
     (
         "missing-input",
         sim("  dt = 0.1\n  steps = 10\n  q = [[1, 2, 3]]\n  p = [[0, 0, 0]]\n", NBODY_LIKE),
-        1, 8,
+        2, 8,
         "no initial value for input 'm': give 'm = [...]' in the simulate block or an init file",
         {},
     ),
@@ -450,7 +450,7 @@ SIMULATE_ERRORS = [
     (
         "size-mismatch-init",
         sim('  dt = 0.1\n  steps = 10\n  init = "state.json"\n', NBODY_LIKE),
-        9, 10, "N is 16 from 'q' but 'm' has 15",
+        10, 10, "N is 16 from 'q' but 'm' has 15",
         {"state.json": json.dumps(
             {"q": [[0.0] * 3] * 16, "p": [[0.0] * 3] * 16, "m": [1.0] * 15})},
     ),
@@ -539,9 +539,9 @@ def test_simulate_error_api(tmp_path, source, line, col, msg, files) -> None:
     err = config_error(path)
     assert err.loc is not None
     assert (err.loc.line, err.loc.col) == (line, col)
-    assert err.message == msg.format(file=path)
+    assert err.message == msg.replace("{file}", str(path))
     rendered = err.render().splitlines()
-    assert rendered[0] == f"{path}:{line}:{col}: error: {msg.format(file=path)}"
+    assert rendered[0] == f"{path}:{line}:{col}: error: {msg.replace("{file}", str(path))}"
     assert rendered[1] == source.splitlines()[line - 1]
     assert rendered[2] == " " * (col - 1) + "^"
 

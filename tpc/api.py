@@ -110,11 +110,15 @@ class Simulation:
             lib = jit.load_cached(self.cache_key)
             self.cache_hit = lib is not None
             if lib is None:
-                module = self.module.clone()
-                runner = pipeline.PassRunner()
+                from dataclasses import replace
+
                 from tpc import lowering
 
-                lowering.lower(module, "llvm", self.options, runner)
+                # The library is always the stepped code: a folded run builds its matrix
+                # from this exact one-step map.
+                module = self.module.clone()
+                stepped = replace(self.options, fold=False)
+                lowering.lower(module, "llvm", stepped, pipeline.PassRunner())
                 lib = jit.compile_llvm_module(module, cache_key=self.cache_key)
             self._lib = lib
             self.compile_time += time.perf_counter() - t0

@@ -15,8 +15,10 @@ def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
                         "sym-fuse-stages"])
     remarks = []
     if options.fold:
-        from tpc.passes.sym_fold_linear import fold_decision
-
+        try:
+            from tpc.passes.sym_fold_linear import fold_decision
+        except ImportError:
+            return remarks
         decision = fold_decision(module, options)
         remarks.append(decision.remark)
         if decision.applies:
