@@ -287,10 +287,14 @@ def run_tpc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def expand(msg: str, path: Path) -> str:
+    return msg.replace("{file}", str(path))
+
+
 def assert_located(stderr: str, path: Path, source: str, line: int, col: int, msg: str) -> None:
     assert "Traceback" not in stderr
     lines = stderr.splitlines()
-    assert lines[0] == f"{path}:{line}:{col}: error: {msg.replace("{file}", str(path))}"
+    assert lines[0] == f"{path}:{line}:{col}: error: {expand(msg, path)}"
     src_line = source.splitlines()[line - 1]
     assert lines[1] == src_line
     assert lines[2] == " " * (col - 1) + "^"
@@ -539,9 +543,9 @@ def test_simulate_error_api(tmp_path, source, line, col, msg, files) -> None:
     err = config_error(path)
     assert err.loc is not None
     assert (err.loc.line, err.loc.col) == (line, col)
-    assert err.message == msg.replace("{file}", str(path))
+    assert err.message == expand(msg, path)
     rendered = err.render().splitlines()
-    assert rendered[0] == f"{path}:{line}:{col}: error: {msg.replace("{file}", str(path))}"
+    assert rendered[0] == f"{path}:{line}:{col}: error: {expand(msg, path)}"
     assert rendered[1] == source.splitlines()[line - 1]
     assert rendered[2] == " " * (col - 1) + "^"
 
