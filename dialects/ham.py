@@ -27,11 +27,11 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
+    I64,
     ArrayAttr,
     Float64Type,
     FloatAttr,
     IndexType,
-    I64,
     IntAttr,
     IntegerAttr,
     StringAttr,
@@ -57,9 +57,9 @@ from xdsl.irdl import (
     VarConstraint,
     irdl_attr_definition,
     irdl_op_definition,
+    operand_def,
     opt_prop_def,
     opt_result_def,
-    operand_def,
     prop_def,
     region_def,
     result_def,

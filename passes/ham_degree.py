@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tpc.dialects import ham
 from xdsl.context import Context
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
@@ -30,8 +31,6 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
-
-from tpc.dialects import ham
 
 NONPOLY = 10**9  # larger than any real degree; keeps max/sum arithmetic uniform
 ZERO = -1  # identically zero

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tpc.dialects import ham
+from tpc.passes.ham_degree import analyze
 from xdsl.context import Context
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
@@ -32,9 +34,6 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
-
-from tpc.dialects import ham
-from tpc.passes.ham_degree import analyze
 
 NO_ADJOINT = (
     arith.ConstantOp, ham.ParamRefOp, ham.DimOp, arith.AddiOp, arith.SubiOp, arith.MuliOp,

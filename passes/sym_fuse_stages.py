@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpc.dialects import sym
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, UnitAttr, i64
 from xdsl.passes import ModulePass
-
-from tpc.dialects import sym
 
 _MERGEABLE = (sym.KickOp, sym.DriftOp)
 

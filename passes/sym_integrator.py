@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpc.dialects import ham, sym
+from tpc.passes.ham_degree import analyze
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, i64
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
-
-from tpc.dialects import ham, sym
-from tpc.passes.ham_degree import analyze
 
 ORDERS = {"leapfrog": 2, "midpoint": 2, "yoshida4": 4, "yoshida6": 6, "yoshida8": 8}
 

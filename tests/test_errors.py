@@ -467,7 +467,7 @@ SIMULATE_ERRORS = [
         "init-malformed-json",
         sim('  dt = 0.1\n  steps = 10\n  init = "state.json"\n'),
         9, 10,
-        "cannot parse init file 'state.json': Expecting ',' delimiter at line 1 column 16",
+        "cannot parse init file 'state.json': Expecting ',' delimiter at line 1 column 14",
         {"state.json": '{"q": [1, 0] "p": [0, 1]}'},
     ),
     (
@@ -479,7 +479,7 @@ SIMULATE_ERRORS = [
     (
         "init-bad-npz",
         sim('  dt = 0.1\n  steps = 10\n  init = "state.npz"\n'),
-        9, 10, "cannot read init file 'state.npz': File is not a zip file",
+        9, 10, "cannot read init file 'state.npz': not an .npz (zip) archive",
         {"state.npz": b"this is not a zip archive"},
     ),
     (

@@ -53,6 +53,8 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
         make_loops(module, runner)
         if emit == "loops":
             return module, remarks
+        if emit == "ptx":
+            runner.run(module, ["sym-gpu-kernels"])  # GPU entry points (tpc.kernel funcs)
         make_llvm(module, "nvptx" if emit == "ptx" else "cpu")
         return module, remarks
     except PassFailedException as e:

@@ -16,7 +16,12 @@ from xdsl.dialects.builtin import FileLineColLoc, ModuleOp
 from xdsl.ir import Operation
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.utils.exceptions import ArgSpecParseError, ParseError, PassFailedException, VerifyException
+from xdsl.utils.exceptions import (
+    ArgSpecParseError,
+    ParseError,
+    PassFailedException,
+    VerifyException,
+)
 
 from tpc import irgen, registry, syntax
 from tpc.diagnostics import Loc, TpcError

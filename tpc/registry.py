@@ -24,6 +24,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "sym-fuse-stages": _ours("sym_fuse_stages", "SymFuseStagesPass"),
     "sym-fold-linear": _ours("sym_fold_linear", "SymFoldLinearPass"),
     "sym-lower-loops": _ours("sym_lower_loops", "SymLowerLoopsPass"),
+    "sym-gpu-kernels": _ours("sym_gpu_kernels", "SymGpuKernelsPass"),
     "canonicalize": _xdsl("canonicalize", "CanonicalizePass"),
     "cse": _xdsl("common_subexpression_elimination", "CommonSubexpressionElimination"),
     "dce": _xdsl("dead_code_elimination", "DeadCodeElimination"),

@@ -175,9 +175,10 @@ def read_init_file(path: Path, shown: str, loc: Loc | None) -> dict[str, object]
                     loc,
                 )
             return dict(data)
+        if not zipfile.is_zipfile(path):
+            open(path, "rb").close()  # a missing or unreadable file reports as OSError
+            raise TpcError(f"cannot read init file '{shown}': not an .npz (zip) archive", loc)
         with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise TpcError(f"cannot use init file '{shown}': not an .npz archive", loc)
             return {k: npz[k] for k in npz.files}
     except OSError as e:
         reason = e.strerror or str(e)
