@@ -255,6 +255,46 @@ class _Reverse:
         b.block.add_op(new)
 
 
+def merge_divisions(region_op: Operation) -> None:
+    """(x / a) / b -> x / (a * b), also through a negation: one division instead of several.
+
+    Gradients of 1/r potentials chain divisions by r (d/dr of m/r, then d|v|/dv = v/r); a
+    division costs several multiplications, and LLVM may not merge them without fast-math.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for op in list(region_op.walk()):
+            if not isinstance(op, arith.DivfOp):
+                continue
+            inner, negate = op.lhs.owner, False
+            if isinstance(inner, arith.NegfOp) and inner.result.has_one_use():
+                inner, negate = inner.operand.owner, True
+            if not isinstance(inner, arith.DivfOp) or not inner.result.has_one_use():
+                continue
+            if inner.lhs.type != op.rhs.type or inner.rhs.type != op.rhs.type:
+                continue
+            block = op.parent_block()
+            prod = arith.MulfOp(inner.rhs, op.rhs)
+            num = inner.lhs
+            new: list[Operation] = [prod]
+            if negate and isinstance(num.owner, arith.NegfOp):
+                num = num.owner.operand
+            elif negate:
+                neg = arith.NegfOp(num)
+                new.append(neg)
+                num = neg.result
+            div = arith.DivfOp(num, prod.result)
+            new.append(div)
+            for n in new:
+                block.insert_op_before(n, op)
+            op.result.replace_all_uses_with(div.result)
+            op.detach()
+            op.erase()
+            changed = True
+            break
+
+
 def derive(system: ham.SystemOp, wrt: str) -> ham.GradientOp:
     facts = analyze(system)
     src = system.hamiltonian.body.block
@@ -267,7 +307,9 @@ def derive(system: ham.SystemOp, wrt: str) -> ham.GradientOp:
         body.add_op(one)
         rev.block(src, body, vmap, {h: one.result})
     body.add_op(ham.YieldOp())
-    return ham.GradientOp(wrt, Region(body))
+    grad = ham.GradientOp(wrt, Region(body))
+    merge_divisions(grad)
+    return grad
 
 
 @dataclass(frozen=True)
