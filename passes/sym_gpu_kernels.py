@@ -6,9 +6,9 @@ func.funcs marked with the unit attribute `tpc.kernel`, which `tpc.runtime.ptx` 
 
 ensemble_run -- many independent copies of one small system, one thread per member:
     ensemble_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
-                 out_q, out_p, out_H, g, work, status, count, params_stride)
+                 out_q, out_p, out_H, g, work, status, count, params_stride, n)
     member b = ctaid.x * ntid.x + tid.x; threads with b >= count return at once. With
-    n = the state size (from the sizes), member b owns the slices
+    n = one member's state size (passed by the host, which knows it), member b owns
         q, p, g      [b*n,          (b+1)*n)          (state and gradient scratch)
         work         [b*3n,         (b+1)*3n)         (implicit-midpoint scratch)
         out_q, out_p [b*nsnap*n,    (b+1)*nsnap*n)    (snapshots, member-major)
@@ -35,7 +35,6 @@ existing functions are left untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from tpc.passes.sym_lower_loops import BUF
@@ -102,46 +101,9 @@ def add_kernels(module: ModuleOp) -> None:
         raise PassFailedException("sym-gpu-kernels: no 'run' function (run sym-lower-loops)")
     if _find(module, lambda f: KERNEL_ATTR in f.attributes) is not None:
         return
-    ins = list(run.function_type.inputs.data)
-    n_env = len(ins) - 9  # run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work)
-    n_sizes = 0
-    while n_sizes < n_env and isinstance(ins[n_env - 1 - n_sizes], IndexType):
-        n_sizes += 1
-    # The state size: grad_<x> clears its output with a loop from 0 to the state size, a
-    # constant or a product of size arguments; that computation is re-emitted in the kernel.
-    grad = _find(module, lambda f: f.sym_name.data.startswith("grad_"))
-    clear = grad and next((o for o in grad.body.block.ops if isinstance(o, scf.ForOp)), None)
-    if clear is None:
-        raise PassFailedException("sym-gpu-kernels: no grad_<x> clearing loop to size the state")
-
-    def state_size(t: _B, sizes: list[SSAValue]) -> SSAValue:
-        return _clone_bound(t, grad, clear.ub, sizes, n_env)
-
-    module.body.block.add_op(build_ensemble_run(run, n_env, n_sizes, state_size))
-
-
-def _clone_bound(t: _B, grad: func.FuncOp, bound: SSAValue, sizes: list[SSAValue],
-                 n_env: int) -> SSAValue:
-    """Re-emit the computation of `bound` (in grad's entry block) with `sizes` as the sizes."""
-    args = list(grad.body.block.args)
-    mapping: dict[SSAValue, SSAValue] = {}
-    for k, s in enumerate(sizes):
-        mapping[args[n_env - len(sizes) + k]] = s
-
-    def emit(v: SSAValue) -> SSAValue:
-        if v in mapping:
-            return mapping[v]
-        owner = v.owner
-        if not isinstance(owner, arith.ConstantOp | arith.MuliOp | arith.AddiOp):
-            raise PassFailedException(
-                f"sym-gpu-kernels: cannot recompute the state size through {owner.name}")
-        new = owner.clone()
-        for k, o in enumerate(owner.operands):
-            new.operands[k] = emit(o)
-        mapping[v] = t(new)
-        return mapping[v]
-
-    return emit(bound)
+    n_env = len(run.function_type.inputs.data) - 9
+    # run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work)
+    module.body.block.add_op(build_ensemble_run(run, n_env))
 
 
 @dataclass(frozen=True)
@@ -154,25 +116,22 @@ class SymGpuKernelsPass(ModulePass):
         add_kernels(op)
 
 
-def build_ensemble_run(run: func.FuncOp, n_env: int, n_sizes: int,
-                       state_size: Callable[[_B, list[SSAValue]], SSAValue]) -> func.FuncOp:
-    run_inputs = list(run.function_type.inputs.data)
-    types = [*run_inputs, BUF, INDEX, INDEX]
+def build_ensemble_run(run: func.FuncOp, n_env: int) -> func.FuncOp:
+    """The ensemble_run kernel around `run` (signature in the module header)."""
+    types = [*run.function_type.inputs.data, BUF, INDEX, INDEX, INDEX]
     block = Block(arg_types=types)
     b = _B(block)
     args = list(block.args)
     env = args[:n_env]
     dt, nsnap, stride, step0, out_q, out_p, out_h, g, work = args[n_env:n_env + 9]
-    status, count, pstride = args[n_env + 9:]
+    status, count, pstride, n = args[n_env + 9:]
     q, p, params = env[:3]
-    sizes = env[n_env - n_sizes:] if n_sizes else []
 
     member = b(arith.AddiOp(b(arith.MuliOp(b.sreg("ctaid.x"), b.sreg("ntid.x"))),
                             b.sreg("tid.x")))
     inside = b(arith.CmpiOp(member, count, "ult"))
     then = Block()
     t = _B(then)
-    n = state_size(t, sizes)
     bn = t(arith.MuliOp(member, n))
     b3n = t(arith.MuliOp(bn, t.idx(3)))
     bs = t(arith.MuliOp(member, nsnap))

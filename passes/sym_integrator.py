@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from tpc.dialects import ham, sym
 from tpc.passes.ham_degree import analyze
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, i64
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, UnitAttr, i64
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-ORDERS = {"leapfrog": 2, "midpoint": 2, "yoshida4": 4, "yoshida6": 6, "yoshida8": 8}
+ORDERS = {"leapfrog": 2, "midpoint": 2, "yoshida4": 4, "yoshida6": 6, "yoshida8": 8, "exact": 0}
 
 
 def composition_weights(order: int) -> list[float]:
@@ -49,7 +49,19 @@ def build_scheme(system: ham.SystemOp, integrator: str) -> sym.SchemeOp:
     order = ORDERS[integrator]
     weights = composition_weights(order)
     name = system.sym_name.data
-    if integrator == "midpoint":
+    extra = {}
+    if integrator == "exact":
+        # The exact flow exp(dt A) is built by the fold runtime from the derived gradients; a
+        # leapfrog scheme (marked `exact`) carries that derived code through the lowering.
+        if not facts.quadratic:
+            raise PassFailedException(
+                "integrator 'exact' needs a quadratic H (a linear Hamiltonian vector field), "
+                f"but {facts.why or 'H is not quadratic'}"
+            )
+        make = {"kick": sym.KickOp, "drift": sym.DriftOp}
+        stages = [make[kind](c) for kind, c in leapfrog_stages([1.0])]
+        extra["exact"] = UnitAttr()
+    elif integrator == "midpoint":
         stages = [sym.ImplicitMidpointOp(w) for w in weights]
     elif not facts.separable:
         raise PassFailedException(
@@ -62,7 +74,7 @@ def build_scheme(system: ham.SystemOp, integrator: str) -> sym.SchemeOp:
         stages = [make[kind](c) for kind, c in leapfrog_stages(weights)]
     return sym.SchemeOp(
         integrator, name, stages, order=IntegerAttr(order, i64),
-        integrator=StringAttr(integrator),
+        integrator=StringAttr(integrator), **extra,
     )
 
 

@@ -558,7 +558,9 @@ def lower_module(module: ModuleOp) -> ModuleOp:
     schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
     funcs: list[Operation] = []
     for op in module.ops:
-        if isinstance(op, sym.EvolveOp):
+        if isinstance(op, (sym.EvolveOp, sym.PropagateOp)):
+            if isinstance(op, sym.PropagateOp):  # the runtime folds; the step code stays
+                module.attributes["tpc.fold"] = op.method
             scheme = schemes[op.scheme.string_value()]
             system = systems[scheme.system.string_value()]
             funcs += [lower_energy(system), *(lower_gradient(system, w)

@@ -53,15 +53,17 @@ class PTXError(TpcError):
 # ------------------------------------------------------------------- libdevice
 
 
-def find_libdevice() -> Path:
-    """libdevice.10.bc from $TPC_LIBDEVICE, $CUDA_HOME/$CUDA_PATH, /usr/local/cuda(-*)."""
+def find_libdevice(roots: list[str] | None = None) -> Path:
+    """libdevice.10.bc from $TPC_LIBDEVICE, $CUDA_HOME/$CUDA_PATH, /usr/local/cuda(-*)
+    (or only the given CUDA `roots`)."""
     explicit = os.environ.get("TPC_LIBDEVICE")
     if explicit is not None:
         if Path(explicit).is_file():
             return Path(explicit)
         raise PTXError(f"TPC_LIBDEVICE={explicit} does not exist")
-    roots = [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")]
-    roots += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
+    if roots is None:
+        roots = [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")]
+        roots += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
     tried = []
     for root in roots:
         if not root:
@@ -158,7 +160,8 @@ def _target_machine(arch: str):
                                         opt=3, codemodel="default")
 
 
-def module_to_ptx(module_op: ModuleOp, arch: str = "sm_90") -> str:
+def module_to_ptx(module_op: ModuleOp, arch: str = "sm_90",
+                  libdevice_roots: list[str] | None = None) -> str:
     """PTX text (kernels as `.entry`) for a func-level or llvm-dialect tpc module."""
     import llvmlite.binding as llvm
 
@@ -167,7 +170,7 @@ def module_to_ptx(module_op: ModuleOp, arch: str = "sm_90") -> str:
     irmod, kernels = to_nvptx_ir(module_op)
     text = str(irmod)
     check_intrinsics(text)
-    libdevice = find_libdevice()  # before any LLVM work: a clear error, not a link failure
+    libdevice = find_libdevice(libdevice_roots)  # before any LLVM work: a clear error, not a link failure
     try:
         ref = llvm.parse_assembly(text)
         ref.verify()

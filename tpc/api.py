@@ -180,11 +180,18 @@ class Simulation:
 
     def run(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
             params: dict | None = None, batch: int | None = None, progress: bool = False,
-            **inputs) -> Trajectory:
+            device: str = "cpu", **inputs) -> Trajectory:
         if not (np.isfinite(dt) and dt > 0):
             raise TpcError(f"dt must be a finite number > 0, got {dt}")
         if steps < 0 or save_every < 1:
             raise TpcError(f"need steps >= 0 and save_every >= 1, got {steps} and {save_every}")
+        if device == "cuda":
+            from tpc.runtime.cuda import run_on_cuda
+
+            return run_on_cuda(self, q0, p0, dt=dt, steps=steps, save_every=save_every,
+                               params=params, batch=batch, **inputs)
+        if device != "cpu":
+            raise TpcError(f"unknown device '{device}' (known: cpu, cuda)")
         if batch is not None:
             return self._run_batch(q0, p0, dt, steps, save_every, params, batch, inputs)
         q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)

@@ -24,6 +24,7 @@ class Options:
     precision: str = "f64"
     newton3: bool = True
     target: str = "cpu"
+    arch: str = "sm_90"
 
 
 def options_from_args(args) -> Options:
@@ -32,6 +33,7 @@ def options_from_args(args) -> Options:
         fold=not getattr(args, "no_fold", False),
         precision=getattr(args, "precision", "f64"),
         newton3=getattr(args, "newton3", True),
+        arch=getattr(args, "arch", "sm_90"),
     )
 
 

@@ -200,12 +200,16 @@ class IRGen:
         for op in reversed(self.hoisted):
             body.insert_op_before(op, body.first_op) if body.first_op else body.add_op(op)
 
-        decls: list[Operation] = [ham.ParamOp(p.name, p.value) for p in sys.params]
-        sizes = [n for n, (k, _) in self.kinds.items() if k == "size"]
-        decls += [ham.SizeOp(s) for s in sizes]
-        decls += [ham.InputOp(a.name, a.shape) for a in sys.inputs]
-        decls.append(ham.StateOp(st.q.name, st.p.name, st.q.shape))
-        decls.append(ham.HamiltonianOp(Region(body)))
+        def located(op: Operation, loc: Loc) -> Operation:
+            op.location = to_loc(loc)
+            return op
+
+        decls: list[Operation] = [located(ham.ParamOp(p.name, p.value), p.loc) for p in sys.params]
+        sizes = [(n, dloc) for n, (k, dloc) in self.kinds.items() if k == "size"]
+        decls += [located(ham.SizeOp(s), dloc) for s, dloc in sizes]
+        decls += [located(ham.InputOp(a.name, a.shape), a.loc) for a in sys.inputs]
+        decls.append(located(ham.StateOp(st.q.name, st.p.name, st.q.shape), st.loc))
+        decls.append(located(ham.HamiltonianOp(Region(body)), h_decl.loc))
         box = sys.boxes[0].value if sys.boxes else None
         system = ham.SystemOp(sys.name, decls, box)
         system.location = to_loc(sys.loc)

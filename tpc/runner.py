@@ -32,7 +32,8 @@ def main(args) -> int:
         require_cuda()
     try:
         traj = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps, save_every=cfg.save_every,
-                       params=cfg.params, progress=not args.quiet, **cfg.inputs)
+                       params=cfg.params, progress=not args.quiet, device=args.device,
+                       **cfg.inputs)
     except api.PartialRun as e:
         write_npz(out, e.trajectory, sim.info)
         raise TpcError(f"{e.message}; wrote {out}") from None

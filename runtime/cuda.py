@@ -1,0 +1,272 @@
+"""Running compiled tpc programs on an NVIDIA GPU through PyCUDA.
+
+Imported lazily: nothing on the CPU path imports this module, and this module imports PyCUDA
+only inside functions, so `import tpc.runtime.cuda` works without PyCUDA or a GPU.
+
+The GPU side needs only numpy and PyCUDA: `compile_artifact` (on a machine with llvmlite)
+writes FILE.ptx plus FILE.json (a small manifest: env layout, params, state shape), and
+`CudaSimulation.from_artifact` loads them with `pycuda.driver.module_from_buffer`.
+
+Ensemble layout (the `ensemble_run` kernel of the sym-gpu-kernels pass): B independent members,
+q/p as [B, n], snapshots as [B, nsnap, n], H as [B, nsnap], one f64 status per member, params
+either shared or [B, n_params]. Inputs and sizes are shared by all members.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tpc.diagnostics import RunError, TpcError
+
+THREADS = 64
+
+
+def require_cuda():
+    """pycuda.driver, initialised; a clear TpcError naming what is missing otherwise."""
+    try:
+        import pycuda.driver as drv
+    except ImportError as e:
+        raise TpcError(
+            "--device cuda needs PyCUDA, which is not installed: install the cuda extra "
+            f"(pip install 'tpc[cuda]') ({e})"
+        ) from None
+    except OSError as e:  # libcuda.so.1 missing: PyCUDA is there, the driver is not
+        raise TpcError(f"--device cuda: the NVIDIA driver library is missing ({e})") from None
+    try:
+        drv.init()
+        count = drv.Device.count()
+    except Exception as e:  # pycuda raises its own driver errors
+        raise TpcError(f"--device cuda: no usable NVIDIA driver/GPU ({e})") from None
+    if count == 0:
+        raise TpcError("--device cuda: no NVIDIA GPU found")
+    return drv
+
+
+def cuda_available() -> bool:
+    try:
+        require_cuda()
+    except TpcError:
+        return False
+    return True
+
+
+# -------------------------------------------------------------------- artifacts
+
+
+@dataclass
+class Manifest:
+    """What the GPU runner needs to know about the compiled code (no compiler required)."""
+
+    kernels: list[str]
+    params: dict[str, float]
+    inputs: list[str]
+    sizes: list[str]
+    shape: list[int | str]
+    arch: str
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        return cls(**json.loads(text))
+
+
+def compile_ptx(sim, arch: str = "sm_90") -> tuple[str, Manifest]:
+    """(PTX, manifest) for a `tpc.api.Simulation` (needs llvmlite; runs on the CPU)."""
+    from dataclasses import replace
+
+    from tpc.runtime.ptx import module_to_ptx
+
+    from tpc import lowering, pipeline
+
+    module = sim.module.clone()
+    lowering.lower(module, "ptx", replace(sim.options, fold=False), pipeline.PassRunner())
+    ptx = module_to_ptx(module, arch=arch)
+    kernels = [k for k in ("ensemble_run", "pair_forces") if f".entry {k}(" in ptx]
+    info = sim.info
+    man = Manifest(kernels, dict(info.params), list(info.inputs), list(info.sizes),
+                   [d if isinstance(d, int) else str(d) for d in info.shape], arch)
+    return ptx, man
+
+
+def compile_artifact(sim, path: str | os.PathLike[str], arch: str = "sm_90") -> Path:
+    """Write PATH.ptx and PATH.json; returns the .ptx path."""
+    ptx, man = compile_ptx(sim, arch)
+    base = Path(path).with_suffix("")
+    base.with_suffix(".ptx").write_text(ptx)
+    base.with_suffix(".json").write_text(man.to_json())
+    return base.with_suffix(".ptx")
+
+
+# ----------------------------------------------------------------------- runner
+
+
+@dataclass
+class EnsembleResult:
+    t: np.ndarray  # [rows]
+    q: np.ndarray  # [rows, B, *shape]
+    p: np.ndarray
+    H: np.ndarray  # [rows, B]
+    status: np.ndarray  # [B]: -1 ok, k >= 0 non-finite at step k, <= -2 no convergence
+    kernel_time: float = 0.0
+
+
+class CudaSimulation:
+    """PTX loaded into a CUDA context; runs ensembles with the `ensemble_run` kernel."""
+
+    def __init__(self, ptx: str, manifest: Manifest):
+        self.drv = require_cuda()
+        import pycuda.autoinit  # noqa: F401  (a context on device 0)
+
+        self.manifest = manifest
+        self.module = self.drv.module_from_buffer(ptx.encode())
+        self.kernels = {k: self.module.get_function(k) for k in manifest.kernels}
+        if "ensemble_run" not in self.kernels:
+            raise TpcError("the PTX has no ensemble_run kernel")
+
+    @classmethod
+    def from_simulation(cls, sim, arch: str | None = None) -> CudaSimulation:
+        drv = require_cuda()
+        if arch is None:
+            major, minor = drv.Device(0).compute_capability()
+            arch = "sm_90" if (major, minor) >= (9, 0) else f"sm_{major}{minor}"
+        ptx, man = compile_ptx(sim, arch)
+        return cls(ptx, man)
+
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike[str]) -> CudaSimulation:
+        base = Path(path).with_suffix("")
+        return cls(base.with_suffix(".ptx").read_text(),
+                   Manifest.from_json(base.with_suffix(".json").read_text()))
+
+    def _sizes(self, n: int, inputs: dict[str, np.ndarray]) -> dict[str, int]:
+        """Bind the size symbols from the state size and the inputs' shapes."""
+        sizes: dict[str, int] = {}
+        fixed = int(np.prod([d for d in self.manifest.shape if isinstance(d, int)] or [1]))
+        syms = [d for d in self.manifest.shape if isinstance(d, str)]
+        if len(syms) == 1:
+            sizes[syms[0]] = n // fixed
+        elif syms:
+            raise TpcError("the GPU runner binds at most one size symbol in the state shape")
+        for s in self.manifest.sizes:
+            if s not in sizes:
+                raise TpcError(f"cannot bind size '{s}' on the GPU runner")
+        return sizes
+
+    def run_ensemble(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
+                     params=None, threads: int = THREADS, **inputs) -> EnsembleResult:
+        """Run B = len(q0) members; q0/p0 are [B, *shape]. `params`: a dict of floats
+        (shared) or of length-B arrays (one value per member)."""
+        drv = self.drv
+        q = np.ascontiguousarray(q0, dtype=np.float64)
+        p = np.ascontiguousarray(p0, dtype=np.float64)
+        if q.shape != p.shape or q.ndim < 1:
+            raise TpcError("q0 and p0 must have the same shape [B, *state]")
+        batch = q.shape[0]
+        q, p = q.reshape(batch, -1).copy(), p.reshape(batch, -1).copy()
+        n = q.shape[1]
+        names = list(self.manifest.params)
+        per_member = any(np.ndim(v) > 0 for v in (params or {}).values())
+        for k in params or {}:
+            if k not in names:
+                raise TpcError(f"unknown param '{k}' (known: {', '.join(names) or 'none'})")
+        if per_member:
+            pb = np.empty((batch, max(1, len(names))))
+            for j, name in enumerate(names):
+                pb[:, j] = np.broadcast_to((params or {}).get(name, self.manifest.params[name]),
+                                           (batch,))
+            pstride = pb.shape[1]
+        else:
+            vals = [float((params or {}).get(k, self.manifest.params[k])) for k in names]
+            pb, pstride = np.array(vals or [0.0]), 0
+        ins = [np.ascontiguousarray(inputs[k], dtype=np.float64).ravel()
+               for k in self.manifest.inputs]
+        sizes = self._sizes(n, inputs)
+
+        full, rem = divmod(steps, save_every)
+        plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
+        rows = 1 + full + (1 if rem else 0)
+        out_q = np.empty((rows, batch, n))
+        out_p = np.empty((rows, batch, n))
+        out_h = np.full((rows, batch), np.nan)
+        out_q[0], out_p[0] = q, p
+        t = np.zeros(rows)
+
+        d_q, d_p = drv.to_device(q), drv.to_device(p)
+        d_par = drv.to_device(np.ascontiguousarray(pb).ravel())
+        d_ins = [drv.to_device(a) for a in ins]
+        d_g = drv.mem_alloc(max(8, 8 * batch * n))
+        d_work = drv.mem_alloc(max(8, 8 * 3 * batch * n))
+        d_status = drv.to_device(np.full(batch, -1.0))
+        env = [d_q, d_p, d_par, *d_ins, *[np.int64(sizes[s]) for s in self.manifest.sizes]]
+        kernel = self.kernels["ensemble_run"]
+        grid = ((batch + threads - 1) // threads, 1)
+        start, end = drv.Event(), drv.Event()
+        elapsed = 0.0
+        row, step = 1, 0
+        for stride, count in plan:
+            if count == 0:
+                continue
+            snap_q = np.empty((batch, count, n))
+            snap_p = np.empty((batch, count, n))
+            snap_h = np.empty((batch, count))
+            d_oq, d_op = drv.mem_alloc(snap_q.nbytes), drv.mem_alloc(snap_p.nbytes)
+            d_oh = drv.mem_alloc(snap_h.nbytes)
+            start.record()
+            kernel(*env, np.float64(dt), np.int64(count), np.int64(stride), np.int64(step),
+                   d_oq, d_op, d_oh, d_g, d_work, d_status, np.int64(batch),
+                   np.int64(pstride), np.int64(n), block=(threads, 1, 1), grid=grid)
+            end.record()
+            end.synchronize()
+            elapsed += start.time_till(end) / 1e3
+            drv.memcpy_dtoh(snap_q, d_oq)
+            drv.memcpy_dtoh(snap_p, d_op)
+            drv.memcpy_dtoh(snap_h, d_oh)
+            out_q[row:row + count] = snap_q.transpose(1, 0, 2)
+            out_p[row:row + count] = snap_p.transpose(1, 0, 2)
+            out_h[row:row + count] = snap_h.T
+            t[row:row + count] = (step + stride * np.arange(1, count + 1)) * dt
+            row += count
+            step += stride * count
+        status = drv.from_device(d_status, (batch,), np.float64).astype(np.int64)
+        shape = self._concrete_shape(n)
+        return EnsembleResult(t, out_q.reshape(rows, batch, *shape),
+                              out_p.reshape(rows, batch, *shape), out_h, status, elapsed)
+
+    def _concrete_shape(self, n: int) -> tuple[int, ...]:
+        fixed = [d for d in self.manifest.shape if isinstance(d, int)]
+        known = int(np.prod(fixed)) if fixed else 1
+        return tuple(d if isinstance(d, int) else n // known for d in self.manifest.shape)
+
+
+def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
+                params: dict | None = None, batch: int | None = None, **inputs):
+    """`Simulation.run(..., device="cuda")`: a Trajectory like the CPU's (batched when
+    `batch` is given: q is [rows, B, *shape]). The energy at row 0 is computed on the CPU."""
+    from tpc.api import Trajectory
+
+    runner = getattr(sim, "_cuda", None)
+    if runner is None:
+        runner = CudaSimulation.from_simulation(sim)
+        sim._cuda = runner
+    single = batch is None
+    qb = np.asarray(q0, dtype=float)[None] if single else np.asarray(q0, dtype=float)
+    pb = np.asarray(p0, dtype=float)[None] if single else np.asarray(p0, dtype=float)
+    if not single and (len(qb) != batch or len(pb) != batch):
+        raise TpcError(f"batch={batch} needs q0 and p0 with a leading dimension of {batch}")
+    res = runner.run_ensemble(qb, pb, dt=dt, steps=steps, save_every=save_every,
+                              params=params, **inputs)
+    for b in range(len(qb)):
+        res.H[0, b] = sim.energy(qb[b], pb[b], params, **inputs)
+    bad = [int(b) for b in np.nonzero(res.status != -1)[0]]
+    if bad:
+        raise RunError(f"GPU run failed for member(s) {bad[:8]} (status {res.status[bad[0]]})")
+    if single:
+        return Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time)
+    return Trajectory(res.t, res.q, res.p, res.H, steps, res.kernel_time)

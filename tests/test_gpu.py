@@ -1,0 +1,81 @@
+"""GPU agreement tests: the `ensemble_run` kernel against the CPU JIT (run with `pytest -m gpu`).
+
+Skipped cleanly where PyCUDA or an NVIDIA GPU is missing. Where llvmlite is missing too (the GPU
+machine), precompiled artifacts from TPC_GPU_ARTIFACTS (written by scripts/gpu-check.sh on the
+development machine: NAME.ptx + NAME.json + NAME.npz holding the CPU reference) are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.ham"))
+STEPS, SAVE = 200, 50
+RTOL = 1e-12
+
+
+def _cuda():
+    try:
+        from tpc.runtime.cuda import cuda_available
+    except ImportError as e:  # tpc itself unavailable (no xdsl on the GPU machine)
+        pytest.skip(f"tpc runtime not importable: {e}")
+    if not cuda_available():
+        pytest.skip("no PyCUDA or no NVIDIA GPU/driver")
+
+
+def _artifacts() -> Path | None:
+    d = os.environ.get("TPC_GPU_ARTIFACTS")
+    return Path(d) if d else None
+
+
+def _close(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    scale = np.maximum(np.abs(b), 1e-300)
+    err = np.max(np.abs(a - b) / np.maximum(scale, np.max(np.abs(b))))
+    return err
+
+
+@pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
+def test_cpu_gpu_agree(name):
+    _cuda()
+    from tpc.runtime.cuda import CudaSimulation
+
+    art = _artifacts()
+    if art is None or not (art / f"{name}.npz").exists():
+        pytest.skip("no precompiled artifact (run scripts/gpu-check.sh prepare)")
+    ref = np.load(art / f"{name}.npz")
+    gpu = CudaSimulation.from_artifact(art / f"{name}.ptx")
+    inputs = json.loads(str(ref["inputs"]))
+    res = gpu.run_ensemble(ref["q0"][None], ref["p0"][None], dt=float(ref["dt"]),
+                           steps=int(ref["steps"]), save_every=int(ref["save_every"]),
+                           **{k: np.asarray(v) for k, v in inputs.items()})
+    assert res.status[0] == -1
+    assert _close(res.q[:, 0], ref["q"]) < RTOL
+    assert _close(res.p[:, 0], ref["p"]) < RTOL
+    assert _close(res.H[1:, 0], ref["H"][1:]) < RTOL
+
+
+def test_kepler_ensemble():
+    """Many Kepler orbits at once, each checked against its own CPU run."""
+    _cuda()
+    from tpc.runtime.cuda import CudaSimulation
+
+    art = _artifacts()
+    if art is None or not (art / "kepler_ensemble.npz").exists():
+        pytest.skip("no precompiled artifact (run scripts/gpu-check.sh prepare)")
+    ref = np.load(art / "kepler_ensemble.npz")
+    gpu = CudaSimulation.from_artifact(art / "kepler.ptx")
+    res = gpu.run_ensemble(ref["q0"], ref["p0"], dt=float(ref["dt"]), steps=int(ref["steps"]),
+                           save_every=int(ref["save_every"]), params={"mu": ref["mu"]})
+    assert (res.status == -1).all()
+    assert _close(res.q, ref["q"]) < RTOL
+    assert _close(res.p, ref["p"]) < RTOL
+    assert _close(res.H[1:], ref["H"][1:]) < RTOL
