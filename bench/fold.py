@@ -68,7 +68,7 @@ def main() -> None:
             f = timed(folded, n, steps, args.repeats)
             s = s6 * steps / 10**6
             mark = "*" if steps > 10**6 else " "
-            print(f"{n:>5} {'1e%d' % round(np.log10(steps)):>6} {s:>10.4g}{mark} {f:>10.4g} "
+            print(f"{n:>5} {f'1e{round(np.log10(steps))}':>6} {s:>10.4g}{mark} {f:>10.4g} "
                   f"{s / f:>10.3g}")
     print("* extrapolated from 10^6 steps")
     with tempfile.TemporaryDirectory() as cache:

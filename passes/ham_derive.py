@@ -33,7 +33,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
-from xdsl.transforms.dead_code_elimination import DeadCodeElimination
+from xdsl.transforms.dead_code_elimination import region_dce
 
 NO_ADJOINT = (
     arith.ConstantOp, ham.ParamRefOp, ham.DimOp, arith.AddiOp, arith.SubiOp, arith.MuliOp,
@@ -319,6 +319,9 @@ class HamDerivePass(ModulePass):
     name = "ham-derive"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        # CSE first: dot(p, p) then reads one value, and its two adjoints meet before the
+        # scatter instead of becoming two read-modify-writes of the gradient.
+        CommonSubexpressionElimination().apply(ctx, op)
         for system in [s for s in op.walk() if isinstance(s, ham.SystemOp)]:
             for field_name in system.state.names:
                 old = system.gradient(field_name)
@@ -327,4 +330,5 @@ class HamDerivePass(ModulePass):
                     old.erase()
                 system.body.block.add_op(derive(system, field_name))
         CommonSubexpressionElimination().apply(ctx, op)
-        DeadCodeElimination().apply(ctx, op)
+        while region_dce(op.body):  # one sweep can leave ops whose only users it removed
+            pass

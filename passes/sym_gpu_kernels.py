@@ -3,6 +3,8 @@
 Runs after `sym-lower-loops` (the `run`, `energy`, `grad_<x>` func.funcs) and adds kernels:
 func.funcs marked with the unit attribute `tpc.kernel`, which `tpc.runtime.ptx` gives the
 `ptx_kernel` calling convention (every other function becomes internal and is inlined).
+pair_forces needs the ham IR, so it is built by an earlier run of the same pass on the
+ham+sym module (see "How pair_forces gets the ham IR" below).
 
 ensemble_run -- many independent copies of one small system, one thread per member:
     ensemble_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
@@ -24,33 +26,89 @@ ensemble_run -- many independent copies of one small system, one thread per memb
     (memref<?xf64> <-> !llvm.ptr under the bare-pointer ABI) that the LLVM lowering's
     `reconcile-unrealized-casts` folds away.
 
-pair_forces -- NOT generated yet. Planned: one thread per particle k computing dH/dq[k] in
-    gather form from the ham.gradient's pair_sum body (for `i < j` pairs: the contribution to
-    the first index from body(k, j), j > k, plus the one to the second index from body(j, k),
-    j < k), with the j loop tiled through an addrspace(3) array and `llvm.nvvm.barrier0`.
+pair_forces -- dH/dq in gather form, one thread per particle (row of the state), for a system
+    whose dH/dq gradient is a set of row loops over all particles (`ham.pair_sum`, kind `<` or
+    `!=`, and single `ham.sum`s, e.g. external fields):
+        pair_forces(q, p, params, inputs..., sizes..., out_g)
+    thread k = ctaid.x * ntid.x + tid.x writes row k of out_g (every component, so out_g
+    needs no clearing) when k < N, N = the state's first dimension:
+      * `i < j` pairs: the accumulates to the FIRST index of body(i=k, j) for j > k, plus
+        those to the SECOND index of body(i=j, j=k) for j < k;
+      * `i != j` pairs: both, for every j != k;
+      * single sums: the accumulates of body(i=k).
+    Only the accumulates that target row k are kept (the others, and the ops only they need,
+    are dropped from a clone of the body before lowering: no atomics, no scatter). Ops of the
+    body that do not depend on j (the loads of row k, m[k] * G...) are hoisted out of the j
+    loop. The j loop is tiled: for each tile of ntid.x rows, every thread of the block
+    (including those with k >= N, guarded by j < N) copies row j = tile + tid.x of each field
+    that the body loads at j (q[j], m[j]: whole rows) into an addrspace(3) array
+    (`llvm.mlir.global internal` in addrspace 3, MAX_TILE rows: blocks of at most MAX_TILE =
+    256 threads), `llvm.nvvm.barrier0`, every thread runs the tile's j from shared memory,
+    `llvm.nvvm.barrier0` again before the next tile is loaded. Threads with k >= N compute
+    with k clamped to N - 1 and store nothing (so all threads reach every barrier; the host
+    launches no block when N = 0).
+    Supported shape: the loops run from 0 to N, every accumulate in a loop body indexes a
+    row by one of the body's indices (further indices constant), the trailing dimensions of
+    the state are static. Anything else: no pair_forces (gather_unsupported says why).
 
-The kernels use NVVM intrinsics, so only the nvptx lowering may see this pass's output; the
-existing functions are left untouched.
+row_grad_p -- the same gather form for dH/dp (one thread per row; single sums for the usual
+    kinetic term), and axpy(y, x, a, n): y[t] += a * x[t], one thread per element. With them
+    the GPU N-body stepper of tpc.runtime.cuda runs leapfrog entirely on the device:
+    kick (pair_forces, axpy), drift (row_grad_p, axpy), kick.
+
+How pair_forces gets the ham IR (sym-lower-loops replaces the ham.system by func.funcs):
+    this pass runs TWICE for --emit=ptx. On a module that still holds the ham.system (after
+    ham-derive, before sym-lower-loops) it builds the gather kernels in a separate module and
+    stashes their text in the module attribute `tpc.gpu_kernels`, which sym-lower-loops,
+    canonicalize and cse keep (they rewrite the body, not the module's attributes). On the
+    func-level module it parses the stash, merges the kernels (and their shared-memory
+    globals) and adds ensemble_run. sym-lower-loops stays unchanged; a module that skipped
+    the first run simply gets ensemble_run alone. `lower_for_gpu` is the whole sequence
+    (used by tpc.runtime.cuda.compile_ptx); `tpc.lowering.lower(..., "ptx")` must also run
+    "sym-gpu-kernels" once before make_loops for `tpc compile --emit=ptx` to get pair_forces.
+
+Shared-memory addresses are ptrtoint(addressof @tile) + 8 * index, inttoptr to !llvm.ptr<3>:
+the xDSL -> llvmlite converter's getelementptr casts its base to an addrspace(0) pointer,
+which LLVM rejects for an addrspace(3) global. NVPTX still selects ld/st.shared.
+
+gather_q_host / gather_p_host -- the untiled gather loops (for k: for j: same bodies), no
+    intrinsics, emitted only by `gather_module` for the CPU: tests compare them with the
+    scatter-form grad_q/grad_p to validate the gather math without a GPU.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
-from tpc.passes.sym_lower_loops import BUF
+from tpc.dialects import ham
+from tpc.passes.sym_lower_loops import (
+    BUF,
+    Emitter,
+    Env,
+    RegionLowering,
+    bind_env,
+    env_types,
+    make_func,
+)
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, llvm, memref, scf
 from xdsl.dialects.builtin import (
     IndexType,
+    IntAttr,
     IntegerAttr,
     ModuleOp,
+    StringAttr,
     UnitAttr,
+    VectorType,
     f64,
     i32,
     i64,
 )
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.parser import Parser
 from xdsl.passes import ModulePass
+from xdsl.printer import Printer
 from xdsl.utils.exceptions import PassFailedException
 
 KERNEL_ATTR = "tpc.kernel"
@@ -95,11 +153,16 @@ def _find(module: ModuleOp, pred) -> func.FuncOp | None:
 
 
 def add_kernels(module: ModuleOp) -> None:
-    """Add the kernels to a func-level module from sym-lower-loops (idempotent)."""
+    """Ham level (a ham.system present): stash the gather kernels. Func level (after
+    sym-lower-loops): merge the stash and add ensemble_run. Idempotent."""
+    if _system(module) is not None:
+        stash_kernels(module)
+        return
     run = _find(module, lambda f: f.sym_name.data == "run")
     if run is None:
         raise PassFailedException("sym-gpu-kernels: no 'run' function (run sym-lower-loops)")
-    if _find(module, lambda f: KERNEL_ATTR in f.attributes) is not None:
+    merge_stash(module)
+    if _find(module, lambda f: f.sym_name.data == "ensemble_run") is not None:
         return
     n_env = len(run.function_type.inputs.data) - 9
     # run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work)
@@ -108,7 +171,7 @@ def add_kernels(module: ModuleOp) -> None:
 
 @dataclass(frozen=True)
 class SymGpuKernelsPass(ModulePass):
-    """Add GPU kernels (ensemble_run) around the func-level loops from sym-lower-loops."""
+    """Add GPU kernels: ensemble_run (func level), pair_forces (built at ham level)."""
 
     name = "sym-gpu-kernels"
 
@@ -148,3 +211,514 @@ def build_ensemble_run(run: func.FuncOp, n_env: int) -> func.FuncOp:
     fn = func.FuncOp("ensemble_run", (types, []), Region(block))
     fn.attributes[KERNEL_ATTR] = UnitAttr()
     return fn
+
+
+# ------------------------------------------------------------------ gather kernels
+
+STASH = "tpc.gpu_kernels"
+MAX_TILE = 256
+SHARED = 3  # the NVPTX shared address space
+SPTR = llvm.LLVMPointerType(IntAttr(SHARED))
+
+
+class GatherUnsupported(Exception):
+    """The gradient is not a set of row loops that the gather form can invert."""
+
+
+def _const_index(v: SSAValue) -> int | None:
+    op = v.owner
+    if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
+        return op.value.value.data
+    return None
+
+
+def _is_rows(v: SSAValue, rows: int | str) -> bool:
+    if isinstance(rows, int):
+        return _const_index(v) == rows
+    return isinstance(v.owner, ham.DimOp) and v.owner.size.string_value() == rows
+
+
+def _row_offset(system: ham.SystemOp, field: str, indices, width: int) -> tuple[int, int]:
+    """(static offset within a row, row size) of `field[arg, c1, c2...]`."""
+    shape = system.field_shape(field)
+    rest = shape[1:]
+    if not all(isinstance(d, int) for d in rest):
+        raise GatherUnsupported(f"'{field}' has a symbolic trailing dimension")
+    consts = [_const_index(v) for v in indices[1:]]
+    if any(c is None for c in consts):
+        raise GatherUnsupported(f"'{field}' is indexed by a non-constant column")
+    off, stride = 0, 1
+    for k in range(len(rest) - 1, -1, -1):
+        if k < len(consts):
+            off += consts[k] * stride
+        stride *= rest[k]
+    if off + width > stride:
+        raise GatherUnsupported(f"'{field}' access past the end of its row")
+    return off, stride
+
+
+def _width(t: Attribute) -> int:
+    return t.get_shape()[0] if isinstance(t, VectorType) else 1
+
+
+def _has_accumulate(op: Operation) -> bool:
+    return any(isinstance(o, ham.AccumulateOp) for o in op.walk())
+
+
+@dataclass
+class Role:
+    """The part of one row loop's body that contributes to row k, with k = args[own]."""
+
+    loop: ham.SumOp | ham.PairSumOp
+    own: int
+    body: Block  # a clone of the loop body, only accumulates to args[own] kept
+    holder: Operation  # the clone that owns `body` (kept alive)
+
+    @property
+    def other(self) -> int | None:
+        return None if isinstance(self.loop, ham.SumOp) else 1 - self.own
+
+    def depends_on_other(self) -> set[Operation]:
+        """Ops of the body that (transitively) use the other particle's index."""
+        if self.other is None:
+            return set()
+        tainted: set[SSAValue] = {self.body.args[self.other]}
+        ops: set[Operation] = set()
+        for op in self.body.ops:
+            uses = {o for sub in op.walk() for o in sub.operands}
+            if uses & tainted or op.regions:
+                ops.add(op)
+                tainted.update(op.results)
+        return ops
+
+
+def _role(system: ham.SystemOp, loop, own: int, rows) -> Role | None:
+    holder = loop.clone()
+    body = holder.body.block
+    for op in list(body.ops):
+        if isinstance(op, ham.AccumulateOp):
+            first = op.indices[0] if op.indices else None
+            if first not in body.args:
+                raise GatherUnsupported("an accumulate's row is not one of the loop's indices")
+            if system.field_shape(op.field.string_value())[0] != rows:
+                raise GatherUnsupported("an accumulate into a field of other rows")
+            _row_offset(system, op.field.string_value(), op.indices, _width(op.value.type))
+            if first is not body.args[own]:
+                op.detach()
+                op.erase()
+        elif op.regions and _has_accumulate(op):
+            raise GatherUnsupported("an accumulate nested in an inner loop")
+    changed = True
+    while changed:  # DCE: drop what only the dropped accumulates needed
+        changed = False
+        for op in reversed(list(body.ops)):
+            if isinstance(op, ham.AccumulateOp | ham.YieldOp) or _has_accumulate(op):
+                continue
+            if all(not r.uses for r in op.results):
+                op.detach()
+                op.erase()
+                changed = True
+    if not any(isinstance(op, ham.AccumulateOp) for op in body.ops):
+        return None
+    return Role(loop, own, body, holder)
+
+
+@dataclass
+class GatherPlan:
+    system: ham.SystemOp
+    field: str
+    rows: int | str
+    rowsize: int
+    prelude: list[Operation]
+    loops: list[tuple[Operation, list[Role]]]
+
+    @property
+    def has_pairs(self) -> bool:
+        return any(isinstance(lp, ham.PairSumOp) for lp, _ in self.loops)
+
+
+def gather_plan(system: ham.SystemOp, field: str) -> GatherPlan:
+    grad = system.gradient(field)
+    if grad is None:
+        raise GatherUnsupported(f"no gradient for '{field}' (run ham-derive)")
+    shape = system.state.shape.shape
+    if not shape:
+        raise GatherUnsupported("a scalar state has no rows")
+    rows = shape[0]
+    rowsize = _row_offset(system, field, [], 0)[1]
+    prelude, loops = [], []
+    for op in grad.body.block.ops:
+        if isinstance(op, ham.YieldOp):
+            continue
+        if isinstance(op, ham.SumOp | ham.PairSumOp):
+            if _const_index(op.lower) != 0 or not _is_rows(op.upper, rows):
+                raise GatherUnsupported("a loop that does not run over all rows")
+            if isinstance(op, ham.PairSumOp) and op.kind.data not in ("lt", "ne"):
+                raise GatherUnsupported(f"pair kind '{op.kind.data}'")
+            owns = (0,) if isinstance(op, ham.SumOp) else (0, 1)
+            roles = [r for own in owns if (r := _role(system, op, own, rows)) is not None]
+            loops.append((op, roles))
+        elif isinstance(op, ham.AccumulateOp) or op.regions:
+            raise GatherUnsupported("an accumulate outside a row loop")
+        else:
+            prelude.append(op)
+    if not loops:
+        raise GatherUnsupported("no row loop in the gradient")
+    return GatherPlan(system, field, rows, rowsize, prelude, loops)
+
+
+def gather_unsupported(system: ham.SystemOp, field: str | None = None) -> str | None:
+    """Why no gather kernel can be built for dH/d(field) (None: it can)."""
+    try:
+        plan = gather_plan(system, field or system.state.names[0])
+    except GatherUnsupported as e:
+        return str(e)
+    if field is None and not plan.has_pairs:
+        return "no pair sum in dH/dq"
+    return None
+
+
+class GatherLowering(RegionLowering):
+    """RegionLowering whose accumulates add to per-row registers (`contrib`) and whose loads
+    of the other particle's row may come from a shared-memory tile."""
+
+    def __init__(self, env: Env, emit: Emitter, rowsize: int):
+        super().__init__(env, emit)
+        self.rowsize = rowsize
+        self.contrib: list[SSAValue | None] = [None] * rowsize
+        self.done: set[Operation] = set()  # hoisted ops
+        self.tile: dict[str, str] = {}  # field -> shared global
+        self.other: SSAValue | None = None  # the body arg read from the tile
+        self.jj: SSAValue | None = None  # its position in the tile
+
+    def op(self, op: Operation) -> None:
+        e = self.emit
+        if op in self.done:
+            return
+        if isinstance(op, ham.AccumulateOp):
+            off, _ = _row_offset(self.env.system, op.field.string_value(), op.indices, 1)
+            for c, v in enumerate(self.get(op.value)):
+                old = self.contrib[off + c]
+                self.contrib[off + c] = v if old is None else e.add(old, v)
+            return
+        if (isinstance(op, ham.LoadOp) and self.other is not None and op.indices
+                and op.indices[0] is self.other and op.field_name in self.tile):
+            width = _width(op.result.type)
+            off, rs = _row_offset(self.env.system, op.field_name, op.indices, width)
+            base = e.imul(self.jj, e.i(rs))
+            vals = [e(llvm.LoadOp(_shared_ptr(e, op.field_name, e.iadd(base, e.i(off + c))), f64))
+                    for c in range(width)]
+            self.values[op.results[0]] = vals
+            return
+        super().op(op)
+
+    def contribution(self, role: Role, e: Emitter, own: SSAValue, other: SSAValue | None,
+                     accs: list[SSAValue]) -> list[SSAValue]:
+        """accs + the role body's contributions with args[own] = own, args[other] = other."""
+        args = role.body.args
+        self.values[args[role.own]] = [own]
+        if role.other is not None:
+            self.values[args[role.other]] = [other]
+        self.contrib = [None] * self.rowsize
+        self.block(role.body, e)
+        return [a if c is None else e.add(a, c) for a, c in zip(accs, self.contrib)]
+
+    def hoist(self, role: Role, e: Emitter, own: SSAValue) -> None:
+        """Lower the ops of the body that do not depend on the other index, once, into e."""
+        self.values[role.body.args[role.own]] = [own]
+        variant = role.depends_on_other()
+        saved, self.emit = self.emit, e
+        try:
+            for op in role.body.ops:
+                if op in variant or isinstance(op, ham.AccumulateOp | ham.YieldOp):
+                    continue
+                self.op(op)
+                self.done.add(op)
+        finally:
+            self.emit = saved
+
+
+def _pair_step(lo: GatherLowering, roles: list[Role], kind: str, e: Emitter, k: SSAValue,
+               j: SSAValue, accs: list[SSAValue], tiled: bool) -> list[SSAValue]:
+    """accs + the contributions of the pair (k, j) to row k (nothing when j == k)."""
+    first = [r for r in roles if r.own == 0]
+    second = [r for r in roles if r.own == 1]
+    types = [f64] * len(accs)
+
+    def run(rs: list[Role]):
+        def fn(ie: Emitter) -> list[SSAValue]:
+            out = accs
+            for r in rs:
+                lo.other = r.body.args[r.other] if tiled else None
+                out = lo.contribution(r, ie, k, j, out)
+            lo.other = None
+            return out
+        return fn
+
+    def keep(ie: Emitter) -> list[SSAValue]:
+        return accs
+
+    if kind == "ne":
+        return e.if_(e(arith.CmpiOp(j, k, "ne")), run(first + second), keep, types)
+    # i < j: body(k, j) for j > k, body(j, k) for j < k
+    return e.if_(e(arith.CmpiOp(j, k, "ugt")), run(first),
+                 lambda ie: ie.if_(ie(arith.CmpiOp(j, k, "ult")), run(second), keep, types),
+                 types)
+
+
+def _tiled_fields(plan: GatherPlan) -> dict[str, int]:
+    """Fields loaded at the other particle's row in a pair body -> their (static) row size."""
+    out: dict[str, int] = {}
+    for loop, roles in plan.loops:
+        if not isinstance(loop, ham.PairSumOp):
+            continue
+        for r in roles:
+            for op in r.body.walk():
+                if (isinstance(op, ham.LoadOp) and op.indices
+                        and op.indices[0] is r.body.args[r.other]
+                        and plan.system.field_shape(op.field_name)[0] == plan.rows):
+                    try:
+                        out[op.field_name] = _row_offset(plan.system, op.field_name, [], 0)[1]
+                    except GatherUnsupported:
+                        pass  # a symbolic row: read from global memory
+    return out
+
+
+def _shared_name(field: str) -> str:
+    return f"__tpc_tile_{field}"
+
+
+def _sreg(e: Emitter, name: str) -> SSAValue:
+    v = e(llvm.CallIntrinsicOp(SREG + name, [], [i32]))
+    return e(arith.IndexCastOp(e(arith.ExtUIOp(v, i64)), INDEX))
+
+
+def _shared_ptr(e: Emitter, field: str, at: SSAValue) -> SSAValue:
+    """&tile_field[at] in addrspace(3). Integer arithmetic, not llvm.getelementptr: the
+    xDSL -> llvmlite converter casts a GEP's base to an addrspace(0) pointer."""
+    base = e(llvm.PtrToIntOp(e(llvm.AddressOfOp(_shared_name(field), SPTR)), i64))
+    off = e(arith.MuliOp(e(arith.IndexCastOp(at, i64)), e(arith.ConstantOp(IntegerAttr(8, i64)))))
+    return e(llvm.IntToPtrOp.create(operands=[e(arith.AddiOp(base, off))], result_types=[SPTR]))
+
+
+def _emit_gather(plan: GatherPlan, e: Emitter, env: Env, k: SSAValue, gpu: bool,
+                 tid: SSAValue | None = None) -> list[SSAValue]:
+    """The row-k gradient (rowsize f64 values), emitted into e."""
+    lo = GatherLowering(env, e, plan.rowsize)
+    for op in plan.prelude:
+        lo.op(op)
+    rows = lo.dim(plan.rows, e)
+    accs = [e.f(0.0) for _ in range(plan.rowsize)]
+    tiles = _tiled_fields(plan) if gpu else {}
+    lo.tile = {f: _shared_name(f) for f in tiles}
+    for loop, roles in plan.loops:
+        if not roles:
+            continue
+        if isinstance(loop, ham.SumOp):
+            for r in roles:
+                accs = lo.contribution(r, e, k, None, accs)
+            continue
+        for r in roles:
+            lo.hoist(r, e, k)
+        kind = loop.kind.data
+        if gpu:
+            accs = _tile_loop(lo, roles, kind, e, k, rows, tid, tiles, accs)
+        else:
+            def plain(ie: Emitter, j: SSAValue, a: list[SSAValue], roles=roles,
+                      kind=kind) -> list[SSAValue]:
+                return _pair_step(lo, roles, kind, ie, k, j, a, tiled=False)
+            accs = e.for_(e.i(0), rows, plain, accs)
+    return accs
+
+
+def _barrier(e: Emitter) -> None:
+    e(llvm.CallIntrinsicOp("llvm.nvvm.barrier0", [], []))
+
+
+def _tile_loop(lo: GatherLowering, roles: list[Role], kind: str, e: Emitter, k: SSAValue,
+               rows: SSAValue, tid: SSAValue, tiles: dict[str, int],
+               accs: list[SSAValue]) -> list[SSAValue]:
+    """for t0 in 0..N step ntid: load rows t0 + tid into the tiles, barrier, gather the
+    tile's j from them, barrier."""
+    ntid = _sreg(e, "ntid.x")
+    block = Block(arg_types=[INDEX, *[f64] * len(accs)])
+    te = Emitter(block)
+    t0, carried = block.args[0], list(block.args[1:])
+    jt = te.iadd(t0, tid)
+
+    def load_tile(ie: Emitter) -> list:
+        for field, rs in tiles.items():
+            gbase, sbase = ie.imul(jt, ie.i(rs)), ie.imul(tid, ie.i(rs))
+            for c in range(rs):
+                v = ie.load(lo.buffers[field], ie.iadd(gbase, ie.i(c)))
+                ie(llvm.StoreOp(v, _shared_ptr(ie, field, ie.iadd(sbase, ie.i(c)))))
+        return []
+
+    te.if_(te(arith.CmpiOp(jt, rows, "ult")), load_tile, lambda ie: [], [])
+    _barrier(te)
+    count = te(arith.MinUIOp(ntid, te(arith.SubiOp(rows, t0))))
+
+    def inner(ie: Emitter, jj: SSAValue, a: list[SSAValue]) -> list[SSAValue]:
+        lo.jj = jj
+        return _pair_step(lo, roles, kind, ie, k, ie.iadd(t0, jj), a, tiled=True)
+
+    new = te.for_(te.i(0), count, inner, carried)
+    _barrier(te)
+    te(scf.YieldOp(*new))
+    loop = scf.ForOp(e.i(0), rows, ntid, accs, block)
+    e(loop)
+    return list(loop.results)
+
+
+def _store_row(e: Emitter, out: SSAValue, k: SSAValue, vals: list[SSAValue]) -> None:
+    base = e.imul(k, e.i(len(vals)))
+    for c, v in enumerate(vals):
+        e.store(v, out, e.iadd(base, e.i(c)))
+
+
+def build_gather_kernel(plan: GatherPlan, name: str) -> func.FuncOp:
+    """The GPU kernel: one thread per row, tiled pair loops (signature in the header)."""
+    system = plan.system
+    types = [*env_types(system), BUF]
+    block = Block(arg_types=types)
+    e = Emitter(block)
+    env = bind_env(system, list(block.args[:-1]))
+    out = block.args[-1]
+    tid = _sreg(e, "tid.x")
+    k = e.iadd(e.imul(_sreg(e, "ctaid.x"), _sreg(e, "ntid.x")), tid)
+    rows = e.i(plan.rows) if isinstance(plan.rows, int) else env.sizes[plan.rows]
+    active = e(arith.CmpiOp(k, rows, "ult"))
+    last = e(arith.SubiOp(rows, e.i(1)))
+    kc = e(arith.SelectOp(active, k, last))  # k >= N: compute row N - 1, store nothing
+    vals = _emit_gather(plan, e, env, kc, gpu=True, tid=tid)
+
+    def store(ie: Emitter) -> list:
+        _store_row(ie, out, k, vals)
+        return []
+
+    e.if_(active, store, lambda ie: [], [])
+    e(func.ReturnOp())
+    fn = func.FuncOp(name, (types, []), Region(block))
+    fn.attributes[KERNEL_ATTR] = UnitAttr()
+    return fn
+
+
+def build_gather_host(plan: GatherPlan, name: str) -> func.FuncOp:
+    """The same gather loops for the CPU: for k in 0..N (no tiles, no intrinsics)."""
+    system = plan.system
+
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args[:-1])
+        rows = e.i(plan.rows) if isinstance(plan.rows, int) else env.sizes[plan.rows]
+
+        def row(ie: Emitter, k: SSAValue, _: list) -> list:
+            _store_row(ie, args[-1], k, _emit_gather(plan, ie, env, k, gpu=False))
+            return []
+
+        e.for_(e.i(0), rows, row)
+        return []
+
+    return make_func(name, [*env_types(system), BUF], [], body, private=False)
+
+
+def build_axpy() -> func.FuncOp:
+    """axpy(y, x, a, n): y[t] += a * x[t] for t = ctaid.x * ntid.x + tid.x < n."""
+    types = [BUF, BUF, f64, INDEX]
+    block = Block(arg_types=types)
+    e = Emitter(block)
+    y, x, a, n = block.args
+    t = e.iadd(e.imul(_sreg(e, "ctaid.x"), _sreg(e, "ntid.x")), _sreg(e, "tid.x"))
+
+    def upd(ie: Emitter) -> list:
+        ie.store(ie.add(ie.load(y, t), ie.mul(a, ie.load(x, t))), y, t)
+        return []
+
+    e.if_(e(arith.CmpiOp(t, n, "ult")), upd, lambda ie: [], [])
+    e(func.ReturnOp())
+    fn = func.FuncOp("axpy", (types, []), Region(block))
+    fn.attributes[KERNEL_ATTR] = UnitAttr()
+    return fn
+
+
+def _shared_globals(plans: list[GatherPlan]) -> list[llvm.GlobalOp]:
+    sizes: dict[str, int] = {}
+    for plan in plans:
+        for field, rs in _tiled_fields(plan).items():
+            sizes[field] = max(sizes.get(field, 0), rs)
+    return [llvm.GlobalOp(llvm.LLVMArrayType(IntAttr(MAX_TILE * rs), f64),
+                          _shared_name(f), "internal", addr_space=SHARED, alignment=8)
+            for f, rs in sizes.items()]
+
+
+def _system(module: ModuleOp) -> ham.SystemOp | None:
+    """The module's (first) ham.system, None at func level."""
+    systems = [op for op in module.ops if isinstance(op, ham.SystemOp)]
+    return systems[0] if systems else None
+
+
+def gpu_kernel_module(system: ham.SystemOp) -> ModuleOp:
+    """pair_forces (+ row_grad_p, axpy when dH/dp gathers too) and their shared arrays;
+    an empty module when dH/dq has no pair sum or is not in gather form."""
+    if gather_unsupported(system) is not None:
+        return ModuleOp([])
+    q, p = system.state.names
+    plans = [gather_plan(system, q)]
+    funcs: list[Operation] = [build_gather_kernel(plans[0], "pair_forces")]
+    if gather_unsupported(system, p) is None:
+        plans.append(gather_plan(system, p))
+        funcs += [build_gather_kernel(plans[1], "row_grad_p"), build_axpy()]
+    return ModuleOp([*_shared_globals(plans), *funcs])
+
+
+def gather_module(system: ham.SystemOp) -> ModuleOp:
+    """The CPU gather functions gather_q_host / gather_p_host (those that exist), to be
+    appended to a func-level module of the same system and lowered for the CPU."""
+    funcs = []
+    for tag, name in zip("qp", system.state.names):
+        if gather_unsupported(system, name) is None:
+            funcs.append(build_gather_host(gather_plan(system, name), f"gather_{tag}_host"))
+    return ModuleOp(funcs)
+
+
+def stash_kernels(module: ModuleOp) -> None:
+    """Ham level: build the gather kernels and keep their text in a module attribute."""
+    system = _system(module)
+    if system is None or STASH in module.attributes:
+        return
+    kernels = gpu_kernel_module(system)
+    if not list(kernels.ops):
+        return
+    from xdsl.transforms.canonicalize import CanonicalizePass
+
+    from tpc import registry
+
+    CanonicalizePass().apply(registry.context(), kernels)  # x * 1, x + 0, constants
+    buf = io.StringIO()
+    Printer(stream=buf, print_generic_format=True).print_op(kernels)
+    module.attributes[STASH] = StringAttr(buf.getvalue())
+
+
+def merge_stash(module: ModuleOp) -> None:
+    """Func level: parse the stashed kernels and add them to the module."""
+    text = module.attributes.get(STASH)
+    if text is None:
+        return
+    from tpc import registry
+
+    kernels = Parser(registry.context(), text.data, "<tpc.gpu_kernels>").parse_module()
+    del module.attributes[STASH]
+    present = {getattr(op, "sym_name", None) and op.sym_name.data for op in module.ops}
+    for op in list(kernels.ops):
+        if op.sym_name.data not in present:
+            op.detach()
+            module.body.block.add_op(op)
+
+
+def lower_for_gpu(module: ModuleOp, runner) -> None:
+    """sym-level module -> func-level module with every GPU kernel (pair_forces included):
+    sym-gpu-kernels, the loops stage, sym-gpu-kernels."""
+    from tpc import lowering
+
+    runner.run(module, ["sym-gpu-kernels"])
+    lowering.make_loops(module, runner)
+    runner.run(module, ["sym-gpu-kernels"])

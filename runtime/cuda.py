@@ -10,6 +10,16 @@ writes FILE.ptx plus FILE.json (a small manifest: env layout, params, state shap
 Ensemble layout (the `ensemble_run` kernel of the sym-gpu-kernels pass): B independent members,
 q/p as [B, n], snapshots as [B, nsnap, n], H as [B, nsnap], one f64 status per member, params
 either shared or [B, n_params]. Inputs and sizes are shared by all members.
+
+One large system (the `pair_forces`, `row_grad_p` and `axpy` kernels, present for systems whose
+dH/dq is a pair sum in gather form, e.g. N-body): `CudaSimulation.pair_forces` evaluates dH/dq
+once (grid = ceil(N / block), block = 128 or 256 threads, at most the kernel's MAX_TILE = 256);
+`CudaSimulation.run_leapfrog` steps the system with leapfrog entirely on the device: per step
+    kick   p -= dt/2 * pair_forces(q)        (pair_forces, then axpy)
+    drift  q += dt   * dH/dp                 (row_grad_p, then axpy)
+    kick   p -= dt/2 * pair_forces(q)
+with the closing half kick of one step fused into the opening one of the next (as the CPU's
+fsal leapfrog does), q and p copied back only at snapshots.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import numpy as np
 from tpc.diagnostics import RunError, TpcError
 
 THREADS = 64
+PAIR_BLOCK = 128  # pair_forces block size (128 or 256; at most MAX_TILE = 256)
+MAX_TILE = 256
 
 
 def require_cuda():
@@ -57,6 +69,8 @@ def cuda_available() -> bool:
 
 # -------------------------------------------------------------------- artifacts
 
+KERNELS = ("ensemble_run", "pair_forces", "row_grad_p", "axpy")
+
 
 @dataclass
 class Manifest:
@@ -81,14 +95,18 @@ def compile_ptx(sim, arch: str = "sm_90") -> tuple[str, Manifest]:
     """(PTX, manifest) for a `tpc.api.Simulation` (needs llvmlite; runs on the CPU)."""
     from dataclasses import replace
 
+    from tpc.passes.sym_gpu_kernels import lower_for_gpu
     from tpc.runtime.ptx import module_to_ptx
 
     from tpc import lowering, pipeline
 
     module = sim.module.clone()
-    lowering.lower(module, "ptx", replace(sim.options, fold=False), pipeline.PassRunner())
+    runner = pipeline.PassRunner()
+    # sym-gpu-kernels before sym-lower-loops too (pair_forces is built from the ham IR)
+    lowering.lower(module, "sym", replace(sim.options, fold=False), runner)
+    lower_for_gpu(module, runner)
     ptx = module_to_ptx(module, arch=arch)
-    kernels = [k for k in ("ensemble_run", "pair_forces") if f".entry {k}(" in ptx]
+    kernels = [k for k in KERNELS if f".entry {k}(" in ptx]
     info = sim.info
     man = Manifest(kernels, dict(info.params), list(info.inputs), list(info.sizes),
                    [d if isinstance(d, int) else str(d) for d in info.shape], arch)
@@ -238,6 +256,112 @@ class CudaSimulation:
         shape = self._concrete_shape(n)
         return EnsembleResult(t, out_q.reshape(rows, batch, *shape),
                               out_p.reshape(rows, batch, *shape), out_h, status, elapsed)
+
+    # ------------------------------------------------------- one large system
+
+    def _env(self, d_q, d_p, params, inputs: dict, n: int) -> tuple[list, list]:
+        """(kernel env args, device buffers to keep alive) for one system of state size n."""
+        drv = self.drv
+        names = list(self.manifest.params)
+        for k in params or {}:
+            if k not in names:
+                raise TpcError(f"unknown param '{k}' (known: {', '.join(names) or 'none'})")
+        vals = [float((params or {}).get(k, self.manifest.params[k])) for k in names]
+        d_par = drv.to_device(np.array(vals or [0.0]))
+        d_ins = [drv.to_device(np.ascontiguousarray(inputs[k], dtype=np.float64).ravel())
+                 for k in self.manifest.inputs]
+        sizes = self._sizes(n, inputs)
+        env = [d_q, d_p, d_par, *d_ins, *[np.int64(sizes[s]) for s in self.manifest.sizes]]
+        return env, [d_par, *d_ins]
+
+    def _need(self, *names: str) -> None:
+        missing = [k for k in names if k not in self.kernels]
+        if missing:
+            raise TpcError(f"the PTX has no {', '.join(missing)} kernel (dH/dq is not a pair "
+                           "sum in gather form, or the PTX predates it)")
+
+    def _launch_rows(self, name: str, env: list, d_out, rows: int, block: int) -> None:
+        if not 0 < block <= MAX_TILE:
+            raise TpcError(f"block must be 1..{MAX_TILE} threads, got {block}")
+        if rows == 0:
+            return
+        grid = ((rows + block - 1) // block, 1)
+        self.kernels[name](*env, d_out, block=(block, 1, 1), grid=grid)
+
+    def pair_forces(self, q, p=None, *, params=None, block: int = PAIR_BLOCK,
+                    return_time: bool = False, **inputs):
+        """dH/dq at (q, p) from the pair_forces kernel (shape of q); with return_time, also
+        the kernel's time in seconds (CUDA events)."""
+        self._need("pair_forces")
+        drv = self.drv
+        q = np.ascontiguousarray(q, dtype=np.float64)
+        p = np.zeros_like(q) if p is None else np.ascontiguousarray(p, dtype=np.float64)
+        n = q.size
+        shape = self._concrete_shape(n)
+        d_q, d_p = drv.to_device(q.ravel()), drv.to_device(p.ravel())
+        env, _keep = self._env(d_q, d_p, params, inputs, n)
+        d_g = drv.mem_alloc(max(8, 8 * n))
+        start, end = drv.Event(), drv.Event()
+        start.record()
+        self._launch_rows("pair_forces", env, d_g, shape[0] if shape else 1, block)
+        end.record()
+        end.synchronize()
+        g = drv.from_device(d_g, (n,), np.float64).reshape(q.shape)
+        return (g, start.time_till(end) / 1e3) if return_time else g
+
+    def run_leapfrog(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
+                     params=None, block: int = PAIR_BLOCK, **inputs) -> EnsembleResult:
+        """Leapfrog for one large system on the device (see the module docstring); the
+        result has B = 1 and no energies (H is NaN; compute them on the CPU if needed)."""
+        self._need("pair_forces", "row_grad_p", "axpy")
+        drv = self.drv
+        q = np.ascontiguousarray(q0, dtype=np.float64).ravel().copy()
+        p = np.ascontiguousarray(p0, dtype=np.float64).ravel().copy()
+        n = q.size
+        shape = self._concrete_shape(n)
+        rows = shape[0] if shape else 1
+        d_q, d_p = drv.to_device(q), drv.to_device(p)
+        env, _keep = self._env(d_q, d_p, params, inputs, n)
+        d_g = drv.mem_alloc(max(8, 8 * n))
+        axpy = self.kernels["axpy"]
+        ax_grid = ((n + 255) // 256, 1)
+
+        def add(d_y, a: float) -> None:  # y += a * g
+            axpy(d_y, d_g, np.float64(a), np.int64(n), block=(256, 1, 1), grid=ax_grid)
+
+        def kick(c: float) -> None:
+            self._launch_rows("pair_forces", env, d_g, rows, block)
+            add(d_p, -c * dt)
+
+        def drift() -> None:
+            self._launch_rows("row_grad_p", env, d_g, rows, block)
+            add(d_q, dt)
+
+        full, rem = divmod(steps, save_every)
+        strides = [save_every] * full + ([rem] if rem else [])
+        nrows = 1 + len(strides)
+        out_q, out_p = np.empty((nrows, 1, n)), np.empty((nrows, 1, n))
+        out_q[0, 0], out_p[0, 0] = q, p
+        t = np.zeros(nrows)
+        start, end = drv.Event(), drv.Event()
+        elapsed, done = 0.0, 0
+        for row, stride in enumerate(strides, 1):
+            start.record()
+            for s in range(stride):
+                kick(0.5 if s == 0 else 1.0)  # the previous closing half kick, fused
+                drift()
+            kick(0.5)
+            end.record()
+            end.synchronize()
+            elapsed += start.time_till(end) / 1e3
+            out_q[row, 0] = drv.from_device(d_q, (n,), np.float64)
+            out_p[row, 0] = drv.from_device(d_p, (n,), np.float64)
+            done += stride
+            t[row] = done * dt
+        status = np.array([-1 if np.isfinite(out_q[-1]).all() and np.isfinite(out_p[-1]).all()
+                           else done])
+        return EnsembleResult(t, out_q.reshape(nrows, 1, *shape), out_p.reshape(nrows, 1, *shape),
+                              np.full((nrows, 1), np.nan), status, elapsed)
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.manifest.shape if isinstance(d, int)]

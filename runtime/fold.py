@@ -360,6 +360,13 @@ def run_folded(sim, q, p, ins, sizes, pb, dt: float, steps: int, save_every: int
         traj = sim._trajectory(t, out_q, out_p, out_h, 1, 0, time.perf_counter() - t0)
         traj.folded = True
         return traj
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _propagate(sim, q, p, ins, sizes, pb, dt, steps, save_every, method, t0, n, full,
+                          rem, out_q, out_p, out_h, t, partial, h_of)
+
+
+def _propagate(sim, q, p, ins, sizes, pb, dt, steps, save_every, method, t0, n, full, rem,
+               out_q, out_p, out_h, t, partial, h_of):
     try:
         prop = build_propagator(sim, q, p, ins, sizes, pb, dt, method, steps, save_every)
     except _StepFailed as e:

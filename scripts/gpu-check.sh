@@ -9,7 +9,9 @@
 #                  `pip download --only-binary=:all: --python-version 3.12 --platform
 #                  manylinux2014_x86_64`; llvmlite is NOT carried: ~60 MB, over the 64 MiB carry)
 #      artifacts/  NAME.ptx + NAME.json (manifest) + NAME.npz (CPU reference trajectory) for
-#                  every example, and kepler_ensemble.npz (many Kepler orbits, CPU reference)
+#                  every example, kepler_ensemble.npz (many Kepler orbits, CPU reference),
+#                  nbody_forces.npz / nbody_leapfrog.npz (CPU references for the pair_forces
+#                  kernel and the device leapfrog; nbody.ptx holds pair_forces)
 #    and checks the carry stays under 64 MiB.
 # 2. On the GPU machine (device tool: carry [".gpu-carry"], e.g. timeout_s=500):
 #        bash scripts/gpu-check.sh
@@ -62,6 +64,19 @@ np.savez(out / "kepler_ensemble.npz", q0=q0, p0=p0, mu=mu, dt=dt, steps=steps,
          save_every=save, q=np.stack([r.q for r in runs], 1), p=np.stack([r.p for r in runs], 1),
          H=np.stack([r.H for r in runs], 1))
 print("artifact kepler_ensemble")
+# pair_forces (nbody.ptx): one gradient at N = 1000 (not a multiple of the block), and a short
+# device-leapfrog run at N = 300, both against the CPU.
+sim = api.compile(Path("examples/nbody.ham"), fold=False)
+rng = np.random.default_rng(7)
+n = 1000
+q = rng.standard_normal((n, 3)); p = rng.standard_normal((n, 3)); m = rng.random(n) + 0.5
+np.savez(out / "nbody_forces.npz", q=q, p=p, m=m, g=sim.gradient(q, p, m=m)[0])
+n = 300
+q = rng.standard_normal((n, 3)) * 3; p = rng.standard_normal((n, 3)) * 0.1; m = rng.random(n) + 0.5
+tr = sim.run(q, p, dt=1e-3, steps=20, save_every=10, m=m)
+np.savez(out / "nbody_leapfrog.npz", q0=q, p0=p, m=m, dt=1e-3, steps=20, save_every=10,
+         q=tr.q, p=tr.p)
+print("artifact nbody_forces, nbody_leapfrog")
 PY
     size=$(du -sm "$CARRY" | cut -f1)
     echo "carry: ${size} MiB in $CARRY"

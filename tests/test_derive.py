@@ -106,7 +106,17 @@ def nbody_case(rng):
     return {"G": G}, q, p, {"m": m}, nbody_gradients(q, p, m, G)
 
 
+def anisotropic_case(rng):
+    wx, wy, om, f = 1.2, 1.7, 0.3, 0.2
+    q = rng.normal(size=2)
+    p = rng.normal(size=2)
+    gq = np.array([wx**2 * q[0] + f - om * p[1], wy**2 * q[1] + om * p[0]])
+    gp = np.array([p[0] + om * q[1], p[1] - om * q[0]])
+    return {"wx": wx, "wy": wy, "omega": om, "f": f}, q, p, {}, (gq, gp)
+
+
 CASES = {
+    "anisotropic": anisotropic_case,
     "kepler": kepler_case,
     "harmonic_chain": chain_case,
     "pendulum": pendulum_case,
@@ -125,6 +135,10 @@ def compiled():
         return cache[name]
 
     return get
+
+
+def test_every_example_is_covered():
+    assert sorted(CASES) == sorted(p.stem for p in EXAMPLES.glob("*.ham"))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

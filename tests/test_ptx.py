@@ -160,3 +160,214 @@ def test_require_cuda_without_pycuda_is_clear():
 
     with pytest.raises(TpcError, match="install the cuda extra"):
         require_cuda()
+
+
+# ------------------------------------------------------------------ pair_forces
+
+
+@needs_libdevice
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nbody_pair_forces_ptx(arch: str, tmp_path: Path):
+    """nbody's PTX has the tiled gather kernel: an entry, shared-memory tiles, barriers."""
+    from tpc.runtime.cuda import compile_ptx
+
+    from tpc import api
+
+    ptx, man = compile_ptx(api.compile(ROOT / "examples" / "nbody.ham", fold=False), arch)
+    assert ".visible .entry pair_forces(" in ptx and ".visible .entry ensemble_run(" in ptx
+    assert man.kernels == ["ensemble_run", "pair_forces", "row_grad_p", "axpy"]
+    body = ptx[ptx.index(".entry pair_forces("):]
+    body = body[:body.index("\n}\n")]
+    assert ".shared .align 8 .b8 __tpc_tile_q[6144]" in ptx  # 256 rows of 3 f64
+    assert ".shared .align 8 .b8 __tpc_tile_m[2048]" in ptx
+    assert body.count("bar.sync") == 2  # after loading a tile, before overwriting it
+    assert "st.shared.b64" in body and "ld.shared.b64" in body
+    assert "%tid.x" in body and "%ctaid.x" in body and "%ntid.x" in body
+    assert "atom." not in body  # gather form: no atomics
+    if PTXAS is None:
+        pytest.skip("ptxas not on PATH: PTX produced but not assembled")
+    (tmp_path / "nbody.ptx").write_text(ptx)
+    r = subprocess.run([PTXAS, f"-arch={arch}", "-v", str(tmp_path / "nbody.ptx"), "-o",
+                        str(tmp_path / "nbody.cubin")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Compiling entry function 'pair_forces'" in r.stderr
+
+
+@needs_libdevice
+def test_no_pair_forces_without_pair_sum():
+    from tpc.runtime.cuda import compile_ptx
+
+    from tpc import api
+
+    ptx, man = compile_ptx(api.compile(ROOT / "examples" / "kepler.ham", fold=False))
+    assert man.kernels == ["ensemble_run"] and "pair_forces" not in ptx
+
+
+MIXED = """system Mixed {
+    param k = 0.3, a = 0.7
+    input m[N]
+    state q[N, 3], p[N, 3]
+    H = sum(i: dot(p[i], p[i]) / (2 * m[i])) + sum(i: k * m[i] * dot(q[i], q[i]))
+        - sum(i < j: m[i] * m[j] / norm(q[i] - q[j]))
+        + sum(i != j: a * m[i] * q[i, 0] * exp(-dot(q[i] - q[j], q[i] - q[j])))
+}"""
+
+RING = """system Ring {
+    param K = 1.5
+    state q[N], p[N]
+    H = sum(i: p[i]^2 / 2) - K * sum(i < j: cos(q[i] - q[j]) * (1 + 0.1 * q[i]))
+}"""
+
+
+def _sym_module(sim):
+    from dataclasses import replace
+
+    from tpc import lowering, pipeline
+
+    module = sim.module.clone()
+    runner = pipeline.PassRunner()
+    lowering.lower(module, "sym", replace(sim.options, fold=False), runner)
+    return module, runner
+
+
+@pytest.mark.parametrize("source", ["nbody", MIXED, RING], ids=["nbody", "mixed", "ring"])
+def test_gather_form_matches_scatter_gradient(source: str):
+    """The CPU twin of pair_forces (same gather loops, no tiles) against the scatter-form
+    grad_q/grad_p: `<` and `!=` pairs (asymmetric bodies), single sums, a column index, a
+    scalar state. Validates the gather math without a GPU."""
+    import ctypes
+
+    import numpy as np
+    from tpc.passes.sym_gpu_kernels import gather_module
+    from tpc.runtime.jit import compile_llvm_module
+
+    from tpc import api, lowering
+
+    sim = api.compile(ROOT / "examples" / "nbody.ham" if source == "nbody" else source,
+                      fold=False)
+    module, runner = _sym_module(sim)
+    host = gather_module(next(op for op in module.ops if op.name == "ham.system"))
+    assert [f.sym_name.data for f in host.ops] == ["gather_q_host", "gather_p_host"]
+    lowering.make_loops(module, runner)
+    for op in list(host.ops):
+        op.detach()
+        module.body.block.add_op(op)
+    lib = compile_llvm_module(module)
+    rng = np.random.default_rng(3)
+    n = 29
+    shape = (n, 3) if len(sim.info.shape) == 2 else (n,)
+    q, p = rng.standard_normal(shape), rng.standard_normal(shape)
+    inputs = {"m": rng.random(n) + 0.5} if sim.info.inputs else {}
+    ref = sim.gradient(q, p, **inputs)
+    qq, pp, ins, sizes, pb = sim.bind(q, p, None, inputs)
+    env = sim.env_args(qq, pp, pb, ins, sizes)
+    for tag, want in zip("qp", ref):
+        got = np.full_like(qq, np.nan)
+        lib.get(f"gather_{tag}_host", None, [*sim._env_types(), ctypes.c_void_p])(
+            *env, got.ctypes.data)
+        assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want)), tag
+
+
+def test_gather_unsupported_reasons():
+    from tpc.passes.sym_gpu_kernels import gather_unsupported, gpu_kernel_module
+
+    from tpc import api
+
+    for name, why in (("harmonic_chain", "accumulate outside a row loop"),
+                      ("kepler", "accumulate outside a row loop")):
+        sim = api.compile(ROOT / "examples" / f"{name}.ham", fold=False)
+        module, _ = _sym_module(sim)
+        system = next(op for op in module.ops if op.name == "ham.system")
+        assert why in gather_unsupported(system)
+        assert not list(gpu_kernel_module(system).ops)
+
+
+def test_stash_survives_sym_lower_loops():
+    """sym-gpu-kernels on the ham+sym module stashes the kernels; after sym-lower-loops the
+    second run merges them next to ensemble_run."""
+    from tpc.passes.sym_gpu_kernels import STASH, lower_for_gpu
+
+    from tpc import api
+
+    sim = api.compile(ROOT / "examples" / "nbody.ham", fold=False)
+    module, runner = _sym_module(sim)
+    runner.run(module, ["sym-gpu-kernels"])
+    assert STASH in module.attributes
+    runner.run(module, ["sym-lower-loops", "sym-gpu-kernels"])
+    names = [getattr(op, "sym_name", None) and op.sym_name.data for op in module.ops]
+    assert STASH not in module.attributes
+    assert {"pair_forces", "row_grad_p", "axpy", "ensemble_run", "__tpc_tile_q"} <= set(names)
+    again, runner = _sym_module(sim)
+    lower_for_gpu(again, runner)
+    assert [getattr(op, "sym_name", None) and op.sym_name.data for op in again.ops] == names
+
+
+class _FakeDrv:
+    """Just enough of pycuda.driver for the host side of the GPU stepper (numpy 'device')."""
+
+    class Event:
+        def record(self):
+            pass
+
+        def synchronize(self):
+            pass
+
+        def time_till(self, other):
+            return 0.0
+
+    @staticmethod
+    def to_device(a):
+        import numpy as np
+
+        return np.array(a, dtype=np.float64).ravel()
+
+    @staticmethod
+    def mem_alloc(nbytes):
+        import numpy as np
+
+        return np.full(nbytes // 8, np.nan)
+
+    @staticmethod
+    def from_device(d, shape, dtype):
+        return d.reshape(shape).astype(dtype)
+
+
+def test_leapfrog_host_sequence_matches_cpu_run():
+    """CudaSimulation.run_leapfrog's launch sequence (fused half kicks, axpy coefficients),
+    with the kernels played by the CPU's grad_q/grad_p: it must reproduce the CPU run."""
+    import numpy as np
+    from tpc.runtime.cuda import CudaSimulation, Manifest
+
+    from tpc import api
+
+    sim = api.compile(ROOT / "examples" / "nbody.ham", fold=False)
+    man = Manifest(["ensemble_run", "pair_forces", "row_grad_p", "axpy"], {"G": 1.0}, ["m"],
+                   ["N"], ["N", 3], "sm_90")
+    launches = []
+
+    def grad(which):
+        def kernel(q, p, par, m, n, out, block, grid):
+            assert grid[0] * block[0] >= n and block[0] <= 256
+            launches.append(which)
+            g = sim.gradient(q.reshape(-1, 3), p.reshape(-1, 3), {"G": par[0]}, m=m)
+            out[:] = g[0 if which == "q" else 1].ravel()
+        return kernel
+
+    def axpy(y, x, a, n, block, grid):
+        y[:n] += a * x[:n]
+
+    gpu = object.__new__(CudaSimulation)
+    gpu.drv, gpu.manifest = _FakeDrv, man
+    gpu.kernels = {"pair_forces": grad("q"), "row_grad_p": grad("p"), "axpy": axpy}
+    rng = np.random.default_rng(5)
+    n = 40
+    q, p, m = rng.standard_normal((n, 3)) * 3, rng.standard_normal((n, 3)) * .1, rng.random(n) + .5
+    res = gpu.run_leapfrog(q, p, dt=1e-3, steps=7, save_every=3, m=m)
+    ref = sim.run(q, p, dt=1e-3, steps=7, save_every=3, m=m)
+    assert launches.count("q") == 7 + 3 and launches.count("p") == 7  # 3 strides: 3 closings
+    assert np.allclose(res.t, ref.t, rtol=0, atol=1e-15)
+    assert np.max(np.abs(res.q[:, 0] - ref.q)) <= 1e-12 * np.max(np.abs(ref.q))
+    assert np.max(np.abs(res.p[:, 0] - ref.p)) <= 1e-12 * np.max(np.abs(ref.p))
+    assert res.status[0] == -1
+    g = gpu.pair_forces(q, p, m=m)
+    assert np.array_equal(g, sim.gradient(q, p, m=m)[0])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
+    DictionaryAttr,
     FileLineColLoc,
     FloatAttr,
     IndexType,
@@ -23,6 +24,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     VectorType,
     f64,
+    i64,
 )
 from xdsl.ir import Block, Operation, Region, SSAValue
 
@@ -42,6 +44,7 @@ from tpc.syntax import (
 )
 
 Dim = int | str
+Form = tuple[str | None, int]  # size symbol (or None for a constant) plus an offset
 
 UNARY_MATH: dict[str, type[Operation]] = {
     "sin": math.SinOp, "cos": math.CosOp, "tan": math.TanOp, "exp": math.ExpOp,
@@ -89,6 +92,10 @@ class IRGen:
         self.lets: dict[str, Val] = {}
         self.let_decls = {d.name: d for d in self.system.lets}
         self.in_progress: list[str] = []
+        # Affine bounds of the summation indices, as (size symbol or None, offset) pairs, so
+        # every q[i + c] is checked against its dimension before it can read out of bounds.
+        self.ranges: dict[str, tuple[Form, Form]] = {}
+        self.min_sizes: dict[str, tuple[int, Loc]] = {}
 
     # ------------------------------------------------------------ emission helpers
     def emit(self, op: Operation, loc: Loc | None = None) -> SSAValue:
@@ -213,6 +220,10 @@ class IRGen:
         box = sys.boxes[0].value if sys.boxes else None
         system = ham.SystemOp(sys.name, decls, box)
         system.location = to_loc(sys.loc)
+        if self.min_sizes:
+            system.attributes["min_sizes"] = DictionaryAttr(
+                {k: IntegerAttr(v, i64) for k, (v, _) in sorted(self.min_sizes.items())}
+            )
         module = ModuleOp([system])
         module.verify()
         return module
@@ -321,8 +332,48 @@ class IRGen:
         row = base.at(idx[:-1])
         return self.scalar(self.emit(ham.ExtractOp(row, int(pos_node.value)), node.loc))
 
+    def form(self, e: Node) -> Form:
+        """The affine form of an index or range bound (validity is checked by `index`)."""
+        if isinstance(e, Num):
+            return (None, int(e.value))
+        if isinstance(e, Name):
+            return (e.id, 0)
+        if isinstance(e, BinOp) and isinstance(e.rhs, Num):
+            sym, off = self.form(e.lhs)
+            return (sym, off + int(e.rhs.value) * (1 if e.op == "+" else -1))
+        return (None, 0)
+
+    def require_le(self, a: Form, b: Form, loc: Loc, what: str) -> None:
+        """Prove a <= b, or record the smallest size that makes it true at run time."""
+        (sa, oa), (sb, ob) = a, b
+        if sa == sb:
+            if oa > ob:
+                raise TpcError(what, loc)
+        elif sa is None:
+            need = oa - ob
+            if need > self.min_sizes.get(sb, (1, loc))[0]:  # sizes are at least 1 anyway
+                self.min_sizes[sb] = (need, loc)
+        else:
+            raise TpcError(what + " (cannot be proven for every size)", loc)
+
+    def check_bounds(self, e: Node, dim: Dim, array: str) -> None:
+        sym, off = self.form(e)
+        if sym in self.ranges:
+            (ls, lo), (hs, hi) = self.ranges[sym]
+            low, high = (ls, lo + off), (hs, hi + off - 1)
+        else:
+            low = high = (sym, off)
+        limit: Form = (None, dim - 1) if isinstance(dim, int) else (dim, -1)
+        self.require_le((None, 0), low, e.loc, f"index into '{array}' can be negative")
+        self.require_le(high, limit, e.loc, f"index into '{array}' can run past its end ({dim})")
+
     def index(self, e: Node, dim: Dim, array: str, whole: bool = True) -> SSAValue:
         """An index: integer, summation index, size symbol, or one of those +/- an integer."""
+        if whole and dim != "?" and not isinstance(e, Num) and not (
+            isinstance(e, Name) and e.id == dim
+        ):
+            self.check_index_form(e, array)
+            self.check_bounds(e, dim, array)
         if isinstance(e, Num):
             if not e.is_int:
                 raise TpcError(f"index into '{array}' must be an integer, got {e.value}", e.loc)
@@ -331,6 +382,8 @@ class IRGen:
                 raise TpcError(
                     f"index {n} out of range for '{array}' (dimension of size {dim})", e.loc
                 )
+            if isinstance(dim, str) and dim != "?":
+                self.require_le((None, n), (dim, -1), e.loc, f"index {n} into '{array}'")
             return self.iconst(n)
         if isinstance(e, Neg) and isinstance(e.operand, Num):
             raise TpcError(f"negative index into '{array}'", e.loc)
@@ -358,6 +411,14 @@ class IRGen:
             "an integer",
             e.loc,
         )
+
+    def check_index_form(self, e: Node, array: str) -> None:
+        base = e.lhs if isinstance(e, BinOp) and isinstance(e.rhs, Num) else e
+        if isinstance(base, Name) and (
+            base.id in self.loop_vars or self.kinds.get(base.id, (None,))[0] == "size"
+        ):
+            return
+        self.index(e, "?", array, whole=False)  # reports the malformed index
 
     # --------------------------------------------------------------- arithmetic
     def as_type(self, v: SSAValue, target: tuple[Dim, ...]) -> SSAValue:
@@ -464,8 +525,11 @@ class IRGen:
         if node.kind == "range":
             lo = self.index(node.lower, "?", "range")
             hi = self.index(node.upper, "?", "range")
+            bounds = (self.form(node.lower), self.form(node.upper))
         else:
-            lo, hi = self.infer_range(node)
+            lo, hi, bounds = self.infer_range(node)
+        for v in node.vars:
+            self.ranges[v] = bounds
         block = Block(arg_types=[IndexType()] * len(node.vars))
         saved = self.block
         self.block = block
@@ -483,6 +547,7 @@ class IRGen:
         finally:
             for v in node.vars:
                 self.loop_vars.pop(v, None)
+                self.ranges.pop(v, None)
             self.block = saved
         region = Region(block)
         if node.kind in ("lt", "ne"):
@@ -494,7 +559,7 @@ class IRGen:
     def scalar_or_vector(self, v: SSAValue, shape: tuple[Dim, ...]) -> Val:
         return Val(shape, lambda idx: v)
 
-    def infer_range(self, node: Reduction) -> tuple[SSAValue, SSAValue]:
+    def infer_range(self, node: Reduction) -> tuple[SSAValue, SSAValue, tuple[Form, Form]]:
         """The range of i from its uses: every q[i + c] over a dim D needs 0 <= i + c < D."""
         uses: list[tuple[Dim, int, Loc]] = []
         for var in node.vars:
@@ -513,13 +578,16 @@ class IRGen:
         offsets = [c for _, c, _ in uses]
         if len(node.vars) == 2 and any(offsets):
             raise TpcError("pair-sum indices cannot carry offsets", node.loc)
-        lo = self.iconst(max(0, -min(offsets)))
+        start = max(0, -min(offsets))
+        lo = self.iconst(start)
         top = max(offsets)
+        bounds = ((None, start), (None, dim - top) if isinstance(dim, int) else (dim, -top))
         if top == 0:
-            return lo, self.dim(dim)
+            return lo, self.dim(dim), bounds
         if isinstance(dim, int):
-            return lo, self.iconst(dim - top)
-        return lo, self.hoist(("dimoff", dim, top), lambda: arith.SubiOp(self.dim(dim), self.iconst(top)))
+            return lo, self.iconst(dim - top), bounds
+        hi = self.hoist(("dimoff", dim, top), lambda: arith.SubiOp(self.dim(dim), self.iconst(top)))
+        return lo, hi, bounds
 
     def index_uses(self, node: Node, var: str) -> list[tuple[Dim, int, Loc]]:
         found: list[tuple[Dim, int, Loc]] = []

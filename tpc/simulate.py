@@ -152,6 +152,14 @@ def bind_arrays(
                 f"initial value of '{name}' is not finite at index {_index_text(index)}", loc
             )
         out[name] = arr
+    need = system.attributes.get("min_sizes")
+    for size, least in (need.data.items() if need is not None else ()):
+        if sizes.get(size, least.value.data) < least.value.data:
+            raise TpcError(
+                f"the energy indexes with offsets that need {size} >= {least.value.data}, "
+                f"but {size} is {sizes[size]} (from '{size_from[size]}')",
+                missing_loc,
+            )
     q, p = out.pop(q_name), out.pop(p_name)
     return q, p, out, sizes
 
