@@ -61,6 +61,7 @@ class SystemInfo:
     sizes: list[str]
     separable: bool
     quadratic: bool
+    why: str = ""  # why H is not quadratic, naming the op and its source location
 
     @classmethod
     def of(cls, system: ham.SystemOp) -> SystemInfo:
@@ -73,7 +74,7 @@ class SystemInfo:
             {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
             {op.sym_name.data: op.shape.shape for op in system.decls(ham.InputOp)},
             [op.sym_name.data for op in system.decls(ham.SizeOp)],
-            facts.separable, facts.quadratic,
+            facts.separable, facts.quadratic, facts.why,
         )
 
 

@@ -105,6 +105,9 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
 
 def check_integrator(program: Program, info, options: Options) -> None:
     """An explicit splitting of a non-separable H is refused where the user chose it."""
+    from tpc.passes.sym_fold_linear import check_exact
+
+    check_exact(options, info.quadratic, getattr(info, "why", ""))
     if info.separable or options.integrator in ("midpoint", "exact"):
         return
     setting = next((s for s in program.settings if s.name == "integrator"), None)

@@ -50,6 +50,9 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
         remarks = make_sym(module, options, runner)
         if emit == "sym":
             return module, remarks
+        if emit == "ptx":
+            # At the ham level: the gather-form pair_forces kernel needs the gradient regions.
+            runner.run(module, ["sym-gpu-kernels"])
         make_loops(module, runner)
         if emit == "loops":
             return module, remarks
