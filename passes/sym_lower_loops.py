@@ -553,7 +553,18 @@ class TimeLoop:
         e.store(h, out_h, s)
 
 
-def lower_module(module: ModuleOp) -> ModuleOp:
+def gradient_func(system: ham.SystemOp, wrt: str, newton3: bool) -> func.FuncOp:
+    """Scatter form (each pair once, Newton's third law) or, when asked and possible, the
+    gather form (each particle sums its own force: twice the pair work, no scattered writes)."""
+    if not newton3:
+        from tpc.passes.sym_gpu_kernels import build_gather_host, gather_plan, gather_unsupported
+
+        if gather_unsupported(system, wrt) is None:
+            return build_gather_host(gather_plan(system, wrt), f"grad_{wrt}")
+    return lower_gradient(system, wrt)
+
+
+def lower_module(module: ModuleOp, newton3: bool = True) -> ModuleOp:
     systems = {s.sym_name.data: s for s in module.ops if isinstance(s, ham.SystemOp)}
     schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
     funcs: list[Operation] = []
@@ -563,7 +574,7 @@ def lower_module(module: ModuleOp) -> ModuleOp:
                 module.attributes["tpc.fold"] = op.method
             scheme = schemes[op.scheme.string_value()]
             system = systems[scheme.system.string_value()]
-            funcs += [lower_energy(system), *(lower_gradient(system, w)
+            funcs += [lower_energy(system), *(gradient_func(system, w, newton3)
                                               for w in system.state.names)]
             funcs.append(TimeLoop(system, scheme).build())
     if not funcs:
@@ -576,9 +587,10 @@ class SymLowerLoopsPass(ModulePass):
     """Lower ham energy/gradients and sym.evolve to func/scf/memref/arith/math loops."""
 
     name = "sym-lower-loops"
+    newton3: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        new = lower_module(op)
+        new = lower_module(op, self.newton3)
         for old in list(op.body.block.ops):
             old.detach()
         for f in list(new.body.block.ops):

@@ -28,8 +28,9 @@ def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
     return remarks
 
 
-def make_loops(module: ModuleOp, runner: PassRunner) -> None:
-    runner.run(module, ["sym-lower-loops", "canonicalize", "cse"])
+def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True) -> None:
+    lower = "sym-lower-loops" if newton3 else "sym-lower-loops{newton3=false}"
+    runner.run(module, [lower, "canonicalize", "cse"])
 
 
 def make_llvm(module: ModuleOp, target: str = "cpu") -> None:
@@ -53,7 +54,7 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
         if emit == "ptx":
             # At the ham level: the gather-form pair_forces kernel needs the gradient regions.
             runner.run(module, ["sym-gpu-kernels"])
-        make_loops(module, runner)
+        make_loops(module, runner, getattr(options, "newton3", True))
         if emit == "loops":
             return module, remarks
         if emit == "ptx":
