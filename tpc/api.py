@@ -120,7 +120,10 @@ class Simulation:
                 module = self.module.clone()
                 stepped = replace(self.options, fold=False)
                 lowering.lower(module, "llvm", stepped, pipeline.PassRunner())
-                lib = jit.compile_llvm_module(module, cache_key=self.cache_key)
+                # A folded run executes the step only 2n+1 times to build its matrix: O1 is
+                # plenty and compiles several times faster than O3.
+                lib = jit.compile_llvm_module(module, cache_key=self.cache_key,
+                                              opt_level=1 if self.folded else 3)
             self._lib = lib
             self.compile_time += time.perf_counter() - t0
         return self._lib

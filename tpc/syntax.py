@@ -135,8 +135,17 @@ class Program:
 
 # --------------------------------------------------------------------------- parsing
 
-_GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text()
-_PARSER = lark.Lark(_GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+_GRAMMAR_PATH = Path(__file__).parent / "grammar.lark"
+_PARSER: lark.Lark | None = None
+
+
+def _parser() -> lark.Lark:
+    """The LALR parser, built on first use; lark caches its tables (keyed by the grammar)."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = lark.Lark(_GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True,
+                            maybe_placeholders=False, cache=True)
+    return _PARSER
 
 _TOKEN_WORDS = {
     "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
@@ -313,7 +322,7 @@ class _Builder(lark.Transformer):
 
 def parse(source: str, path: str = "<input>") -> Program:
     try:
-        tree = _PARSER.parse(source)
+        tree = _parser().parse(source)
     except lark.UnexpectedCharacters as e:
         loc = Loc(path, e.line, e.column, source)
         raise TpcError(f"unexpected character {source[e.pos_in_stream]!r}", loc) from None
