@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tpc.diagnostics import TpcError
 
+EMIT_STAGES = ("ham", "sym", "loops", "llvm", "ptx")  # the --emit ladder, in order
+
 
 def _add_ir_dump_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-ir-after-all", action="store_true", help="dump the IR after each pass")
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile a .ham file and emit one stage")
     c.add_argument("file")
-    c.add_argument("--emit", default="ptx", choices=("ham", "sym", "loops", "llvm", "ptx"))
+    c.add_argument("--emit", default="ptx", choices=EMIT_STAGES)
     c.add_argument("-o", "--output", help="output file ('-' for stdout)")
     c.add_argument("--arch", default="sm_90", help="GPU architecture for --emit=ptx")
     c.add_argument("--remarks", action="store_true", help="explain the optimization decisions")

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -25,8 +25,6 @@ from xdsl.utils.exceptions import (
 
 from tpc import irgen, registry, syntax
 from tpc.diagnostics import Loc, TpcError
-
-EMIT_STAGES = ("ham", "sym", "loops", "llvm", "ptx")
 
 
 def print_ir(module: Operation, out: TextIO, debuginfo: bool = False) -> None:
@@ -125,5 +123,3 @@ def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Progr
         program = syntax.parse(path_or_source, path)
     return program, irgen.generate(program)
 
-
-STAGE_PASSES: dict[str, Callable[..., list[str]]] = {}
