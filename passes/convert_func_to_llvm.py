@@ -57,6 +57,8 @@ class FuncPattern(RewritePattern):
             linkage=llvm.LinkageAttr(linkage),
             body=body,
         )
+        # Facts the front half proved about the function (e.g. `tpc.noalias`) travel along.
+        new.attributes |= {k: v for k, v in op.attributes.items() if k.startswith("tpc.")}
         rewriter.replace(op, [new], [])
 
 

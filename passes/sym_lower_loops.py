@@ -36,6 +36,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     ModuleOp,
     StringAttr,
+    UnitAttr,
     VectorType,
     f64,
     i1,
@@ -320,8 +321,11 @@ def make_func(name: str, inputs: list[Attribute], outputs: list[Attribute],
     e = Emitter(block)
     results = body(e, list(block.args))
     e(func.ReturnOp(*results))
-    return func.FuncOp(name, (inputs, outputs), Region(block),
-                       visibility=StringAttr("private") if private else None)
+    fn = func.FuncOp(name, (inputs, outputs), Region(block),
+                     visibility=StringAttr("private") if private else None)
+    # Every buffer argument is a distinct array (q, p, params, inputs, outputs, scratch).
+    fn.attributes["tpc.noalias"] = UnitAttr()
+    return fn
 
 
 def lower_energy(system: ham.SystemOp) -> func.FuncOp:

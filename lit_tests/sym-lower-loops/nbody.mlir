@@ -5,7 +5,7 @@
 // pair in the gradient and the force scattered to both particles; the time loop is an
 // scf.while that stops at the first non-finite state.
 
-// CHECK-LABEL: func.func @energy(%0: memref<?xf64>, %1: memref<?xf64>, %2: memref<?xf64>, %3: memref<?xf64>, %4: index) -> f64 {
+// CHECK-LABEL: func.func @energy(%0: memref<?xf64>, %1: memref<?xf64>, %2: memref<?xf64>, %3: memref<?xf64>, %4: index) -> f64 attributes {tpc.noalias} {
 // CHECK:         scf.for %{{[0-9]+}} = %{{[0-9]+}} to %4 step
 // CHECK:         scf.for %[[I:[0-9]+]] = %{{[0-9]+}} to %4 step %{{[0-9]+}} iter_args
 // CHECK:           %[[IP1:[0-9]+]] = arith.addi %[[I]], %{{[0-9]+}} : index
@@ -13,7 +13,7 @@
 // CHECK:             math.sqrt
 // CHECK:         func.return
 
-// CHECK-LABEL: func.func @grad_q(%0: memref<?xf64>, %1: memref<?xf64>, %2: memref<?xf64>, %3: memref<?xf64>, %4: index, %5: memref<?xf64>) {
+// CHECK-LABEL: func.func @grad_q(%0: memref<?xf64>, %1: memref<?xf64>, %2: memref<?xf64>, %3: memref<?xf64>, %4: index, %5: memref<?xf64>) attributes {tpc.noalias} {
 // CHECK:         scf.for %[[Z:[0-9]+]] = %{{[0-9]+}} to %{{[0-9]+}} step %{{[0-9]+}} {
 // CHECK-NEXT:      memref.store %{{[0-9]+}}, %5[%[[Z]]] : memref<?xf64>
 // CHECK-NEXT:    }
@@ -30,7 +30,7 @@
 // CHECK-NOT:     math.sqrt
 // CHECK:         func.return
 
-// CHECK-LABEL: func.func @run(%0: memref<?xf64>, %1: memref<?xf64>, %2: memref<?xf64>, %3: memref<?xf64>, %4: index, %5: f64, %6: index, %7: index, %8: index, %9: memref<?xf64>, %10: memref<?xf64>, %11: memref<?xf64>, %12: memref<?xf64>, %13: memref<?xf64>) -> i64 {
+// CHECK-LABEL: func.func @run(%0: memref<?xf64>, %1: memref<?xf64>, %2: memref<?xf64>, %3: memref<?xf64>, %4: index, %5: f64, %6: index, %7: index, %8: index, %9: memref<?xf64>, %10: memref<?xf64>, %11: memref<?xf64>, %12: memref<?xf64>, %13: memref<?xf64>) -> i64 attributes {tpc.noalias} {
 // CHECK:         scf.while
 // CHECK:           scf.condition
 // CHECK:         } do {
