@@ -18,6 +18,13 @@ Algorithm:
      snapshot boundary applies it separately.
   5. `run` returns -1 when all went well, the step index when the state turned non-finite, and
      -2 - step when an implicit stage failed to converge; snapshots before it are kept.
+  6. Precision (pass option `precision`, "f64" by default, or "f32"): the float type T of every
+     buffer (state, params, inputs, outputs, scratch: memref<?xT>), of all arithmetic and math,
+     of `energy`'s result and of `run`'s dt argument. The ham IR stays f64; its FloatAttr
+     constants are rounded to T while lowering. In f32 the implicit-midpoint tolerance is
+     raised to max(tol, 4 eps32) and the round-off stall threshold to 64 eps32 (eps32 =
+     2^-23): the f64 values (1e-15, 1e-10) are below f32 round-off. The finiteness check
+     x * 0 == 0 holds in either type. f64 output is unchanged by the option.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     UnitAttr,
     VectorType,
+    f32,
     f64,
     i1,
     i64,
@@ -48,22 +56,39 @@ from xdsl.utils.exceptions import PassFailedException
 
 BUF = MemRefType(f64, [DYNAMIC_INDEX])
 INDEX = IndexType()
+FLOAT_TYPES = {"f64": f64, "f32": f32}
+EPS32 = 2.0**-23  # float32 machine epsilon
 
-Scalars = list[SSAValue]  # a lowered value: one f64 per vector component (one for a scalar)
+Scalars = list[SSAValue]  # a lowered value: one float per vector component (one for a scalar)
+
+
+def float_type(precision: str) -> Attribute:
+    """The float type of a precision name ("f64" or "f32")."""
+    if precision not in FLOAT_TYPES:
+        raise PassFailedException(
+            f"unknown precision '{precision}' (known: {', '.join(FLOAT_TYPES)})")
+    return FLOAT_TYPES[precision]
+
+
+def buf_type(ft: Attribute = f64) -> MemRefType:
+    """The flat buffer type memref<?xft>."""
+    return BUF if ft == f64 else MemRefType(ft, [DYNAMIC_INDEX])
 
 
 class Emitter:
-    """Appends ops to a current block; small helpers keep the lowering readable."""
+    """Appends ops to a current block; small helpers keep the lowering readable. `ft` is the
+    float type of the code being emitted (f64 or f32): `f` makes constants of it."""
 
-    def __init__(self, block: Block):
+    def __init__(self, block: Block, ft: Attribute = f64):
         self.block = block
+        self.ft = ft
 
     def __call__(self, op: Operation) -> SSAValue:
         self.block.add_op(op)
         return op.results[0] if op.results else None  # type: ignore[return-value]
 
     def f(self, value: float) -> SSAValue:
-        return self(arith.ConstantOp(FloatAttr(value, f64)))
+        return self(arith.ConstantOp(FloatAttr(value, self.ft)))
 
     def i(self, value: int) -> SSAValue:
         return self(arith.ConstantOp(IntegerAttr(value, INDEX)))
@@ -95,7 +120,7 @@ class Emitter:
     def for_(self, lo, hi, body: Callable[[Emitter, SSAValue, list[SSAValue]], list[SSAValue]],
              inits: Sequence[SSAValue] = ()) -> list[SSAValue]:
         block = Block(arg_types=[INDEX, *[v.type for v in inits]])
-        inner = Emitter(block)
+        inner = Emitter(block, self.ft)
         results = body(inner, block.args[0], list(block.args[1:]))
         inner(scf.YieldOp(*results))
         op = scf.ForOp(lo, hi, self.i(1), list(inits), block)
@@ -107,7 +132,7 @@ class Emitter:
         blocks = []
         for fn in (then, other):
             b = Block()
-            e = Emitter(b)
+            e = Emitter(b, self.ft)
             e(scf.YieldOp(*fn(e)))
             blocks.append(b)
         op = scf.IfOp(cond, list(types), Region(blocks[0]), Region(blocks[1]))
@@ -131,10 +156,11 @@ class Env:
         return [self.q, self.p, self.params, *self.inputs.values(), *self.sizes.values()]
 
 
-def env_types(system: ham.SystemOp) -> list[Attribute]:
+def env_types(system: ham.SystemOp, ft: Attribute = f64) -> list[Attribute]:
     n_inputs = len(system.decls(ham.InputOp))
     n_sizes = len(system.decls(ham.SizeOp))
-    return [BUF, BUF, BUF] + [BUF] * n_inputs + [INDEX] * n_sizes
+    buf = buf_type(ft)
+    return [buf, buf, buf] + [buf] * n_inputs + [INDEX] * n_sizes
 
 
 def bind_env(system: ham.SystemOp, args: Sequence[SSAValue]) -> Env:
@@ -200,6 +226,8 @@ class RegionLowering:
             set1(*[e(fn(*[c[k] for c in cols])) for k in range(width)])
 
         match op:
+            case arith.ConstantOp() if isinstance(op.value, FloatAttr) and op.value.type != e.ft:
+                set1(e.f(op.value.value.data))  # the ham IR is f64: round to the target type
             case arith.ConstantOp() if isinstance(op.value, FloatAttr | IntegerAttr):
                 set1(e(op.clone()))
             case arith.ConstantOp():
@@ -316,9 +344,9 @@ def state_size(env: Env, e: Emitter) -> SSAValue:
 
 def make_func(name: str, inputs: list[Attribute], outputs: list[Attribute],
               body: Callable[[Emitter, list[SSAValue]], list[SSAValue]],
-              private: bool = True) -> func.FuncOp:
+              private: bool = True, ft: Attribute = f64) -> func.FuncOp:
     block = Block(arg_types=inputs)
-    e = Emitter(block)
+    e = Emitter(block, ft)
     results = body(e, list(block.args))
     e(func.ReturnOp(*results))
     fn = func.FuncOp(name, (inputs, outputs), Region(block),
@@ -328,16 +356,16 @@ def make_func(name: str, inputs: list[Attribute], outputs: list[Attribute],
     return fn
 
 
-def lower_energy(system: ham.SystemOp) -> func.FuncOp:
+def lower_energy(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         env = bind_env(system, args)
         out = RegionLowering(env, e).block(system.hamiltonian.body.block, e)
         return [out[0][0]]
 
-    return make_func("energy", env_types(system), [f64], body, private=False)
+    return make_func("energy", env_types(system, ft), [ft], body, private=False, ft=ft)
 
 
-def lower_gradient(system: ham.SystemOp, wrt: str) -> func.FuncOp:
+def lower_gradient(system: ham.SystemOp, wrt: str, ft: Attribute = f64) -> func.FuncOp:
     grad = system.gradient(wrt)
     if grad is None:
         raise PassFailedException(f"sym-lower-loops: no gradient for '{wrt}' (run ham-derive)")
@@ -355,20 +383,24 @@ def lower_gradient(system: ham.SystemOp, wrt: str) -> func.FuncOp:
         RegionLowering(env, e, grad_out=out).block(grad.body.block, e)
         return []
 
-    return make_func(f"grad_{wrt}", [*env_types(system), BUF], [], body, private=False)
+    return make_func(f"grad_{wrt}", [*env_types(system, ft), buf_type(ft)], [], body,
+                     private=False, ft=ft)
 
 
 class TimeLoop:
     """Lowers sym.evolve: the `run` function."""
 
-    def __init__(self, system: ham.SystemOp, scheme: sym.SchemeOp):
-        self.system, self.scheme = system, scheme
+    def __init__(self, system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64):
+        self.system, self.scheme, self.ft = system, scheme, ft
         self.q_name, self.p_name = system.state.names
 
     def build(self) -> func.FuncOp:
         # run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work) -> i64
-        types = [*env_types(self.system), f64, INDEX, INDEX, INDEX, BUF, BUF, BUF, BUF, BUF]
-        return make_func("run", types, [i64], self.body, private=False)
+        # (dt and every buffer in the precision's float type)
+        buf = buf_type(self.ft)
+        types = [*env_types(self.system, self.ft), self.ft, INDEX, INDEX, INDEX,
+                 buf, buf, buf, buf, buf]
+        return make_func("run", types, [i64], self.body, private=False, ft=self.ft)
 
     def call_grad(self, e: Emitter, wrt: str, out: SSAValue) -> None:
         e(func.CallOp(f"grad_{wrt}", [*self.env.args, out], []))
@@ -403,19 +435,22 @@ class TimeLoop:
 
         e.for_(e.i(0), n, save)
         max_iter = stage.max_iter.value.data
-        tol = e.f(stage.tol.value.data)
+        tol_value, stall_value = stage.tol.value.data, 1e-10
+        if self.ft == f32:  # f64's round-off targets are below f32's: scale with eps32
+            tol_value, stall_value = max(tol_value, 4 * EPS32), 64 * EPS32
+        tol = e.f(tol_value)
 
         # while (it < max_iter && !converged): q,p <- midpoint guess from grads at current q,p
-        before = Block(arg_types=[INDEX, i1, f64])
-        be = Emitter(before)
+        before = Block(arg_types=[INDEX, i1, self.ft])
+        be = Emitter(before, self.ft)
         it, done, _prev = before.args
         more = be(arith.CmpiOp(it, be.i(max_iter), "slt"))
         go = be(arith.AndIOp(more, be(arith.XOrIOp(done, be(arith.ConstantOp(
             IntegerAttr(1, i1)))))))
         be(scf.ConditionOp(go, it, done, _prev))
 
-        after = Block(arg_types=[INDEX, i1, f64])
-        ae = Emitter(after)
+        after = Block(arg_types=[INDEX, i1, self.ft])
+        ae = Emitter(after, self.ft)
         it2, _, prev = after.args
         self.call_grad(ae, self.p_name, g)
         gp_buf = work
@@ -446,11 +481,12 @@ class TimeLoop:
         # Round-off floor: once the update stops shrinking, more iterations cannot help.
         stalled = ae(arith.AndIOp(
             ae(arith.CmpfOp(delta, prev, "oge")),
-            ae(arith.CmpfOp(delta, ae.mul(ae.f(1e-10), ae.add(ae.f(1.0), scale)), "ole")),
+            ae(arith.CmpfOp(delta, ae.mul(ae.f(stall_value), ae.add(ae.f(1.0), scale)), "ole")),
         ))
         ae(scf.YieldOp(ae.iadd(it2, ae.i(1)), ae(arith.OrIOp(small, stalled)), delta))
         loop = scf.WhileOp([e.i(0), e(arith.ConstantOp(IntegerAttr(0, i1))),
-                            e.f(float("inf"))], [INDEX, i1, f64], Region(before), Region(after))
+                            e.f(float("inf"))], [INDEX, i1, self.ft], Region(before),
+                           Region(after))
         e(loop)
 
         def finish(inner: Emitter, k: SSAValue, _: list) -> list:
@@ -476,7 +512,7 @@ class TimeLoop:
         return e(arith.CmpfOp(total, zero, "oeq"))
 
     def body(self, e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
-        k = len(env_types(self.system))
+        k = len(env_types(self.system, self.ft))
         self.env = bind_env(self.system, args[:k])
         (self.dt, nsnap, stride, step0, out_q, out_p, out_h, self.g, self.work) = args[k:]
         self.n = state_size(self.env, e)
@@ -531,12 +567,12 @@ class TimeLoop:
 
         # Snapshots stop early once the status is bad: a while loop over s.
         before = Block(arg_types=[INDEX, i64])
-        be = Emitter(before)
+        be = Emitter(before, self.ft)
         s, st = before.args
         go = be(arith.AndIOp(be(arith.CmpiOp(s, nsnap, "slt")), be(arith.CmpiOp(st, ok, "eq"))))
         be(scf.ConditionOp(go, s, st))
         after = Block(arg_types=[INDEX, i64])
-        ae = Emitter(after)
+        ae = Emitter(after, self.ft)
         (st2,) = snapshot(ae, after.args[0], [after.args[1]])
         ae(scf.YieldOp(ae.iadd(after.args[0], ae.i(1)), st2))
         loop = scf.WhileOp([e.i(0), ok], [INDEX, i64], Region(before), Region(after))
@@ -553,22 +589,24 @@ class TimeLoop:
             return []
 
         e.for_(e.i(0), self.n, copy)
-        h = e(func.CallOp("energy", self.env.args, [f64]))
+        h = e(func.CallOp("energy", self.env.args, [self.ft]))
         e.store(h, out_h, s)
 
 
-def gradient_func(system: ham.SystemOp, wrt: str, newton3: bool) -> func.FuncOp:
+def gradient_func(system: ham.SystemOp, wrt: str, newton3: bool,
+                  ft: Attribute = f64) -> func.FuncOp:
     """Scatter form (each pair once, Newton's third law) or, when asked and possible, the
     gather form (each particle sums its own force: twice the pair work, no scattered writes)."""
     if not newton3:
         from tpc.passes.sym_gpu_kernels import build_gather_host, gather_plan, gather_unsupported
 
         if gather_unsupported(system, wrt) is None:
-            return build_gather_host(gather_plan(system, wrt), f"grad_{wrt}")
-    return lower_gradient(system, wrt)
+            return build_gather_host(gather_plan(system, wrt), f"grad_{wrt}", ft)
+    return lower_gradient(system, wrt, ft)
 
 
-def lower_module(module: ModuleOp, newton3: bool = True) -> ModuleOp:
+def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64") -> ModuleOp:
+    ft = float_type(precision)
     systems = {s.sym_name.data: s for s in module.ops if isinstance(s, ham.SystemOp)}
     schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
     funcs: list[Operation] = []
@@ -578,9 +616,9 @@ def lower_module(module: ModuleOp, newton3: bool = True) -> ModuleOp:
                 module.attributes["tpc.fold"] = op.method
             scheme = schemes[op.scheme.string_value()]
             system = systems[scheme.system.string_value()]
-            funcs += [lower_energy(system), *(gradient_func(system, w, newton3)
-                                              for w in system.state.names)]
-            funcs.append(TimeLoop(system, scheme).build())
+            funcs += [lower_energy(system, ft), *(gradient_func(system, w, newton3, ft)
+                                                  for w in system.state.names)]
+            funcs.append(TimeLoop(system, scheme, ft).build())
     if not funcs:
         raise PassFailedException("sym-lower-loops: no sym.evolve to lower (run sym-integrator)")
     return ModuleOp(funcs)
@@ -592,9 +630,10 @@ class SymLowerLoopsPass(ModulePass):
 
     name = "sym-lower-loops"
     newton3: bool = True
+    precision: str = "f64"  # "f64" or "f32": the float type of buffers and arithmetic
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        new = lower_module(op, self.newton3)
+        new = lower_module(op, self.newton3, self.precision)
         for old in list(op.body.block.ops):
             old.detach()
         for f in list(new.body.block.ops):

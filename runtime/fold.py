@@ -286,6 +286,21 @@ def choose_method(n: int, steps: int, save_every: int, separable: bool) -> str:
     return "squaring"
 
 
+FLOPS_PER_SECOND = 3e9  # dense numpy linear algebra on a small machine, conservatively
+
+
+def fold_seconds(n: int, steps: int, save_every: int, separable: bool, step_seconds: float) -> float:
+    """Estimated time of a folded run: 2n+1 compiled steps for M, its powers, the rows."""
+    size = 2 * n + 1
+    rows = steps // save_every + 1
+    if choose_method(n, steps, save_every, separable) == "eigen":
+        flops = 14.0 * n**3 + rows * 20.0 * n
+    else:
+        k = products(min(save_every, max(steps, 1))) + products(steps % save_every or 1)
+        flops = 2.0 * size**3 * k + rows * 2.0 * size**2
+    return size * step_seconds + flops / FLOPS_PER_SECOND
+
+
 @dataclass
 class Propagator:
     """The one-step map of a run and its powers, by the chosen method."""

@@ -318,3 +318,24 @@ def test_remarks_cli():
     assert "remark: time loop folded into matrix powers: H is quadratic (degree 2)" in chain
     off = remarks("examples/harmonic_chain.ham", "--no-fold")
     assert "folded into matrix powers" not in off and "--no-fold" in off
+
+
+def test_fold_cost_model_prefers_stepping_only_for_short_runs():
+    """Folding costs O(n^3) once, stepping O(steps): the run-time gate compares the two."""
+    from tpc.runtime.fold import fold_seconds
+
+    per_step = 2e-6  # a 1000-mass chain step, as measured on a small machine
+    assert fold_seconds(1000, 10**6, 10**6, True, per_step) > 10**6 * per_step
+    assert fold_seconds(1000, 10**9, 10**9, True, per_step) < 10**9 * per_step
+    assert fold_seconds(100, 10**6, 10**6, True, per_step / 10) < 10**6 * per_step / 10
+
+
+def test_run_time_gate_steps_a_run_too_short_to_fold():
+    sim = tpc.compile(EX / "harmonic_chain.ham")
+    n = 8
+    q, p = np.zeros(n), np.zeros(n)
+    q[0] = 0.5
+    short = sim.run(q, p, dt=0.05, steps=3, save_every=1)
+    assert not short.folded and "folding skipped" in short.note
+    long = sim.run(q, p, dt=0.05, steps=10**6, save_every=10**6)
+    assert long.folded and long.note == ""

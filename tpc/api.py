@@ -33,6 +33,7 @@ class Trajectory:
     steps_done: int
     wall_time: float = 0.0
     folded: bool = False
+    note: str = ""  # a run-time decision worth telling the user (e.g. folding skipped)
 
     def energy_error(self) -> float:
         """max |H - H0| / |H0| (absolute when H0 is 0)."""
@@ -199,11 +200,35 @@ class Simulation:
         if batch is not None:
             return self._run_batch(q0, p0, dt, steps, save_every, params, batch, inputs)
         q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)
+        note = ""
         if self.folded:
-            from tpc.runtime.fold import run_folded
+            from tpc.runtime.fold import fold_seconds, run_folded
 
-            return run_folded(self, q, p, ins, sizes, pb, dt, steps, save_every)
-        return self._run_stepped(q, p, ins, sizes, pb, dt, steps, save_every, progress)
+            if self.options.integrator == "exact":
+                return run_folded(self, q, p, ins, sizes, pb, dt, steps, save_every)
+            # Folding costs O(n^3) once; stepping O(steps). Decide with the measured step time.
+            per_step = self._step_seconds(q, p, ins, sizes, pb, dt, min(steps, 64))
+            fold = fold_seconds(q.size, steps, save_every, self.info.separable, per_step)
+            if fold <= steps * per_step:
+                return run_folded(self, q, p, ins, sizes, pb, dt, steps, save_every)
+            note = (f"folding skipped at run time: {steps} steps cost about "
+                    f"{steps * per_step:.3g} s stepped, {fold:.3g} s folded")
+        traj = self._run_stepped(q, p, ins, sizes, pb, dt, steps, save_every, progress)
+        traj.note = note
+        return traj
+
+    def _step_seconds(self, q, p, ins, sizes, pb, dt: float, k: int) -> float:
+        """Wall time of one compiled step, from k steps run on a copy of the state."""
+        if k <= 0:
+            return 0.0
+        qc, pc = q.copy(), p.copy()
+        env = self.env_args(qc, pc, pb, ins, sizes)
+        n = q.size
+        out = [np.empty(n), np.empty(n), np.empty(1), np.empty(n), np.empty(3 * n)]
+        run = self.fn("run")
+        t0 = time.perf_counter()
+        run(*env, dt, 1, k, 0, *(a.ctypes.data for a in out))
+        return (time.perf_counter() - t0) / k
 
     def _run_batch(self, q0, p0, dt, steps, save_every, params, batch, inputs) -> Trajectory:
         q0, p0 = np.asarray(q0, dtype=float), np.asarray(p0, dtype=float)

@@ -46,6 +46,8 @@ def main(args) -> int:
         print(f"  compile {sim.compile_time * 1e3:.1f} ms{' (cache hit)' if sim.cache_hit else ''}"
               f", run {traj.wall_time:.3f} s, {rate:.3g} steps/s")
         print(f"  max relative energy error {traj.energy_error():.3e}")
+        if traj.note:
+            print(f"  note: {traj.note}")
     return 0
 
 
