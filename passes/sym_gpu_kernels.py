@@ -17,7 +17,7 @@ ensemble_run -- many independent copies of one small system, one thread per memb
         out_H        [b*nsnap,      (b+1)*nsnap)
         params       [b*params_stride, ...)           (params_stride 0: shared params)
     and runs the whole `run` time loop on them; its i64 status goes to status[b] (stored as
-    f64 so that all buffers are memref<?xf64>: -1.0 when all went well, see sym-lower-loops).
+    f64, memref<?xf64>, in either precision: -1.0 when all went well, see sym-lower-loops).
     Inputs and sizes are shared by all members. This is the batched-run layout
     (`Simulation.run(..., batch=B, device="cuda")`).
 
@@ -71,6 +71,11 @@ Shared-memory addresses are ptrtoint(addressof @tile) + 8 * index, inttoptr to !
 the xDSL -> llvmlite converter's getelementptr casts its base to an addrspace(0) pointer,
 which LLVM rejects for an addrspace(3) global. NVPTX still selects ld/st.shared.
 
+Precision (pass option `precision`, "f64" or "f32", as for sym-lower-loops): the float type T
+of the gather kernels built at the ham level (buffers memref<?xT>, arithmetic, shared tiles of
+T, 4 or 8 bytes per element, axpy's `a`). At the func level ensemble_run follows `run` (its
+dt and buffers), whatever the option says; a stash of another precision than `run` is refused.
+
 gather_q_host / gather_p_host -- the untiled gather loops (for k: for j: same bodies), no
     intrinsics, emitted only by `gather_module` for the CPU: tests compare them with the
     scatter-form grad_q/grad_p to validate the gather math without a GPU.
@@ -88,7 +93,9 @@ from tpc.passes.sym_lower_loops import (
     Env,
     RegionLowering,
     bind_env,
+    buf_type,
     env_types,
+    float_type,
     make_func,
 )
 from xdsl.context import Context
@@ -101,6 +108,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     UnitAttr,
     VectorType,
+    f32,
     f64,
     i32,
     i64,
@@ -140,28 +148,29 @@ class _B:
         return self(arith.IndexCastOp(self(arith.ExtUIOp(v, i64)), INDEX))
 
     def offset(self, buf: SSAValue, off: SSAValue) -> SSAValue:
-        """memref<?xf64> view starting `off` elements into `buf`."""
+        """memref<?xT> view starting `off` elements into `buf` (T: its element type)."""
+        typ = buf.type
         ptr = self(builtin.UnrealizedConversionCastOp.get([buf], [llvm.LLVMPointerType()]))
         off64 = self(arith.IndexCastOp(off, i64))
-        gep = self(llvm.GEPOp(ptr, [llvm.GEP_USE_SSA_VAL], f64, ssa_indices=[off64],
-                              inbounds=True))
-        return self(builtin.UnrealizedConversionCastOp.get([gep], [BUF]))
+        gep = self(llvm.GEPOp(ptr, [llvm.GEP_USE_SSA_VAL], typ.element_type,
+                              ssa_indices=[off64], inbounds=True))
+        return self(builtin.UnrealizedConversionCastOp.get([gep], [typ]))
 
 
 def _find(module: ModuleOp, pred) -> func.FuncOp | None:
     return next((op for op in module.ops if isinstance(op, func.FuncOp) and pred(op)), None)
 
 
-def add_kernels(module: ModuleOp) -> None:
+def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
     """Ham level (a ham.system present): stash the gather kernels. Func level (after
     sym-lower-loops): merge the stash and add ensemble_run. Idempotent."""
     if _system(module) is not None:
-        stash_kernels(module)
+        stash_kernels(module, float_type(precision))
         return
     run = _find(module, lambda f: f.sym_name.data == "run")
     if run is None:
         raise PassFailedException("sym-gpu-kernels: no 'run' function (run sym-lower-loops)")
-    merge_stash(module)
+    merge_stash(module, run.function_type.inputs.data[0])
     if _find(module, lambda f: f.sym_name.data == "ensemble_run") is not None:
         return
     n_env = len(run.function_type.inputs.data) - 9
@@ -174,14 +183,16 @@ class SymGpuKernelsPass(ModulePass):
     """Add GPU kernels: ensemble_run (func level), pair_forces (built at ham level)."""
 
     name = "sym-gpu-kernels"
+    precision: str = "f64"  # of the ham-level gather kernels; ensemble_run follows `run`
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        add_kernels(op)
+        float_type(self.precision)  # an unknown precision fails at any level
+        add_kernels(op, self.precision)
 
 
 def build_ensemble_run(run: func.FuncOp, n_env: int) -> func.FuncOp:
     """The ensemble_run kernel around `run` (signature in the module header)."""
-    types = [*run.function_type.inputs.data, BUF, INDEX, INDEX, INDEX]
+    types = [*run.function_type.inputs.data, BUF, INDEX, INDEX, INDEX]  # status: f64
     block = Block(arg_types=types)
     b = _B(block)
     args = list(block.args)
@@ -383,6 +394,7 @@ class GatherLowering(RegionLowering):
     of the other particle's row may come from a shared-memory tile."""
 
     def __init__(self, env: Env, emit: Emitter, rowsize: int):
+        self.ft = emit.ft
         super().__init__(env, emit)
         self.rowsize = rowsize
         self.contrib: list[SSAValue | None] = [None] * rowsize
@@ -406,8 +418,8 @@ class GatherLowering(RegionLowering):
             width = _width(op.result.type)
             off, rs = _row_offset(self.env.system, op.field_name, op.indices, width)
             base = e.imul(self.jj, e.i(rs))
-            vals = [e(llvm.LoadOp(_shared_ptr(e, op.field_name, e.iadd(base, e.i(off + c))), f64))
-                    for c in range(width)]
+            vals = [e(llvm.LoadOp(_shared_ptr(e, op.field_name, e.iadd(base, e.i(off + c))),
+                                  self.ft)) for c in range(width)]
             self.values[op.results[0]] = vals
             return
         super().op(op)
@@ -443,7 +455,7 @@ def _pair_step(lo: GatherLowering, roles: list[Role], kind: str, e: Emitter, k: 
     """accs + the contributions of the pair (k, j) to row k (nothing when j == k)."""
     first = [r for r in roles if r.own == 0]
     second = [r for r in roles if r.own == 1]
-    types = [f64] * len(accs)
+    types = [e.ft] * len(accs)
 
     def run(rs: list[Role]):
         def fn(ie: Emitter) -> list[SSAValue]:
@@ -494,16 +506,23 @@ def _sreg(e: Emitter, name: str) -> SSAValue:
 
 
 def _shared_ptr(e: Emitter, field: str, at: SSAValue) -> SSAValue:
-    """&tile_field[at] in addrspace(3). Integer arithmetic, not llvm.getelementptr: the
-    xDSL -> llvmlite converter casts a GEP's base to an addrspace(0) pointer."""
+    """&tile_field[at] in addrspace(3) (elements of e.ft: 8 or 4 bytes). Integer arithmetic,
+    not llvm.getelementptr: the xDSL -> llvmlite converter casts a GEP's base to an
+    addrspace(0) pointer."""
+    size = _bytes(e.ft)
     base = e(llvm.PtrToIntOp(e(llvm.AddressOfOp(_shared_name(field), SPTR)), i64))
-    off = e(arith.MuliOp(e(arith.IndexCastOp(at, i64)), e(arith.ConstantOp(IntegerAttr(8, i64)))))
+    off = e(arith.MuliOp(e(arith.IndexCastOp(at, i64)),
+                         e(arith.ConstantOp(IntegerAttr(size, i64)))))
     return e(llvm.IntToPtrOp.create(operands=[e(arith.AddiOp(base, off))], result_types=[SPTR]))
+
+
+def _bytes(ft: Attribute) -> int:
+    return 4 if ft == f32 else 8
 
 
 def _emit_gather(plan: GatherPlan, e: Emitter, env: Env, k: SSAValue, gpu: bool,
                  tid: SSAValue | None = None) -> list[SSAValue]:
-    """The row-k gradient (rowsize f64 values), emitted into e."""
+    """The row-k gradient (rowsize values of e.ft), emitted into e."""
     lo = GatherLowering(env, e, plan.rowsize)
     for op in plan.prelude:
         lo.op(op)
@@ -541,8 +560,8 @@ def _tile_loop(lo: GatherLowering, roles: list[Role], kind: str, e: Emitter, k: 
     """for t0 in 0..N step ntid: load rows t0 + tid into the tiles, barrier, gather the
     tile's j from them, barrier."""
     ntid = _sreg(e, "ntid.x")
-    block = Block(arg_types=[INDEX, *[f64] * len(accs)])
-    te = Emitter(block)
+    block = Block(arg_types=[INDEX, *[e.ft] * len(accs)])
+    te = Emitter(block, e.ft)
     t0, carried = block.args[0], list(block.args[1:])
     jt = te.iadd(t0, tid)
 
@@ -576,12 +595,12 @@ def _store_row(e: Emitter, out: SSAValue, k: SSAValue, vals: list[SSAValue]) -> 
         e.store(v, out, e.iadd(base, e.i(c)))
 
 
-def build_gather_kernel(plan: GatherPlan, name: str) -> func.FuncOp:
+def build_gather_kernel(plan: GatherPlan, name: str, ft: Attribute = f64) -> func.FuncOp:
     """The GPU kernel: one thread per row, tiled pair loops (signature in the header)."""
     system = plan.system
-    types = [*env_types(system), BUF]
+    types = [*env_types(system, ft), buf_type(ft)]
     block = Block(arg_types=types)
-    e = Emitter(block)
+    e = Emitter(block, ft)
     env = bind_env(system, list(block.args[:-1]))
     out = block.args[-1]
     tid = _sreg(e, "tid.x")
@@ -603,7 +622,7 @@ def build_gather_kernel(plan: GatherPlan, name: str) -> func.FuncOp:
     return fn
 
 
-def build_gather_host(plan: GatherPlan, name: str) -> func.FuncOp:
+def build_gather_host(plan: GatherPlan, name: str, ft: Attribute = f64) -> func.FuncOp:
     """The same gather loops for the CPU: for k in 0..N (no tiles, no intrinsics)."""
     system = plan.system
 
@@ -618,14 +637,15 @@ def build_gather_host(plan: GatherPlan, name: str) -> func.FuncOp:
         e.for_(e.i(0), rows, row)
         return []
 
-    return make_func(name, [*env_types(system), BUF], [], body, private=False)
+    return make_func(name, [*env_types(system, ft), buf_type(ft)], [], body, private=False,
+                     ft=ft)
 
 
-def build_axpy() -> func.FuncOp:
+def build_axpy(ft: Attribute = f64) -> func.FuncOp:
     """axpy(y, x, a, n): y[t] += a * x[t] for t = ctaid.x * ntid.x + tid.x < n."""
-    types = [BUF, BUF, f64, INDEX]
+    types = [buf_type(ft), buf_type(ft), ft, INDEX]
     block = Block(arg_types=types)
-    e = Emitter(block)
+    e = Emitter(block, ft)
     y, x, a, n = block.args
     t = e.iadd(e.imul(_sreg(e, "ctaid.x"), _sreg(e, "ntid.x")), _sreg(e, "tid.x"))
 
@@ -640,13 +660,13 @@ def build_axpy() -> func.FuncOp:
     return fn
 
 
-def _shared_globals(plans: list[GatherPlan]) -> list[llvm.GlobalOp]:
+def _shared_globals(plans: list[GatherPlan], ft: Attribute = f64) -> list[llvm.GlobalOp]:
     sizes: dict[str, int] = {}
     for plan in plans:
         for field, rs in _tiled_fields(plan).items():
             sizes[field] = max(sizes.get(field, 0), rs)
-    return [llvm.GlobalOp(llvm.LLVMArrayType(IntAttr(MAX_TILE * rs), f64),
-                          _shared_name(f), "internal", addr_space=SHARED, alignment=8)
+    return [llvm.GlobalOp(llvm.LLVMArrayType(IntAttr(MAX_TILE * rs), ft),
+                          _shared_name(f), "internal", addr_space=SHARED, alignment=_bytes(ft))
             for f, rs in sizes.items()]
 
 
@@ -656,36 +676,36 @@ def _system(module: ModuleOp) -> ham.SystemOp | None:
     return systems[0] if systems else None
 
 
-def gpu_kernel_module(system: ham.SystemOp) -> ModuleOp:
+def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64) -> ModuleOp:
     """pair_forces (+ row_grad_p, axpy when dH/dp gathers too) and their shared arrays;
     an empty module when dH/dq has no pair sum or is not in gather form."""
     if gather_unsupported(system) is not None:
         return ModuleOp([])
     q, p = system.state.names
     plans = [gather_plan(system, q)]
-    funcs: list[Operation] = [build_gather_kernel(plans[0], "pair_forces")]
+    funcs: list[Operation] = [build_gather_kernel(plans[0], "pair_forces", ft)]
     if gather_unsupported(system, p) is None:
         plans.append(gather_plan(system, p))
-        funcs += [build_gather_kernel(plans[1], "row_grad_p"), build_axpy()]
-    return ModuleOp([*_shared_globals(plans), *funcs])
+        funcs += [build_gather_kernel(plans[1], "row_grad_p", ft), build_axpy(ft)]
+    return ModuleOp([*_shared_globals(plans, ft), *funcs])
 
 
-def gather_module(system: ham.SystemOp) -> ModuleOp:
+def gather_module(system: ham.SystemOp, ft: Attribute = f64) -> ModuleOp:
     """The CPU gather functions gather_q_host / gather_p_host (those that exist), to be
     appended to a func-level module of the same system and lowered for the CPU."""
     funcs = []
     for tag, name in zip("qp", system.state.names):
         if gather_unsupported(system, name) is None:
-            funcs.append(build_gather_host(gather_plan(system, name), f"gather_{tag}_host"))
+            funcs.append(build_gather_host(gather_plan(system, name), f"gather_{tag}_host", ft))
     return ModuleOp(funcs)
 
 
-def stash_kernels(module: ModuleOp) -> None:
+def stash_kernels(module: ModuleOp, ft: Attribute = f64) -> None:
     """Ham level: build the gather kernels and keep their text in a module attribute."""
     system = _system(module)
     if system is None or STASH in module.attributes:
         return
-    kernels = gpu_kernel_module(system)
+    kernels = gpu_kernel_module(system, ft)
     if not list(kernels.ops):
         return
     from xdsl.transforms.canonicalize import CanonicalizePass
@@ -698,14 +718,20 @@ def stash_kernels(module: ModuleOp) -> None:
     module.attributes[STASH] = StringAttr(buf.getvalue())
 
 
-def merge_stash(module: ModuleOp) -> None:
-    """Func level: parse the stashed kernels and add them to the module."""
+def merge_stash(module: ModuleOp, buf: Attribute | None = None) -> None:
+    """Func level: parse the stashed kernels and add them to the module; `buf` (run's buffer
+    type), when given, must be that of the kernels."""
     text = module.attributes.get(STASH)
     if text is None:
         return
     from tpc import registry
 
     kernels = Parser(registry.context(), text.data, "<tpc.gpu_kernels>").parse_module()
+    first = _find(kernels, lambda f: KERNEL_ATTR in f.attributes)
+    if buf is not None and first is not None and first.function_type.inputs.data[0] != buf:
+        raise PassFailedException(
+            f"sym-gpu-kernels: the gather kernels were built for {first.function_type.inputs.data[0]}"
+            f" buffers, run uses {buf} (give both passes the same precision)")
     del module.attributes[STASH]
     present = {getattr(op, "sym_name", None) and op.sym_name.data for op in module.ops}
     for op in list(kernels.ops):
@@ -714,11 +740,16 @@ def merge_stash(module: ModuleOp) -> None:
             module.body.block.add_op(op)
 
 
-def lower_for_gpu(module: ModuleOp, runner) -> None:
+def gpu_pass(precision: str = "f64") -> str:
+    """The sym-gpu-kernels pass spec for a precision."""
+    return "sym-gpu-kernels" if precision == "f64" else f"sym-gpu-kernels{{precision={precision}}}"
+
+
+def lower_for_gpu(module: ModuleOp, runner, precision: str = "f64") -> None:
     """sym-level module -> func-level module with every GPU kernel (pair_forces included):
-    sym-gpu-kernels, the loops stage, sym-gpu-kernels."""
+    sym-gpu-kernels, the loops stage, sym-gpu-kernels, all in `precision`."""
     from tpc import lowering
 
-    runner.run(module, ["sym-gpu-kernels"])
-    lowering.make_loops(module, runner)
-    runner.run(module, ["sym-gpu-kernels"])
+    runner.run(module, [gpu_pass(precision)])
+    lowering.make_loops(module, runner, precision=precision)
+    runner.run(module, [gpu_pass(precision)])

@@ -20,6 +20,11 @@ once (grid = ceil(N / block), block = 128 or 256 threads, at most the kernel's M
     kick   p -= dt/2 * pair_forces(q)
 with the closing half kick of one step fused into the opening one of the next (as the CPU's
 fsal leapfrog does), q and p copied back only at snapshots.
+
+Precision: the manifest's `precision` ("f64", or "f32" for a simulation compiled with
+precision="f32"; old manifests without it are f64) sets the dtype of every device buffer and of
+dt / axpy's `a` (`CudaSimulation.dtype`); the status buffer is float64 in both. Results come
+back in that dtype.
 """
 
 from __future__ import annotations
@@ -82,6 +87,11 @@ class Manifest:
     sizes: list[str]
     shape: list[int | str]
     arch: str
+    precision: str = "f64"  # "f32": float32 buffers, dt and axpy scale
+
+    @property
+    def dtype(self) -> type:
+        return np.float32 if self.precision == "f32" else np.float64
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1)
@@ -104,12 +114,13 @@ def compile_ptx(sim, arch: str = "sm_90") -> tuple[str, Manifest]:
     runner = pipeline.PassRunner()
     # sym-gpu-kernels before sym-lower-loops too (pair_forces is built from the ham IR)
     lowering.lower(module, "sym", replace(sim.options, fold=False), runner)
-    lower_for_gpu(module, runner)
+    lower_for_gpu(module, runner, sim.options.precision)
     ptx = module_to_ptx(module, arch=arch)
     kernels = [k for k in KERNELS if f".entry {k}(" in ptx]
     info = sim.info
     man = Manifest(kernels, dict(info.params), list(info.inputs), list(info.sizes),
-                   [d if isinstance(d, int) else str(d) for d in info.shape], arch)
+                   [d if isinstance(d, int) else str(d) for d in info.shape], arch,
+                   sim.options.precision)
     return ptx, man
 
 
@@ -148,6 +159,16 @@ class CudaSimulation:
         if "ensemble_run" not in self.kernels:
             raise TpcError("the PTX has no ensemble_run kernel")
 
+    @property
+    def dtype(self) -> type:
+        """numpy dtype of every device buffer but status (float64), and of dt."""
+        return self.manifest.dtype
+
+    @property
+    def size(self) -> int:
+        """Bytes per element of the device buffers."""
+        return np.dtype(self.dtype).itemsize
+
     @classmethod
     def from_simulation(cls, sim, arch: str | None = None) -> CudaSimulation:
         drv = require_cuda()
@@ -182,8 +203,9 @@ class CudaSimulation:
         """Run B = len(q0) members; q0/p0 are [B, *shape]. `params`: a dict of floats
         (shared) or of length-B arrays (one value per member)."""
         drv = self.drv
-        q = np.ascontiguousarray(q0, dtype=np.float64)
-        p = np.ascontiguousarray(p0, dtype=np.float64)
+        dt_ = self.dtype
+        q = np.ascontiguousarray(q0, dtype=dt_)
+        p = np.ascontiguousarray(p0, dtype=dt_)
         if q.shape != p.shape or q.ndim < 1:
             raise TpcError("q0 and p0 must have the same shape [B, *state]")
         batch = q.shape[0]
@@ -195,32 +217,32 @@ class CudaSimulation:
             if k not in names:
                 raise TpcError(f"unknown param '{k}' (known: {', '.join(names) or 'none'})")
         if per_member:
-            pb = np.empty((batch, max(1, len(names))))
+            pb = np.empty((batch, max(1, len(names))), dt_)
             for j, name in enumerate(names):
                 pb[:, j] = np.broadcast_to((params or {}).get(name, self.manifest.params[name]),
                                            (batch,))
             pstride = pb.shape[1]
         else:
             vals = [float((params or {}).get(k, self.manifest.params[k])) for k in names]
-            pb, pstride = np.array(vals or [0.0]), 0
-        ins = [np.ascontiguousarray(inputs[k], dtype=np.float64).ravel()
+            pb, pstride = np.array(vals or [0.0], dt_), 0
+        ins = [np.ascontiguousarray(inputs[k], dtype=dt_).ravel()
                for k in self.manifest.inputs]
         sizes = self._sizes(n, inputs)
 
         full, rem = divmod(steps, save_every)
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
         rows = 1 + full + (1 if rem else 0)
-        out_q = np.empty((rows, batch, n))
-        out_p = np.empty((rows, batch, n))
-        out_h = np.full((rows, batch), np.nan)
+        out_q = np.empty((rows, batch, n), dt_)
+        out_p = np.empty((rows, batch, n), dt_)
+        out_h = np.full((rows, batch), np.nan, dt_)
         out_q[0], out_p[0] = q, p
         t = np.zeros(rows)
 
         d_q, d_p = drv.to_device(q), drv.to_device(p)
         d_par = drv.to_device(np.ascontiguousarray(pb).ravel())
         d_ins = [drv.to_device(a) for a in ins]
-        d_g = drv.mem_alloc(max(8, 8 * batch * n))
-        d_work = drv.mem_alloc(max(8, 8 * 3 * batch * n))
+        d_g = drv.mem_alloc(max(8, self.size * batch * n))
+        d_work = drv.mem_alloc(max(8, self.size * 3 * batch * n))
         d_status = drv.to_device(np.full(batch, -1.0))
         env = [d_q, d_p, d_par, *d_ins, *[np.int64(sizes[s]) for s in self.manifest.sizes]]
         kernel = self.kernels["ensemble_run"]
@@ -231,13 +253,13 @@ class CudaSimulation:
         for stride, count in plan:
             if count == 0:
                 continue
-            snap_q = np.empty((batch, count, n))
-            snap_p = np.empty((batch, count, n))
-            snap_h = np.empty((batch, count))
+            snap_q = np.empty((batch, count, n), dt_)
+            snap_p = np.empty((batch, count, n), dt_)
+            snap_h = np.empty((batch, count), dt_)
             d_oq, d_op = drv.mem_alloc(snap_q.nbytes), drv.mem_alloc(snap_p.nbytes)
             d_oh = drv.mem_alloc(snap_h.nbytes)
             start.record()
-            kernel(*env, np.float64(dt), np.int64(count), np.int64(stride), np.int64(step),
+            kernel(*env, dt_(dt), np.int64(count), np.int64(stride), np.int64(step),
                    d_oq, d_op, d_oh, d_g, d_work, d_status, np.int64(batch),
                    np.int64(pstride), np.int64(n), block=(threads, 1, 1), grid=grid)
             end.record()
@@ -267,8 +289,8 @@ class CudaSimulation:
             if k not in names:
                 raise TpcError(f"unknown param '{k}' (known: {', '.join(names) or 'none'})")
         vals = [float((params or {}).get(k, self.manifest.params[k])) for k in names]
-        d_par = drv.to_device(np.array(vals or [0.0]))
-        d_ins = [drv.to_device(np.ascontiguousarray(inputs[k], dtype=np.float64).ravel())
+        d_par = drv.to_device(np.array(vals or [0.0], self.dtype))
+        d_ins = [drv.to_device(np.ascontiguousarray(inputs[k], dtype=self.dtype).ravel())
                  for k in self.manifest.inputs]
         sizes = self._sizes(n, inputs)
         env = [d_q, d_p, d_par, *d_ins, *[np.int64(sizes[s]) for s in self.manifest.sizes]]
@@ -294,19 +316,19 @@ class CudaSimulation:
         the kernel's time in seconds (CUDA events)."""
         self._need("pair_forces")
         drv = self.drv
-        q = np.ascontiguousarray(q, dtype=np.float64)
-        p = np.zeros_like(q) if p is None else np.ascontiguousarray(p, dtype=np.float64)
+        q = np.ascontiguousarray(q, dtype=self.dtype)
+        p = np.zeros_like(q) if p is None else np.ascontiguousarray(p, dtype=self.dtype)
         n = q.size
         shape = self._concrete_shape(n)
         d_q, d_p = drv.to_device(q.ravel()), drv.to_device(p.ravel())
         env, _keep = self._env(d_q, d_p, params, inputs, n)
-        d_g = drv.mem_alloc(max(8, 8 * n))
+        d_g = drv.mem_alloc(max(8, self.size * n))
         start, end = drv.Event(), drv.Event()
         start.record()
         self._launch_rows("pair_forces", env, d_g, shape[0] if shape else 1, block)
         end.record()
         end.synchronize()
-        g = drv.from_device(d_g, (n,), np.float64).reshape(q.shape)
+        g = drv.from_device(d_g, (n,), self.dtype).reshape(q.shape)
         return (g, start.time_till(end) / 1e3) if return_time else g
 
     def run_leapfrog(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
@@ -315,19 +337,19 @@ class CudaSimulation:
         result has B = 1 and no energies (H is NaN; compute them on the CPU if needed)."""
         self._need("pair_forces", "row_grad_p", "axpy")
         drv = self.drv
-        q = np.ascontiguousarray(q0, dtype=np.float64).ravel().copy()
-        p = np.ascontiguousarray(p0, dtype=np.float64).ravel().copy()
+        q = np.ascontiguousarray(q0, dtype=self.dtype).ravel().copy()
+        p = np.ascontiguousarray(p0, dtype=self.dtype).ravel().copy()
         n = q.size
         shape = self._concrete_shape(n)
         rows = shape[0] if shape else 1
         d_q, d_p = drv.to_device(q), drv.to_device(p)
         env, _keep = self._env(d_q, d_p, params, inputs, n)
-        d_g = drv.mem_alloc(max(8, 8 * n))
+        d_g = drv.mem_alloc(max(8, self.size * n))
         axpy = self.kernels["axpy"]
         ax_grid = ((n + 255) // 256, 1)
 
         def add(d_y, a: float) -> None:  # y += a * g
-            axpy(d_y, d_g, np.float64(a), np.int64(n), block=(256, 1, 1), grid=ax_grid)
+            axpy(d_y, d_g, self.dtype(a), np.int64(n), block=(256, 1, 1), grid=ax_grid)
 
         def kick(c: float) -> None:
             self._launch_rows("pair_forces", env, d_g, rows, block)
@@ -340,7 +362,7 @@ class CudaSimulation:
         full, rem = divmod(steps, save_every)
         strides = [save_every] * full + ([rem] if rem else [])
         nrows = 1 + len(strides)
-        out_q, out_p = np.empty((nrows, 1, n)), np.empty((nrows, 1, n))
+        out_q, out_p = np.empty((nrows, 1, n), self.dtype), np.empty((nrows, 1, n), self.dtype)
         out_q[0, 0], out_p[0, 0] = q, p
         t = np.zeros(nrows)
         start, end = drv.Event(), drv.Event()
@@ -354,14 +376,14 @@ class CudaSimulation:
             end.record()
             end.synchronize()
             elapsed += start.time_till(end) / 1e3
-            out_q[row, 0] = drv.from_device(d_q, (n,), np.float64)
-            out_p[row, 0] = drv.from_device(d_p, (n,), np.float64)
+            out_q[row, 0] = drv.from_device(d_q, (n,), self.dtype)
+            out_p[row, 0] = drv.from_device(d_p, (n,), self.dtype)
             done += stride
             t[row] = done * dt
         status = np.array([-1 if np.isfinite(out_q[-1]).all() and np.isfinite(out_p[-1]).all()
                            else done])
         return EnsembleResult(t, out_q.reshape(nrows, 1, *shape), out_p.reshape(nrows, 1, *shape),
-                              np.full((nrows, 1), np.nan), status, elapsed)
+                              np.full((nrows, 1), np.nan, self.dtype), status, elapsed)
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.manifest.shape if isinstance(d, int)]

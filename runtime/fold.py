@@ -27,6 +27,9 @@ Algorithm:
      O(n) per row in modal coordinates), a last row by M^rem for a remainder; H per row from
      the compiled `energy`. Rows and times are those of the stepped run.
   4. A non-finite state ends the run with api.PartialRun holding the rows computed before.
+  5. Precision: the compiled code runs in the simulation's precision (`sim.dtype`, float32 for
+     precision="f32"): M is read off the float32 step (or gradients), but the matrix and its
+     powers are float64 numpy, and the rows are rounded to float32 when stored.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ class _Env:
 
 
 def _zeros(env: _Env) -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros(env.shape), np.zeros(env.shape)
+    return np.zeros(env.shape, env.sim.dtype), np.zeros(env.shape, env.sim.dtype)
 
 
 def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
@@ -127,8 +130,9 @@ def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
     n = env.n
     big = np.zeros((2 * n + 1, 2 * n + 1))
     big[-1, -1] = 1.0
-    out_q, out_p, out_h = np.empty(n), np.empty(n), np.empty(1)
-    g, work = np.empty(n), np.empty(3 * n)
+    dtype = env.sim.dtype  # the compiled code's buffers
+    out_q, out_p, out_h = np.empty(n, dtype), np.empty(n, dtype), np.empty(1, dtype)
+    g, work = np.empty(n, dtype), np.empty(3 * n, dtype)
 
     def apply(k: int | None) -> np.ndarray:
         q, p = _zeros(env)
@@ -138,7 +142,7 @@ def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
                      out_h.ctypes.data, g.ctypes.data, work.ctypes.data)
         if status != -1:
             raise _StepFailed(status)
-        return np.concatenate([q.reshape(-1), p.reshape(-1)])
+        return np.concatenate([q.reshape(-1), p.reshape(-1)]).astype(np.float64, copy=False)
 
     try:
         b = apply(None)
@@ -164,11 +168,11 @@ def gradient_affine(env: _Env) -> tuple[np.ndarray, np.ndarray]:
         q, p = _zeros(env)
         if k is not None:
             (q if k < n else p).reshape(-1)[k % n] = 1.0
-        a, b = np.zeros(n), np.zeros(n)
+        a, b = np.zeros(n, env.sim.dtype), np.zeros(n, env.sim.dtype)
         args = env.args(q, p)
         gq(*args, a.ctypes.data)
         gp(*args, b.ctypes.data)
-        return np.concatenate([a, b])
+        return np.concatenate([a, b]).astype(np.float64, copy=False)
 
     c = grad(None)
     hess = np.empty((2 * n, 2 * n))
@@ -352,12 +356,13 @@ def run_folded(sim, q, p, ins, sizes, pb, dt: float, steps: int, save_every: int
     n = q.size
     full, rem = divmod(steps, save_every)
     rows = 1 + full + (1 if rem else 0)
-    out_q = np.empty((rows, n))
-    out_p = np.empty((rows, n))
-    out_h = np.empty(rows)
+    dtype = sim.dtype  # rows are stored (and H evaluated) in the run's precision
+    out_q = np.empty((rows, n), dtype)
+    out_p = np.empty((rows, n), dtype)
+    out_h = np.empty(rows, dtype)
     t = np.zeros(rows)
     out_q[0], out_p[0] = q.ravel(), p.ravel()
-    qb, pb_state = np.empty(q.shape), np.empty(p.shape)
+    qb, pb_state = np.empty(q.shape, dtype), np.empty(p.shape, dtype)
 
     def h_of(k: int) -> float:
         qb.reshape(-1)[:] = out_q[k]

@@ -20,6 +20,9 @@ VERSION = "0.1.0"
 _ptr = ctypes.c_void_p
 _i64 = ctypes.c_int64
 _f64 = ctypes.c_double
+_f32 = ctypes.c_float
+# precision -> (numpy dtype of every buffer, ctypes type of dt and of energy's result)
+PRECISIONS = {"f64": (np.float64, _f64), "f32": (np.float32, _f32)}
 
 
 @dataclass
@@ -129,17 +132,24 @@ class Simulation:
             self.compile_time += time.perf_counter() - t0
         return self._lib
 
+    @property
+    def dtype(self) -> type:
+        """numpy dtype of the native buffers (q, p, params, inputs, outputs, scratch):
+        float32 for precision="f32", else float64. Trajectory q, p, H have this dtype."""
+        return PRECISIONS[self.options.precision][0]
+
     def _env_types(self) -> list:
         return [_ptr, _ptr, _ptr] + [_ptr] * len(self.info.inputs) + [_i64] * len(self.info.sizes)
 
     def fn(self, name: str) -> Callable:
         if name not in self._fns:
             env = self._env_types()
+            real = PRECISIONS[self.options.precision][1]  # dt and H: the precision's float
             sig = {
-                "energy": (_f64, env),
+                "energy": (real, env),
                 "grad_q": (None, [*env, _ptr]),
                 "grad_p": (None, [*env, _ptr]),
-                "run": (_i64, [*env, _f64, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr]),
+                "run": (_i64, [*env, real, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr]),
             }[name if not name.startswith("grad_") else "grad_q"]
             self._fns[name] = self.library().get(name, *sig)
         return self._fns[name]
@@ -155,7 +165,10 @@ class Simulation:
             if k not in values:
                 raise TpcError(f"unknown param '{k}' (known: {', '.join(values) or 'none'})")
             values[k] = float(v)
-        param_buf = np.array(list(values.values()) or [0.0], dtype=np.float64)
+        param_buf = np.array(list(values.values()) or [0.0], dtype=self.dtype)
+        if self.dtype != np.float64:  # bind_arrays gives float64 copies
+            q, p = q.astype(self.dtype), p.astype(self.dtype)
+            ins = {k: v.astype(self.dtype) for k, v in ins.items()}
         return q, p, ins, sizes, param_buf
 
     @property
@@ -224,7 +237,8 @@ class Simulation:
         qc, pc = q.copy(), p.copy()
         env = self.env_args(qc, pc, pb, ins, sizes)
         n = q.size
-        out = [np.empty(n), np.empty(n), np.empty(1), np.empty(n), np.empty(3 * n)]
+        out = [np.empty(n, self.dtype), np.empty(n, self.dtype), np.empty(1, self.dtype),
+               np.empty(n, self.dtype), np.empty(3 * n, self.dtype)]
         run = self.fn("run")
         t0 = time.perf_counter()
         run(*env, dt, 1, k, 0, *(a.ctypes.data for a in out))
@@ -246,14 +260,14 @@ class Simulation:
         n = q.size
         full, rem = divmod(steps, save_every)
         rows = 1 + full + (1 if rem else 0)
-        out_q = np.empty((rows, n))
-        out_p = np.empty((rows, n))
-        out_h = np.empty(rows)
+        out_q = np.empty((rows, n), self.dtype)
+        out_p = np.empty((rows, n), self.dtype)
+        out_h = np.empty(rows, self.dtype)
         t = np.zeros(rows)
         out_q[0], out_p[0] = q.ravel(), p.ravel()
         out_h[0] = self.fn("energy")(*env)
-        g = np.empty(n)
-        work = np.empty(3 * n)
+        g = np.empty(n, self.dtype)
+        work = np.empty(3 * n, self.dtype)
         done_rows, step = 1, 0
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
@@ -328,7 +342,15 @@ class _Progress:
 
 def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: bool = True,
             precision: str = "f64", newton3: bool = True) -> Simulation:
-    """Compile a .ham file or source text. Compilation to native code happens on first run."""
+    """Compile a .ham file or source text. Compilation to native code happens on first run.
+
+    precision: "f64" (default) or "f32". In f32 every native buffer, the arithmetic, dt and
+    H are float32 (`Simulation.dtype`): q0, p0, params and inputs are rounded to float32, and
+    the returned Trajectory's q, p, H are float32 arrays (t stays float64), gradient() gives
+    float32 arrays. A folded run builds its matrix from the float32 one-step code and powers
+    it in float64, rounding the rows to float32."""
+    if precision not in PRECISIONS:
+        raise TpcError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     text = str(path_or_source)
     if isinstance(path_or_source, Path) or not _is_source(text):
         program, module = pipeline.frontend(text)
@@ -342,12 +364,7 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
     pipeline.PassRunner().run(module, ["ham-degree"])
     info = SystemInfo.of(next(op for op in module.walk() if isinstance(op, ham.SystemOp)))
     compiler.check_integrator(program, info, options)
-    folded = False
-    if fold:
-        try:
-            from tpc.passes.sym_fold_linear import fold_decision
-        except ImportError:
-            fold_decision = None
-        if fold_decision is not None:
-            folded = fold_decision(module, options).applies
+    from tpc.lowering import fold_remarks
+
+    folded, _ = fold_remarks(module, options)
     return Simulation(program, module, options, info, source, folded)

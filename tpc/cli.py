@@ -22,7 +22,8 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--integrator", help="override the simulate block's integrator")
     p.add_argument("--no-fold", action="store_true", help="never replace the time loop by a "
                    "matrix power, even for quadratic H")
-    p.add_argument("--precision", choices=("f64", "f32"), default="f64")
+    p.add_argument("--precision", choices=("f64", "f32"), default="f64",
+                   help="floating-point type of the state and of all generated arithmetic")
     p.add_argument("--newton3", action=argparse.BooleanOptionalAction, default=True,
                    help="symmetric pair forces (each pair once) on the CPU")
 

@@ -10,26 +10,34 @@ from tpc.dialects import ham
 from tpc.pipeline import PassRunner
 
 
+def fold_remarks(module: ModuleOp, options) -> tuple[bool, list[str]]:
+    """Whether sym-fold-linear applies, and the remarks that explain the decision."""
+    if not options.fold:
+        return False, ["remark: matrix-power folding disabled by --no-fold"]
+    from tpc.passes.sym_fold_linear import fold_decision
+
+    decision = fold_decision(module, options)
+    remarks = [decision.remark]
+    if decision.applies and getattr(options, "precision", "f64") == "f32":
+        remarks.append("remark: precision f32: the fold reads its matrix off the float32 "
+                       "step code, but the matrix powers are computed in float64")
+    return decision.applies, remarks
+
+
 def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
     runner.run(module, ["ham-derive", f"sym-integrator{{integrator={options.integrator}}}",
                         "sym-fuse-stages"])
-    remarks = []
-    if options.fold:
-        try:
-            from tpc.passes.sym_fold_linear import fold_decision
-        except ImportError:
-            return remarks
-        decision = fold_decision(module, options)
-        remarks.append(decision.remark)
-        if decision.applies:
-            runner.run(module, ["sym-fold-linear"])
-    else:
-        remarks.append("remark: matrix-power folding disabled by --no-fold")
+    applies, remarks = fold_remarks(module, options)
+    if applies:
+        runner.run(module, ["sym-fold-linear"])
     return remarks
 
 
-def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True) -> None:
-    lower = "sym-lower-loops" if newton3 else "sym-lower-loops{newton3=false}"
+def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True,
+               precision: str = "f64") -> None:
+    opts = ([] if newton3 else ["newton3=false"]) + ([] if precision == "f64"
+                                                     else [f"precision={precision}"])
+    lower = f"sym-lower-loops{{{' '.join(opts)}}}" if opts else "sym-lower-loops"
     runner.run(module, [lower, "canonicalize", "cse"])
 
 
@@ -51,14 +59,16 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
         remarks = make_sym(module, options, runner)
         if emit == "sym":
             return module, remarks
+        precision = getattr(options, "precision", "f64")
+        gpu = "sym-gpu-kernels" if precision == "f64" else f"sym-gpu-kernels{{precision={precision}}}"
         if emit == "ptx":
             # At the ham level: the gather-form pair_forces kernel needs the gradient regions.
-            runner.run(module, ["sym-gpu-kernels"])
-        make_loops(module, runner, getattr(options, "newton3", True))
+            runner.run(module, [gpu])
+        make_loops(module, runner, getattr(options, "newton3", True), precision)
         if emit == "loops":
             return module, remarks
         if emit == "ptx":
-            runner.run(module, ["sym-gpu-kernels"])  # GPU entry points (tpc.kernel funcs)
+            runner.run(module, [gpu])  # GPU entry points (tpc.kernel funcs)
         make_llvm(module, "nvptx" if emit == "ptx" else "cpu")
         return module, remarks
     except PassFailedException as e:

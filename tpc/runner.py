@@ -52,13 +52,6 @@ def main(args) -> int:
 
 
 def sim_remarks(sim: api.Simulation) -> list[str]:
-    lines = compiler.ham_remarks(sim.module)
-    try:
-        from tpc.passes.sym_fold_linear import fold_decision
-    except ImportError:
-        return lines
-    if sim.options.fold:
-        lines.append(fold_decision(sim.module, sim.options).remark)
-    else:
-        lines.append("remark: matrix-power folding disabled by --no-fold")
-    return lines
+    from tpc.lowering import fold_remarks
+
+    return compiler.ham_remarks(sim.module) + fold_remarks(sim.module, sim.options)[1]

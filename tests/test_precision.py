@@ -1,0 +1,261 @@
+"""precision="f32" end to end: f32 buffers and arithmetic at the loops level, f32 native runs
+that agree with f64 ones to float32 accuracy, f32 PTX that ptxas accepts, and f64 unchanged."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tpc
+from tpc.diagnostics import TpcError
+from tpc.simulate import load_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.ham"))
+TPC = [sys.executable, "-m", "tpc.cli"]
+PTXAS = shutil.which("ptxas")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def cache_dir(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TPC_CACHE_DIR", str(tmp_path_factory.mktemp("tpc-cache")))
+    yield
+    mp.undo()
+
+
+def _pair(name: str, **kw):
+    return [tpc.compile(ROOT / "examples" / f"{name}.ham", precision=prec, **kw)
+            for prec in ("f64", "f32")]
+
+
+def _run(sim, steps: int, save_every: int):
+    c = load_run_config(sim.program, sim.system, steps=steps, save_every=save_every)
+    return sim.run(c.q0, c.p0, dt=c.dt, steps=c.steps, save_every=c.save_every,
+                   params=c.params, **c.inputs), c
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
+
+
+# ------------------------------------------------------------------ native runs
+
+
+@pytest.mark.parametrize("name,steps", [("kepler", 200), ("nbody", 200), ("pendulum", 500)])
+def test_f32_run_agrees_with_f64(name: str, steps: int):
+    s64, s32 = _pair(name, fold=False)
+    assert s64.dtype == np.float64 and s32.dtype == np.float32
+    t64, _ = _run(s64, steps, steps // 4)
+    t32, _ = _run(s32, steps, steps // 4)
+    assert t64.q.dtype == np.float64 and t64.H.dtype == np.float64
+    assert t32.q.dtype == np.float32 and t32.p.dtype == np.float32 and t32.H.dtype == np.float32
+    assert t32.q.shape == t64.q.shape and np.array_equal(t32.t, t64.t)
+    assert _rel(t64.q, t32.q) < 1e-5
+    assert _rel(t64.p, t32.p) < 1e-5
+    assert _rel(t64.H, t32.H) < 1e-5
+
+
+def test_f32_is_really_single_precision():
+    """Not silently f64: the f32 run differs from the f64 one at the float32 round-off level."""
+    s64, s32 = _pair("kepler", fold=False)
+    t64, _ = _run(s64, 200, 50)
+    t32, _ = _run(s32, 200, 50)
+    assert _rel(t64.q, t32.q) > 1e-9
+
+
+def test_f32_kepler_energy_error_is_sane():
+    s64, s32 = _pair("kepler", fold=False)
+    e64 = _run(s64, 2000, 100)[0].energy_error()
+    e32 = _run(s32, 2000, 100)[0].energy_error()
+    # leapfrog's own O(dt^2) oscillation dominates; float32 round-off adds ~1e-6 to it
+    assert e32 < 1e-3
+    assert abs(e32 - e64) < 5e-5
+
+
+@pytest.mark.parametrize("name", ["kepler", "nbody", "pendulum", "henon_heiles"])
+def test_f32_gradient_and_energy_agree_with_f64(name: str):
+    s64, s32 = _pair(name, fold=False)
+    c = load_run_config(s64.program, s64.system)
+    g64 = s64.gradient(c.q0, c.p0, c.params, **c.inputs)
+    g32 = s32.gradient(c.q0, c.p0, c.params, **c.inputs)
+    for a, b in zip(g64, g32):
+        assert b.dtype == np.float32
+        assert _rel(a, b) < 1e-6
+    h64 = s64.energy(c.q0, c.p0, c.params, **c.inputs)
+    h32 = s32.energy(c.q0, c.p0, c.params, **c.inputs)
+    assert abs(h64 - h32) <= 1e-6 * max(abs(h64), 1.0)
+
+
+def test_f32_gather_gradient_matches():
+    """--no-newton3 (the gather-form grad_q on the CPU) follows the precision too."""
+    s64 = tpc.compile(ROOT / "examples" / "nbody.ham", precision="f64", newton3=False)
+    s32 = tpc.compile(ROOT / "examples" / "nbody.ham", precision="f32", newton3=False)
+    c = load_run_config(s64.program, s64.system)
+    for a, b in zip(s64.gradient(c.q0, c.p0, c.params, **c.inputs),
+                    s32.gradient(c.q0, c.p0, c.params, **c.inputs)):
+        assert b.dtype == np.float32 and _rel(a, b) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["kepler", "pendulum"])
+def test_f32_implicit_midpoint_converges(name: str):
+    """The fixed-point tolerance scales with float32 epsilon: no convergence failure."""
+    s64, s32 = _pair(name, fold=False, integrator="midpoint")
+    t64, _ = _run(s64, 300, 100)
+    t32, _ = _run(s32, 300, 100)  # a PartialRun would raise
+    assert t32.steps_done == 300
+    assert _rel(t64.q, t32.q) < 1e-4
+
+
+def test_f32_folded_run():
+    """Folding reads the f32 one-step map and powers it in f64; rows come back as float32."""
+    s64, s32 = _pair("harmonic_chain")
+    assert s32.folded
+    t64, _ = _run(s64, 1000, 100)
+    t32, _ = _run(s32, 1000, 100)
+    assert t32.folded and t32.q.dtype == np.float32
+    assert _rel(t64.q, t32.q) < 1e-4
+    assert t32.energy_error() < 2 * t64.energy_error() + 1e-5
+
+
+def test_unknown_precision_is_an_error():
+    with pytest.raises(TpcError, match="unknown precision 'f16'"):
+        tpc.compile(ROOT / "examples" / "kepler.ham", precision="f16")
+
+
+# ------------------------------------------------------------------ emitted code
+
+
+def _compile(example: Path, *flags: str) -> str:
+    r = subprocess.run([*TPC, "compile", str(example), *flags, "-o", "-"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_emit_loops_f32(example: Path):
+    text = _compile(example, "--emit=loops", "--precision", "f32")
+    assert "memref<?xf32>" in text
+    assert "f64" not in text
+    assert "f32" not in _compile(example, "--emit=loops")
+
+
+def _arith(ptx: str, ty: str) -> int:
+    return len(re.findall(rf"\b(?:add|sub|mul|div|fma|sqrt|rcp)\.[a-z.]*{ty}\b", ptx))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_emit_ptx_f32_passes_ptxas(example: Path, tmp_path: Path):
+    from tpc.runtime.ptx import PTXError, find_libdevice
+
+    try:
+        find_libdevice()
+    except PTXError:
+        pytest.skip("CUDA libdevice not installed")
+    ptx = _compile(example, "--emit=ptx", "--precision", "f32")
+    assert ".visible .entry ensemble_run(" in ptx
+    f32, f64 = _arith(ptx, "f32"), _arith(ptx, "f64")
+    assert f32 > 0 and ("mul.rn.f32" in ptx or "add.rn.f32" in ptx)
+    if not re.search(r"\b(?:sin|cos|tan|exp|log|sinh|cosh|tanh)\(", example.read_text()):
+        # no contraction: the same rounding as the CPU code (libdevice's own sinf... use fma)
+        assert "fma.rn.f32" not in ptx
+    # Loose: only libdevice's slow-path argument reduction of sinf/cosf (huge |x|) uses f64.
+    assert f64 <= f32 // 10, (f32, f64)
+    if "pair_forces" in ptx:
+        kernel = ptx[ptx.index(".entry pair_forces("):]
+        kernel = kernel[:kernel.index("\n}\n")]
+        assert _arith(kernel, "f64") == 0 and "ld.shared.b32" in kernel
+    if PTXAS is None:
+        pytest.skip("ptxas not on PATH: PTX produced but not assembled")
+    path = tmp_path / "out.ptx"
+    path.write_text(ptx)
+    r = subprocess.run([PTXAS, "-arch=sm_90", str(path), "-o", str(tmp_path / "out.cubin")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_gpu_kernels_refuse_mixed_precision():
+    """A ham-level stash of f32 kernels cannot be merged into an f64 `run`."""
+    from tpc import compiler, lowering, pipeline
+
+    program, module = pipeline.frontend(str(ROOT / "examples" / "nbody.ham"))
+    runner = pipeline.PassRunner()
+    runner.run(module, ["ham-degree"])
+    options = compiler.resolve_integrator(program, compiler.Options(fold=False))
+    lowering.make_sym(module, options, runner)
+    runner.run(module, ["sym-gpu-kernels{precision=f32}"])
+    lowering.make_loops(module, runner)
+    with pytest.raises(TpcError, match="same precision"):
+        runner.run(module, ["sym-gpu-kernels"])
+
+
+class _FakeDrv:
+    """Just enough of pycuda.driver for the GPU stepper's host side, with numpy 'device'
+    buffers of one dtype (that of the compiled code)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    class Event:
+        def record(self):
+            pass
+
+        def synchronize(self):
+            pass
+
+        def time_till(self, other):
+            return 0.0
+
+    def to_device(self, a):
+        assert a.dtype == self.dtype, a.dtype  # the host side converts before copying
+        return np.array(a).ravel()
+
+    def mem_alloc(self, nbytes):
+        return np.full(nbytes // np.dtype(self.dtype).itemsize, np.nan, self.dtype)
+
+    @staticmethod
+    def from_device(d, shape, dtype):
+        return d.reshape(shape).astype(dtype)
+
+
+def test_f32_gpu_stepper_host_side():
+    """CudaSimulation.run_leapfrog with an f32 manifest: float32 buffers, dt and axpy scale,
+    kernels played by the f32 CPU gradients; it reproduces the f32 CPU run."""
+    from tpc.runtime.cuda import CudaSimulation, Manifest
+
+    sim = tpc.compile(ROOT / "examples" / "nbody.ham", fold=False, precision="f32")
+    man = Manifest(["ensemble_run", "pair_forces", "row_grad_p", "axpy"], {"G": 1.0}, ["m"],
+                   ["N"], ["N", 3], "sm_90", "f32")
+    assert Manifest.from_json(man.to_json()).dtype == np.float32
+
+    def grad(which):
+        def kernel(q, p, par, m, n, out, block, grid):
+            assert q.dtype == p.dtype == par.dtype == m.dtype == out.dtype == np.float32
+            g = sim.gradient(q.reshape(-1, 3), p.reshape(-1, 3), {"G": par[0]}, m=m)
+            out[:] = g[0 if which == "q" else 1].ravel()
+        return kernel
+
+    def axpy(y, x, a, n, block, grid):
+        assert isinstance(a, np.float32)
+        y[:n] += a * x[:n]
+
+    gpu = object.__new__(CudaSimulation)
+    gpu.drv, gpu.manifest = _FakeDrv(np.float32), man
+    gpu.kernels = {"pair_forces": grad("q"), "row_grad_p": grad("p"), "axpy": axpy}
+    rng = np.random.default_rng(5)
+    n = 24
+    q, p, m = rng.standard_normal((n, 3)) * 3, rng.standard_normal((n, 3)) * .1, rng.random(n) + .5
+    res = gpu.run_leapfrog(q, p, dt=1e-3, steps=7, save_every=3, m=m)
+    ref = sim.run(q, p, dt=1e-3, steps=7, save_every=3, m=m)
+    assert res.q.dtype == np.float32
+    assert _rel(ref.q, res.q[:, 0]) < 1e-6 and _rel(ref.p, res.p[:, 0]) < 1e-5
+    g = gpu.pair_forces(q, p, m=m)
+    assert g.dtype == np.float32 and np.array_equal(g, sim.gradient(q, p, m=m)[0])
