@@ -120,13 +120,16 @@ class FieldType(ParametrizedAttribute, TypeAttribute):
                 raise VerifyException(f"field dimensions must be positive, got {d}")
 
 
-def value_type(rank_left: Sequence[int | str]) -> Attribute:
+def value_type_of(rank_left: Sequence[int | str]) -> Attribute:
     """The SSA type of a field indexed down to `rank_left` trailing dims."""
     if not rank_left:
         return f64
     if len(rank_left) == 1 and isinstance(rank_left[0], int):
         return VectorType(f64, [rank_left[0]])
     raise ValueError(f"no SSA value type for an array of shape {list(rank_left)}")
+
+
+value_type = value_type_of
 
 
 # ------------------------------------------------------------------------ declarations
@@ -349,6 +352,40 @@ class GradientOp(_ScalarRegionOp):
 # ---------------------------------------------------------------------- expressions
 
 
+def enclosing_system(op: Operation) -> SystemOp | None:
+    parent = op.parent_op()
+    while parent is not None and not isinstance(parent, SystemOp):
+        parent = parent.parent_op()
+    return parent
+
+
+def _symbol_names(system: SystemOp, kind: type[Operation]) -> set[str]:
+    return {d.sym_name.data for d in system.decls(kind)}  # type: ignore[attr-defined]
+
+
+def _verify_field_access(op: Operation, field: str, n_indices: int, value_type: Attribute) -> None:
+    """The field exists, is indexed at most to its rank, and the value has the rest's type."""
+    system = enclosing_system(op)
+    if system is None:
+        return  # a detached op (being built or moved): checked once it is placed
+    try:
+        shape = system.field_shape(field)
+    except KeyError:
+        raise VerifyException(
+            f"'{field}' is not a state or input of @{system.sym_name.data}"
+        ) from None
+    if n_indices > len(shape):
+        raise VerifyException(f"{n_indices} indices for '{field}' of rank {len(shape)}")
+    try:
+        expected = value_type_of(shape[n_indices:])
+    except ValueError as e:
+        raise VerifyException(str(e)) from None
+    if value_type != expected:
+        raise VerifyException(
+            f"'{field}' indexed {n_indices} time(s) is {expected}, not {value_type}"
+        )
+
+
 @irdl_op_definition
 class YieldOp(IRDLOperation):
     name = "ham.yield"
@@ -373,6 +410,11 @@ class ParamRefOp(IRDLOperation):
     def __init__(self, param: str):
         super().__init__(properties={"param": SymbolRefAttr(param)}, result_types=[f64])
 
+    def verify_(self) -> None:
+        system = enclosing_system(self)
+        if system is not None and self.param.string_value() not in _symbol_names(system, ParamOp):
+            raise VerifyException(f"'{self.param.string_value()}' is not a ham.param")
+
 
 @irdl_op_definition
 class DimOp(IRDLOperation):
@@ -386,6 +428,11 @@ class DimOp(IRDLOperation):
 
     def __init__(self, size: str):
         super().__init__(properties={"size": SymbolRefAttr(size)}, result_types=[IndexType()])
+
+    def verify_(self) -> None:
+        system = enclosing_system(self)
+        if system is not None and self.size.string_value() not in _symbol_names(system, SizeOp):
+            raise VerifyException(f"'{self.size.string_value()}' is not a ham.size")
 
 
 @irdl_op_definition
@@ -408,6 +455,9 @@ class LoadOp(IRDLOperation):
     def field_name(self) -> str:
         return self.field.string_value()
 
+    def verify_(self) -> None:
+        _verify_field_access(self, self.field_name, len(self.indices), self.result.type)
+
 
 @irdl_op_definition
 class AccumulateOp(IRDLOperation):
@@ -422,6 +472,20 @@ class AccumulateOp(IRDLOperation):
 
     def __init__(self, field: str, indices: Sequence[SSAValue | Operation], value: SSAValue):
         super().__init__(properties={"field": SymbolRefAttr(field)}, operands=[indices, value])
+
+    def verify_(self) -> None:
+        parent = self.parent_op()
+        while parent is not None and not isinstance(parent, GradientOp | SystemOp):
+            parent = parent.parent_op()
+        if isinstance(parent, SystemOp):
+            raise VerifyException("ham.accumulate belongs inside a ham.gradient")
+        name = self.field.string_value()
+        if isinstance(parent, GradientOp) and parent.wrt.string_value() != name:
+            raise VerifyException(
+                f"accumulates into '{name}' inside the gradient with respect to "
+                f"'{parent.wrt.string_value()}'"
+            )
+        _verify_field_access(self, name, len(self.indices), self.value.type)
 
 
 def _vector_or_scalar(t: Attribute) -> int | None:
