@@ -220,8 +220,8 @@ def test_billion_steps_against_closed_form():
     Every product in the binary exponentiation rounds, and an error of eps in the rotation
     angle theta of M becomes n * eps * theta in the phase after n steps: ~1e9 * 1.1e-16 * 0.065
     ~ 1e-8 rad, times the ~60 products' accumulation. Measured: 3.3e-8 relative (max over q
-    and p; x86-64, numpy 2.4 with OpenBLAS); the bound 1e-6 leaves room for other BLAS and CPUs while failing for any error that
-    grows faster than n * eps (a non-symplectic M would drift by (1 + eps)^n, or blow up).
+    and p; x86-64, numpy 2.4 with OpenBLAS); the bound 1e-6 leaves room for other BLAS and
+    CPUs while failing for any error that grows faster than n * eps (a non-symplectic M would drift by (1 + eps)^n, or blow up).
     """
     n, h, w = 10**9, 0.05, 1.3
     sim = tpc.compile(OSC, integrator="leapfrog")
