@@ -24,14 +24,14 @@ import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llvmlite
 import llvmlite.binding as llvm
 from llvmlite import ir
-from xdsl.backend.llvm.convert import convert_module
-from xdsl.dialects import llvm as llvm_dialect
-from xdsl.dialects.builtin import ModuleOp
+
+if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
 
 # Bump when the object layout or the way it is produced changes.
 _FORMAT_VERSION = "tpc-llvm-obj-1"
@@ -86,6 +86,10 @@ def to_llvmlite_ir(module_op: ModuleOp) -> ir.Module:
     xDSL's translator ignores llvm.func linkage, so it is applied here: private
     helpers become internal (inlinable, droppable), the rest stay external.
     """
+    # xDSL's translator is only needed to compile; a cache hit never imports it.
+    from xdsl.backend.llvm.convert import convert_module
+    from xdsl.dialects import llvm as llvm_dialect
+
     module_op = _ensure_llvm_dialect(module_op)
     irmod = convert_module(module_op, fallback_target_triple=_host().triple)
     for op in module_op.ops:

@@ -44,20 +44,27 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return passes
 
 
+_DIALECTS: dict[str, tuple[str, str]] = {
+    "builtin": ("xdsl.dialects.builtin", "Builtin"),
+    "arith": ("xdsl.dialects.arith", "Arith"),
+    "math": ("xdsl.dialects.math", "Math"),
+    "scf": ("xdsl.dialects.scf", "Scf"),
+    "cf": ("xdsl.dialects.cf", "Cf"),
+    "func": ("xdsl.dialects.func", "Func"),
+    "memref": ("xdsl.dialects.memref", "MemRef"),
+    "llvm": ("xdsl.dialects.llvm", "LLVM"),
+    "ham": ("tpc.dialects.ham", "Ham"),
+    "sym": ("tpc.dialects.sym", "Sym"),
+}
+
+
 def context() -> Context:
-    from xdsl.dialects import arith, builtin, cf, func, llvm, math, memref, scf
-
-    from tpc.dialects.ham import Ham
-
+    """Every dialect tpc reads or writes, each imported only when an op of it is met."""
     ctx = Context()
-    for d in (builtin.Builtin, arith.Arith, math.Math, scf.Scf, cf.Cf, func.Func,
-              memref.MemRef, llvm.LLVM, Ham):
-        ctx.load_dialect(d)
-    try:
-        from tpc.dialects.sym import Sym
-    except ImportError:
-        return ctx
-    ctx.load_dialect(Sym)
+    for name, (module, attr) in _DIALECTS.items():
+        ctx.register_dialect(
+            name, lambda module=module, attr=attr: getattr(importlib.import_module(module), attr)
+        )
     return ctx
 
 
