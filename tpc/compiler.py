@@ -23,8 +23,7 @@ class Options:
     fold: bool = True
     precision: str = "f64"
     newton3: bool = True
-    target: str = "cpu"
-    arch: str = "sm_90"
+    arch: str = "sm_90"  # GPU architecture for PTX
 
 
 def options_from_args(args) -> Options:
@@ -83,18 +82,18 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
         [x for x in getattr(runner_args, "print_ir_after", "").split(",") if x],
         debuginfo=getattr(runner_args, "debuginfo", False),
     )
+    from tpc import lowering
+    from tpc.api import SystemInfo
+
     program, module = pipeline.frontend(path)
     options = resolve_integrator(program, options)
     runner.run(module, ["ham-degree"])
     remarks = ham_remarks(module)
     if emit != "ham":
-        from tpc import lowering
-
+        check_integrator(program, SystemInfo.of(lowering.system_of(module)), options)
         module, more = lowering.lower(module, emit, options, runner)
         remarks += more
     if emit in ("llvm", "ptx"):
-        from tpc import lowering
-
         text = lowering.render(module, emit, options)
     else:
         buf = io.StringIO()
