@@ -612,3 +612,20 @@ def test_nan_in_npz_init(tmp_path: Path) -> None:
     err = config_error(path)
     assert err.message == "initial value of 'p' is not finite at index 1"
     assert (err.loc.line, err.loc.col) == (9, 10)
+
+
+def test_compile_refuses_explicit_splitting_of_non_separable_h(tmp_path):
+    source = (
+        "system S { state q[1], p[1]\n"
+        " H = p[0]^2/2 + q[0]^2/2 + q[0]*p[0] }\n"
+        "simulate { integrator = leapfrog dt = 0.1 steps = 10 q = [1.0] p = [0.0] }\n"
+    )
+    path = tmp_path / "ns.ham"
+    path.write_text(source)
+    r = subprocess.run([sys.executable, "-m", "tpc.cli", "compile", str(path), "--emit=sym"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    first, line, caret = r.stderr.splitlines()[:3]
+    assert first.startswith(f"{path}:3:25: error: integrator 'leapfrog' splits H")
+    assert "not separable" in first and "integrator = midpoint" in first
+    assert line == source.splitlines()[2] and caret == " " * 24 + "^"
