@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import sys
 import time
@@ -82,6 +83,23 @@ class SystemInfo:
         )
 
 
+@functools.cache
+def compiler_fingerprint() -> str:
+    """A hash of the compiler's own code, so a changed compiler never reuses stale objects."""
+    import tpc.dialects
+    import tpc.passes
+    import tpc.runtime
+
+    digest = hashlib.sha256()
+    for pkg in (tpc, tpc.dialects, tpc.passes, tpc.runtime):
+        for path in sorted(Path(pkg.__path__[0]).glob("*.py")) + sorted(
+            Path(pkg.__path__[0]).glob("*.lark")
+        ):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _is_source(text: str) -> bool:
     return "{" in text and "system" in text
 
@@ -104,7 +122,7 @@ class Simulation:
     # ------------------------------------------------------------------ building
     @property
     def cache_key(self) -> str:
-        text = f"{VERSION}\n{self.options!r}\n{self.source}"
+        text = f"{VERSION}\n{compiler_fingerprint()}\n{self.options!r}\n{self.source}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def library(self):
