@@ -4,7 +4,29 @@ Runs after `sym-lower-loops` (the `run`, `energy`, `grad_<x>` func.funcs) and ad
 func.funcs marked with the unit attribute `tpc.kernel`, which `tpc.runtime.ptx` gives the
 `ptx_kernel` calling convention (every other function becomes internal and is inlined).
 pair_forces needs the ham IR, so it is built by an earlier run of the same pass on the
-ham+sym module (see "How pair_forces gets the ham IR" below).
+ham+sym module (see "block_run -- many independent copies of a small system, one per BLOCK, one row per thread:
+        block_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
+                  out_q, out_p, status, params_stride)
+    member b = ctaid.x (q, p, out_q, out_p, params sliced as in ensemble_run, n = the state
+    size computed from the sizes), thread k = tid.x owns row k (blockDim.x >= rows, at most
+    MAX_TILE; threads with k >= rows only take part in the barriers). The whole `run` time
+    loop runs in the kernel (BlockSchedule): per stage, row k's dH/dq (kick) or dH/dp (drift)
+    in gather form (the pair_forces lowering, tiles included), barrier (every thread has read
+    the old state), row k updated with the CPU run's axpy arithmetic, barrier. FSAL and the
+    closing kick at snapshot boundaries as in `run`; thread k writes its row of out_q/out_p
+    at each snapshot. No energy (the runner's H is NaN). Status: status[b] (f64, -1.0 on entry)
+    doubles as the block's flag: after each step each active thread checks its row
+    (x * 0 == 0) and writes the step there if it is non-finite, then a barrier; every step and
+    snapshot starts only while status[b] == -1, so the block stops consistently and, as in
+    `run`, the snapshot holding the bad step is written and no later one.
+    Built at the ham level with the gather kernels (it needs the scheme: that of the module's
+    sym.evolve) when block_unsupported says nothing: kick/drift schemes only (leapfrog,
+    yoshida*: an implicit midpoint stage needs a block-wide iteration), and both dH/dq and
+    dH/dp in gather form (no pair sum needed). block_run_host (block_host_module) is the same
+    schedule for the CPU, the phases as loops over all rows with the gradient rows in a
+    scratch buffer: tests compare it with the CPU `run`.
+
+How pair_forces gets the ham IR" below).
 
 ensemble_run -- many independent copies of one small system, one thread per member:
     ensemble_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
@@ -56,6 +78,28 @@ row_grad_p -- the same gather form for dH/dp (one thread per row; single sums fo
     the GPU N-body stepper of tpc.runtime.cuda runs leapfrog entirely on the device:
     kick (pair_forces, axpy), drift (row_grad_p, axpy), kick.
 
+block_run -- many independent copies of a small system, one per BLOCK, one row per thread:
+        block_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
+                  out_q, out_p, status, params_stride)
+    member b = ctaid.x (q, p, out_q, out_p, params sliced as in ensemble_run, n = the state
+    size computed from the sizes), thread k = tid.x owns row k (blockDim.x >= rows, at most
+    MAX_TILE; threads with k >= rows only take part in the barriers). The whole `run` time
+    loop runs in the kernel (BlockSchedule): per stage, row k's dH/dq (kick) or dH/dp (drift)
+    in gather form (the pair_forces lowering, tiles included), barrier (every thread has read
+    the old state), row k updated with the CPU run's axpy arithmetic, barrier. FSAL and the
+    closing kick at snapshot boundaries as in `run`; thread k writes its row of out_q/out_p
+    at each snapshot. No energy (the runner's H is NaN). Status: status[b] (f64, -1.0 on entry)
+    doubles as the block's flag: after each step each active thread checks its row
+    (x * 0 == 0) and writes the step there if it is non-finite, then a barrier; every step and
+    snapshot starts only while status[b] == -1, so the block stops consistently and, as in
+    `run`, the snapshot holding the bad step is written and no later one.
+    Built at the ham level with the gather kernels (it needs the scheme: that of the module's
+    sym.evolve) when block_unsupported says nothing: kick/drift schemes only (leapfrog,
+    yoshida*: an implicit midpoint stage needs a block-wide iteration), and both dH/dq and
+    dH/dp in gather form (no pair sum needed). block_run_host (block_host_module) is the same
+    schedule for the CPU, the phases as loops over all rows with the gradient rows in a
+    scratch buffer: tests compare it with the CPU `run`.
+
 How pair_forces gets the ham IR (sym-lower-loops replaces the ham.system by func.funcs):
     this pass runs TWICE for --emit=ptx. On a module that still holds the ham.system (after
     ham-derive, before sym-lower-loops) it builds the gather kernels in a separate module and
@@ -86,7 +130,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from tpc.dialects import ham
+from tpc.dialects import ham, sym
 from tpc.passes.sym_lower_loops import (
     BUF,
     Emitter,
@@ -97,10 +141,12 @@ from tpc.passes.sym_lower_loops import (
     env_types,
     float_type,
     make_func,
+    state_size,
 )
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, llvm, memref, scf
 from xdsl.dialects.builtin import (
+    FloatAttr,
     IndexType,
     IntAttr,
     IntegerAttr,
@@ -676,17 +722,24 @@ def _system(module: ModuleOp) -> ham.SystemOp | None:
     return systems[0] if systems else None
 
 
-def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64) -> ModuleOp:
-    """pair_forces (+ row_grad_p, axpy when dH/dp gathers too) and their shared arrays;
-    an empty module when dH/dq has no pair sum or is not in gather form."""
-    if gather_unsupported(system) is not None:
-        return ModuleOp([])
+def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64, scheme=None) -> ModuleOp:
+    """pair_forces (+ row_grad_p, axpy when dH/dp gathers too), block_run (when `scheme` is
+    given and block_unsupported says nothing) and their shared arrays; an empty module when
+    none of them can be built."""
     q, p = system.state.names
-    plans = [gather_plan(system, q)]
-    funcs: list[Operation] = [build_gather_kernel(plans[0], "pair_forces", ft)]
-    if gather_unsupported(system, p) is None:
-        plans.append(gather_plan(system, p))
-        funcs += [build_gather_kernel(plans[1], "row_grad_p", ft), build_axpy(ft)]
+    plans: list[GatherPlan] = []
+    funcs: list[Operation] = []
+    if gather_unsupported(system) is None:
+        plans.append(gather_plan(system, q))
+        funcs.append(build_gather_kernel(plans[0], "pair_forces", ft))
+        if gather_unsupported(system, p) is None:
+            plans.append(gather_plan(system, p))
+            funcs += [build_gather_kernel(plans[1], "row_grad_p", ft), build_axpy(ft)]
+    if scheme is not None and block_unsupported(system, scheme) is None:
+        plans += list(_block_plans(system))
+        funcs.append(build_block_run(system, scheme, ft))
+    if not funcs:
+        return ModuleOp([])
     return ModuleOp([*_shared_globals(plans, ft), *funcs])
 
 
@@ -705,7 +758,7 @@ def stash_kernels(module: ModuleOp, ft: Attribute = f64) -> None:
     system = _system(module)
     if system is None or STASH in module.attributes:
         return
-    kernels = gpu_kernel_module(system, ft)
+    kernels = gpu_kernel_module(system, ft, _scheme(module, system))
     if not list(kernels.ops):
         return
     from xdsl.transforms.canonicalize import CanonicalizePass
@@ -753,3 +806,233 @@ def lower_for_gpu(module: ModuleOp, runner, precision: str = "f64") -> None:
     runner.run(module, [gpu_pass(precision)])
     lowering.make_loops(module, runner, precision=precision)
     runner.run(module, [gpu_pass(precision)])
+
+
+# ------------------------------------------------------------------ block_run
+
+class BlockSchedule:
+    """The time loop of block_run, shared by the GPU kernel (gpu=True: thread k = tid.x owns
+    row k, llvm.nvvm.barrier0 between the phases) and its CPU emulation block_run_host
+    (gpu=False: each phase is a loop over all rows, the gradient rows go through a scratch
+    buffer g). Per stage: phase 1, every row computes its gradient row in gather form (dH/dq
+    for a kick, dH/dp for a drift) from the old state; barrier (everyone has read the old
+    state); phase 2, every row updates its own row (p += -c dt g, q += c dt g, the CPU run's
+    axpy arithmetic); barrier (the next stage reads the new state). FSAL, the closing kick at
+    a snapshot boundary and the status rules are those of the CPU `run`; the status lives in
+    status[at] (f64), read by every row at the start of each step and snapshot."""
+
+    def __init__(self, plans: tuple[GatherPlan, GatherPlan], scheme, ft: Attribute,
+                 gpu: bool):
+        self.plan_q, self.plan_p = plans
+        self.scheme, self.ft, self.gpu = scheme, ft, gpu
+        self.rs = self.plan_q.rowsize
+
+    # -- the two execution models
+    def rows_do(self, e: Emitter, fn) -> None:
+        """fn(e, k) for every owned row: the thread's own row (if active), or all rows."""
+        if self.gpu:
+            e.if_(self.active, lambda ie: (fn(ie, self.k), [])[1], lambda ie: [], [])
+        else:
+            e.for_(e.i(0), self.rows, lambda ie, k, _: (fn(ie, k), [])[1])
+
+    def sync(self, e: Emitter) -> None:
+        if self.gpu:
+            _barrier(e)
+
+    def stage(self, e: Emitter, plan: GatherPlan, target: SSAValue, a: SSAValue) -> None:
+        """target[row] += a * dH/d(plan.field)[row] for every row, gradients from the old
+        state."""
+        rs = self.rs
+
+        def update(ie: Emitter, k: SSAValue, vals: list[SSAValue]) -> None:
+            base = ie.imul(k, ie.i(rs))
+            for c, v in enumerate(vals):
+                at = ie.iadd(base, ie.i(c))
+                ie.store(ie.add(ie.load(target, at), ie.mul(a, v)), target, at)
+
+        if self.gpu:
+            vals = _emit_gather(plan, e, self.env, self.kc, gpu=True, tid=self.k)
+            _barrier(e)
+            self.rows_do(e, lambda ie, k: update(ie, k, vals))
+            _barrier(e)
+            return
+
+        def phase1(ie: Emitter, k: SSAValue) -> None:
+            _store_row(ie, self.g, k, _emit_gather(plan, ie, self.env, k, gpu=False))
+
+        def phase2(ie: Emitter, k: SSAValue) -> None:
+            base = ie.imul(k, ie.i(rs))
+            update(ie, k, [ie.load(self.g, ie.iadd(base, ie.i(c))) for c in range(rs)])
+
+        self.rows_do(e, phase1)
+        self.rows_do(e, phase2)
+
+    def kick(self, e: Emitter, coeff: SSAValue) -> None:
+        self.stage(e, self.plan_q, self.env.p, e(arith.NegfOp(e.mul(coeff, self.dt))))
+
+    def drift(self, e: Emitter, coeff: SSAValue) -> None:
+        self.stage(e, self.plan_p, self.env.q, e.mul(coeff, self.dt))
+
+    def healthy(self, e: Emitter) -> SSAValue:
+        return e(arith.CmpfOp(e.load(self.status, self.at),
+                              e(arith.ConstantOp(FloatAttr(-1.0, f64))), "oeq"))
+
+    # -- the loop
+    def emit(self, e: Emitter, env: Env, dt, nsnap, stride, step0, out_q, out_p, status,
+             at: SSAValue, n: SSAValue, g: SSAValue | None = None) -> None:
+        self.env, self.dt, self.status, self.at, self.g = env, dt, status, at, g
+        plan = self.plan_q
+        self.rows = e.i(plan.rows) if isinstance(plan.rows, int) else env.sizes[plan.rows]
+        if self.gpu:
+            self.k = _sreg(e, "tid.x")
+            self.active = e(arith.CmpiOp(self.k, self.rows, "ult"))
+            self.kc = e(arith.SelectOp(self.active, self.k, e(arith.SubiOp(self.rows, e.i(1)))))
+        stages = self.scheme.stages
+        fsal = "fsal" in self.scheme.attributes
+        rs = self.rs
+
+        def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> None:
+            body = stages
+            if fsal:
+                a, b = stages[0].c, stages[-1].c
+                self.kick(se, se(arith.SelectOp(first, se.f(a), se.f(a + b))))
+                body = stages[1:-1]
+            for st in body:
+                if isinstance(st, sym.KickOp):
+                    self.kick(se, se.f(st.c))
+                else:
+                    self.drift(se, se.f(st.c))
+            zero = se.f(0.0)
+            bad = se(arith.SIToFPOp(se(arith.IndexCastOp(gstep, i64)), f64))
+
+            def check(ie: Emitter, k: SSAValue) -> None:
+                base = ie.imul(k, ie.i(rs))
+                tot = zero
+                for c in range(rs):
+                    idx = ie.iadd(base, ie.i(c))
+                    tot = ie.add(tot, ie.add(ie.mul(ie.load(env.q, idx), zero),
+                                             ie.mul(ie.load(env.p, idx), zero)))
+                ok = ie(arith.CmpfOp(tot, zero, "oeq"))
+
+                def mark(te: Emitter) -> list:
+                    te.store(bad, status, at)
+                    return []
+                ie.if_(ok, lambda te: [], mark, [])
+
+            self.rows_do(se, check)
+            self.sync(se)  # every row sees the status before the next step
+
+        def snapshot(se: Emitter, s: SSAValue, _: list) -> list:
+            def run_it(he: Emitter) -> list:
+                def step(ie: Emitter, kk: SSAValue, _: list) -> list:
+                    gstep = ie.iadd(step0, ie.iadd(ie.imul(s, stride), kk))
+                    first = ie(arith.CmpiOp(kk, ie.i(0), "eq"))
+                    ie.if_(self.healthy(ie), lambda te: (one_step(te, gstep, first), [])[1],
+                           lambda fe: [], [])
+                    return []
+
+                he.for_(he.i(0), stride, step)
+                if fsal:
+                    he.if_(self.healthy(he),
+                           lambda te: (self.kick(te, te.f(stages[-1].c)), [])[1],
+                           lambda fe: [], [])
+                base = he.imul(s, n)
+
+                def save(ie: Emitter, k: SSAValue) -> None:
+                    for c in range(rs):
+                        idx = ie.iadd(ie.imul(k, ie.i(rs)), ie.i(c))
+                        ie.store(ie.load(env.q, idx), out_q, ie.iadd(base, idx))
+                        ie.store(ie.load(env.p, idx), out_p, ie.iadd(base, idx))
+
+                self.rows_do(he, save)
+                return []
+
+            # a snapshot runs when the status was fine at its start (the CPU's while loop)
+            se.if_(self.healthy(se), run_it, lambda fe: [], [])
+            return []
+
+        e.for_(e.i(0), nsnap, snapshot)
+
+
+def block_unsupported(system: ham.SystemOp, scheme) -> str | None:
+    """Why no block_run can be built (None: it can)."""
+    if scheme is None:
+        return "no sym.scheme for the system"
+    if any(not isinstance(st, sym.KickOp | sym.DriftOp) for st in scheme.stages):
+        return "the scheme has implicit stages (block_run runs kick/drift schemes only)"
+    for name in system.state.names:
+        why = gather_unsupported(system, name)
+        if why is not None:
+            return f"dH/d{name} is not in gather form: {why}"
+    return None
+
+
+def _block_plans(system: ham.SystemOp) -> tuple[GatherPlan, GatherPlan]:
+    q, p = system.state.names
+    return gather_plan(system, q), gather_plan(system, p)
+
+
+def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.FuncOp:
+    """The block_run kernel (signature in the module header): one member per block."""
+    buf = buf_type(ft)
+    types = [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, INDEX]
+    block = Block(arg_types=types)
+    e = Emitter(block, ft)
+    b = _B(block)
+    n_env = len(env_types(system, ft))
+    args = list(block.args)
+    env0 = bind_env(system, args[:n_env])
+    dt, nsnap, stride, step0, out_q, out_p, status, pstride = args[n_env:]
+    member = b.sreg("ctaid.x")
+    n = state_size(env0, e)
+    bn = e.imul(member, n)
+    bsn = e.imul(e.imul(member, nsnap), n)
+    env = bind_env(system, [b.offset(env0.q, bn), b.offset(env0.p, bn),
+                            b.offset(env0.params, e.imul(member, pstride)), *args[3:n_env]])
+    BlockSchedule(_block_plans(system), scheme, ft, gpu=True).emit(
+        e, env, dt, nsnap, stride, step0, b.offset(out_q, bsn), b.offset(out_p, bsn), status,
+        member, n)
+    e(func.ReturnOp())
+    fn = func.FuncOp("block_run", (types, []), Region(block))
+    fn.attributes[KERNEL_ATTR] = UnitAttr()
+    return fn
+
+
+def build_block_host(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.FuncOp:
+    """block_run_host(env..., dt, nsnap, stride, step0, out_q, out_p, g, status): the same
+    schedule for one member on the CPU (rows in sequence per phase; status[0], f64)."""
+    buf = buf_type(ft)
+
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        n_env = len(env_types(system, ft))
+        env = bind_env(system, args[:n_env])
+        dt, nsnap, stride, step0, out_q, out_p, g, status = args[n_env:]
+        BlockSchedule(_block_plans(system), scheme, ft, gpu=False).emit(
+            e, env, dt, nsnap, stride, step0, out_q, out_p, status, e.i(0),
+            state_size(env, e), g)
+        return []
+
+    return make_func("block_run_host",
+                     [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, BUF],
+                     [], body, private=False, ft=ft)
+
+
+def _scheme(module: ModuleOp, system: ham.SystemOp):
+    """The scheme that the module's sym.evolve / sym.propagate runs for `system`, or None."""
+    schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
+    for op in module.ops:
+        if isinstance(op, sym.EvolveOp | sym.PropagateOp):
+            sc = schemes.get(op.scheme.string_value())
+            if sc is not None and sc.system.string_value() == system.sym_name.data:
+                return sc
+    return None
+
+
+def block_host_module(module: ModuleOp, ft: Attribute = f64) -> ModuleOp:
+    """block_run_host for the ham+sym module's system (empty when block_run is unsupported),
+    to be appended to the func-level module and lowered for the CPU."""
+    system = _system(module)
+    scheme = _scheme(module, system) if system is not None else None
+    if system is None or block_unsupported(system, scheme) is not None:
+        return ModuleOp([])
+    return ModuleOp([build_block_host(system, scheme, ft)])

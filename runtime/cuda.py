@@ -74,7 +74,7 @@ def cuda_available() -> bool:
 
 # -------------------------------------------------------------------- artifacts
 
-KERNELS = ("ensemble_run", "pair_forces", "row_grad_p", "axpy")
+KERNELS = ("ensemble_run", "pair_forces", "row_grad_p", "axpy", "block_run")
 
 
 @dataclass
@@ -278,6 +278,79 @@ class CudaSimulation:
         shape = self._concrete_shape(n)
         return EnsembleResult(t, out_q.reshape(rows, batch, *shape),
                               out_p.reshape(rows, batch, *shape), out_h, status, elapsed)
+
+    def run_blocks(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
+                   params=None, **inputs) -> EnsembleResult:
+        """B = len(q0) small systems, one per thread block (the block_run kernel); q0/p0 are
+        [B, *shape]; `params` as for run_ensemble. H is NaN (see the module docstring)."""
+        self._need("block_run")
+        drv = self.drv
+        dt_ = self.dtype
+        q = np.ascontiguousarray(q0, dtype=dt_)
+        p = np.ascontiguousarray(p0, dtype=dt_)
+        if q.shape != p.shape or q.ndim < 2:
+            raise TpcError("q0 and p0 must have the same shape [B, *state]")
+        batch = q.shape[0]
+        q, p = q.reshape(batch, -1).copy(), p.reshape(batch, -1).copy()
+        n = q.shape[1]
+        shape = self._concrete_shape(n)
+        nrows = shape[0] if shape else 1
+        if not 0 < nrows <= MAX_TILE:
+            raise TpcError(f"block_run needs 1..{MAX_TILE} rows per member, got {nrows}")
+        threads = (nrows + 31) // 32 * 32
+        pb, pstride = self._member_params(params, batch)
+        sizes = self._sizes(n, inputs)
+        d_q, d_p = drv.to_device(q), drv.to_device(p)
+        d_par = drv.to_device(np.ascontiguousarray(pb).ravel())
+        d_ins = [drv.to_device(np.ascontiguousarray(inputs[k], dtype=dt_).ravel())
+                 for k in self.manifest.inputs]
+        d_status = drv.to_device(np.full(batch, -1.0))
+        env = [d_q, d_p, d_par, *d_ins, *[np.int64(sizes[s]) for s in self.manifest.sizes]]
+        full, rem = divmod(steps, save_every)
+        plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
+        rows = 1 + full + (1 if rem else 0)
+        out_q = np.empty((rows, batch, n), dt_)
+        out_p = np.empty((rows, batch, n), dt_)
+        out_q[0], out_p[0] = q, p
+        t = np.zeros(rows)
+        start, end = drv.Event(), drv.Event()
+        elapsed, row, step = 0.0, 1, 0
+        for stride, count in plan:
+            if count == 0:
+                continue
+            snap = np.full((batch, count, n), np.nan, dt_)
+            d_oq, d_op = drv.to_device(snap), drv.to_device(snap)
+            start.record()
+            self.kernels["block_run"](*env, dt_(dt), np.int64(count), np.int64(stride),
+                                      np.int64(step), d_oq, d_op, d_status, np.int64(pstride),
+                                      block=(threads, 1, 1), grid=(batch, 1))
+            end.record()
+            end.synchronize()
+            elapsed += start.time_till(end) / 1e3
+            out_q[row:row + count] = drv.from_device(d_oq, snap.shape, dt_).transpose(1, 0, 2)
+            out_p[row:row + count] = drv.from_device(d_op, snap.shape, dt_).transpose(1, 0, 2)
+            t[row:row + count] = (step + stride * np.arange(1, count + 1)) * dt
+            row += count
+            step += stride * count
+        status = drv.from_device(d_status, (batch,), np.float64).astype(np.int64)
+        return EnsembleResult(t, out_q.reshape(rows, batch, *shape),
+                              out_p.reshape(rows, batch, *shape),
+                              np.full((rows, batch), np.nan, dt_), status, elapsed)
+
+    def _member_params(self, params, batch: int) -> tuple[np.ndarray, int]:
+        """(params buffer, per-member stride: 0 when shared) as the kernels take them."""
+        names = list(self.manifest.params)
+        for k in params or {}:
+            if k not in names:
+                raise TpcError(f"unknown param '{k}' (known: {', '.join(names) or 'none'})")
+        if any(np.ndim(v) > 0 for v in (params or {}).values()):
+            pb = np.empty((batch, max(1, len(names))), self.dtype)
+            for j, name in enumerate(names):
+                pb[:, j] = np.broadcast_to((params or {}).get(name, self.manifest.params[name]),
+                                           (batch,))
+            return pb, pb.shape[1]
+        vals = [float((params or {}).get(k, self.manifest.params[k])) for k in names]
+        return np.array(vals or [0.0], self.dtype), 0
 
     # ------------------------------------------------------- one large system
 

@@ -11,7 +11,8 @@
 #      artifacts/  NAME.ptx + NAME.json (manifest) + NAME.npz (CPU reference trajectory) for
 #                  every example, kepler_ensemble.npz (many Kepler orbits, CPU reference),
 #                  nbody_forces.npz / nbody_leapfrog.npz (CPU references for the pair_forces
-#                  kernel and the device leapfrog; nbody.ptx holds pair_forces)
+#                  kernel and the device leapfrog; nbody.ptx holds pair_forces),
+#                  nbody_blocks.npz (64 small N-body members for block_run, CPU reference)
 #    and checks the carry stays under 64 MiB.
 # 2. On the GPU machine (device tool: carry [".gpu-carry"], e.g. timeout_s=500):
 #        bash scripts/gpu-check.sh
@@ -77,6 +78,15 @@ tr = sim.run(q, p, dt=1e-3, steps=20, save_every=10, m=m)
 np.savez(out / "nbody_leapfrog.npz", q0=q, p0=p, m=m, dt=1e-3, steps=20, save_every=10,
          q=tr.q, p=tr.p)
 print("artifact nbody_forces, nbody_leapfrog")
+# block_run (nbody.ptx): 64 small systems of 20 bodies, one per block, per-member G.
+B, n = 64, 20
+q = rng.standard_normal((B, n, 3)) * 3; p = rng.standard_normal((B, n, 3)) * 0.1
+m = rng.random(n) + 0.5; G = np.linspace(0.5, 1.5, B)
+runs = [sim.run(q[b], p[b], dt=1e-3, steps=50, save_every=10, params={"G": G[b]}, m=m)
+        for b in range(B)]
+np.savez(out / "nbody_blocks.npz", q0=q, p0=p, m=m, G=G, dt=1e-3, steps=50, save_every=10,
+         q=np.stack([r.q for r in runs], 1), p=np.stack([r.p for r in runs], 1))
+print("artifact nbody_blocks")
 PY
     size=$(du -sm "$CARRY" | cut -f1)
     echo "carry: ${size} MiB in $CARRY"

@@ -175,7 +175,7 @@ def test_nbody_pair_forces_ptx(arch: str, tmp_path: Path):
 
     ptx, man = compile_ptx(api.compile(ROOT / "examples" / "nbody.ham", fold=False), arch)
     assert ".visible .entry pair_forces(" in ptx and ".visible .entry ensemble_run(" in ptx
-    assert man.kernels == ["ensemble_run", "pair_forces", "row_grad_p", "axpy"]
+    assert man.kernels == ["ensemble_run", "pair_forces", "row_grad_p", "axpy", "block_run"]
     body = ptx[ptx.index(".entry pair_forces("):]
     body = body[:body.index("\n}\n")]
     assert ".shared .align 8 .b8 __tpc_tile_q[6144]" in ptx  # 256 rows of 3 f64
@@ -371,3 +371,175 @@ def test_leapfrog_host_sequence_matches_cpu_run():
     assert res.status[0] == -1
     g = gpu.pair_forces(q, p, m=m)
     assert np.array_equal(g, sim.gradient(q, p, m=m)[0])
+
+
+# ------------------------------------------------------------------ block_run
+
+
+def _block_host(sim):
+    """(lib, block_run_host) for a simulation: the CPU emulation of block_run's schedule."""
+    import ctypes
+
+    from tpc.passes.sym_gpu_kernels import block_host_module
+    from tpc.runtime.jit import compile_llvm_module
+
+    from tpc import lowering
+
+    module, runner = _sym_module(sim)
+    host = block_host_module(module)
+    assert [f.sym_name.data for f in host.ops] == ["block_run_host"]
+    lowering.make_loops(module, runner)
+    for op in list(host.ops):
+        op.detach()
+        module.body.block.add_op(op)
+    lib = compile_llvm_module(module)
+    fn = lib.get("block_run_host", None, [*sim._env_types(), ctypes.c_double, ctypes.c_int64,
+                                          ctypes.c_int64, ctypes.c_int64, *[ctypes.c_void_p] * 4])
+    return lib, fn
+
+
+def _block_host_run(sim, fn, q, p, dt, steps, save, **inputs):
+    """Snapshots [rows, n] and the status of block_run_host, chunked like the runners."""
+    import numpy as np
+
+    qq, pp, ins, sizes, pb = sim.bind(q, p, None, inputs)
+    env = sim.env_args(qq, pp, pb, ins, sizes)
+    n = qq.size
+    out_q, out_p = [qq.ravel().copy()], [pp.ravel().copy()]
+    status, g, step = np.full(1, -1.0), np.empty(n), 0
+    full, rem = divmod(steps, save)
+    for stride, count in [(save, full)] + ([(rem, 1)] if rem else []):
+        oq, op_ = np.full((count, n), np.nan), np.full((count, n), np.nan)
+        fn(*env, dt, count, stride, step, oq.ctypes.data, op_.ctypes.data, g.ctypes.data,
+           status.ctypes.data)
+        out_q += list(oq)
+        out_p += list(op_)
+        step += stride * count
+    return np.array(out_q), np.array(out_p), int(status[0])
+
+
+@pytest.mark.parametrize("integrator", ["leapfrog", "yoshida4"])
+def test_block_run_host_matches_cpu_run(integrator: str):
+    """block_run's schedule (per stage: every row's gather gradient from the old state, then
+    every row's update; FSAL kicks, closing kick at snapshots, snapshot stores), run on the
+    CPU row after row, reproduces the CPU `run` trajectory."""
+    import numpy as np
+
+    from tpc import api
+
+    sim = api.compile(ROOT / "examples" / "nbody.ham", integrator=integrator, fold=False)
+    _, fn = _block_host(sim)
+    rng = np.random.default_rng(5)
+    n = 13
+    q, p, m = rng.standard_normal((n, 3)) * 3, rng.standard_normal((n, 3)) * .1, rng.random(n) + .5
+    ref = sim.run(q, p, dt=1e-3, steps=7, save_every=3, m=m)
+    got_q, got_p, status = _block_host_run(sim, fn, q, p, 1e-3, 7, 3, m=m)
+    assert status == -1
+    assert np.max(np.abs(got_q - ref.q.reshape(len(ref.t), -1))) <= 1e-12 * np.max(np.abs(ref.q))
+    assert np.max(np.abs(got_p - ref.p.reshape(len(ref.t), -1))) <= 1e-12 * np.max(np.abs(ref.p))
+
+
+def test_block_run_host_status_matches_cpu_run():
+    """A state that turns non-finite: the same status (first bad step) as the CPU run, and
+    the snapshots up to the bad one written (later ones untouched)."""
+    import ctypes
+
+    import numpy as np
+
+    from tpc import api
+
+    sim = api.compile(ROOT / "examples" / "nbody.ham", fold=False)
+    _, fn = _block_host(sim)
+    q = np.array([[0.0, 0, 0], [1.0, 0, 0], [1.7945e308, 0, 0]])  # overflows near step 25
+    p = np.array([[0.0, 0.5, 0], [0, -0.5, 0], [1e307, 0, 0]])
+    m = np.ones(3)
+    got_q, _, status = _block_host_run(sim, fn, q, p, 1e-3, 40, 4, m=m)
+    qq, pp, ins, sizes, pb = sim.bind(q, p, None, {"m": m})
+    bufs = [np.full(10 * 9, np.nan), np.full(10 * 9, np.nan), np.empty(10), np.empty(9),
+            np.empty(27)]
+    run = sim.fn("run")
+    want = run(*sim.env_args(qq, pp, pb, ins, sizes), 1e-3, 10, 4, 0,
+               *(ctypes.c_void_p(b.ctypes.data) for b in bufs))
+    assert want >= 0 and status == want
+    last = want // 4 + 1  # snapshot rows 1..last written
+    assert np.array_equal(np.isnan(got_q[1:]).all(1), np.arange(1, 11) > last)
+    assert np.array_equal(np.isnan(got_q[1:last]), np.isnan(bufs[0].reshape(10, 9)[:last - 1]))
+
+
+def test_no_block_run_for_midpoint_or_scatter():
+    from tpc.passes.sym_gpu_kernels import _scheme, _system, block_unsupported
+
+    from tpc import api
+
+    sim = api.compile(ROOT / "examples" / "nbody.ham", integrator="midpoint", fold=False)
+    module, _ = _sym_module(sim)
+    assert "implicit stages" in block_unsupported(_system(module), _scheme(module,
+                                                                           _system(module)))
+    sim = api.compile(ROOT / "examples" / "kepler.ham", fold=False)
+    module, _ = _sym_module(sim)
+    assert "not in gather form" in block_unsupported(_system(module), _scheme(module,
+                                                                             _system(module)))
+
+
+@needs_libdevice
+@pytest.mark.parametrize("precision", ["f64", "f32"])
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nbody_block_run_ptx(arch: str, precision: str, tmp_path: Path):
+    """`tpc compile --emit=ptx` of nbody has block_run: block/thread ids, barriers, ptxas."""
+    out = tmp_path / "nbody.ptx"
+    r = subprocess.run([*TPC, "compile", str(ROOT / "examples" / "nbody.ham"), "--emit=ptx",
+                        "--precision", precision, "--arch", arch, "-o", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    ptx = out.read_text()
+    assert ".visible .entry block_run(" in ptx
+    body = ptx[ptx.index(".entry block_run("):]
+    body = body[:body.index("\n}\n")]
+    assert "%ctaid.x" in body and "%tid.x" in body and "bar.sync" in body
+    assert "atom." not in body
+    if PTXAS is None:
+        pytest.skip("ptxas not on PATH: PTX produced but not assembled")
+    r = subprocess.run([PTXAS, f"-arch={arch}", "-v", str(out), "-o", str(tmp_path / "a.cubin")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Compiling entry function 'block_run'" in r.stderr
+
+
+def test_run_blocks_host_side_with_emulated_kernel():
+    """CudaSimulation.run_blocks' launches (grid = B, block = rows rounded up to 32, member
+    slices, chunked snapshots), with block_run played by block_run_host per member."""
+    import numpy as np
+    from tpc.runtime.cuda import CudaSimulation, Manifest
+
+    from tpc import api
+
+    sim = api.compile(ROOT / "examples" / "nbody.ham", fold=False)
+    _, fn = _block_host(sim)
+    man = Manifest(["block_run"], {"G": 1.0}, ["m"], ["N"], ["N", 3], "sm_90")
+    rng = np.random.default_rng(9)
+    B, n = 3, 5
+
+    def kernel(q, p, par, m, size, dt, count, stride, step, oq, op, status, pstride, block,
+               grid):
+        assert grid == (B, 1) and block == (32, 1, 1) and size == n
+        k, c = 3 * n, int(count)
+        for b in range(grid[0]):
+            qb, pb, st = q[b * k:(b + 1) * k].copy(), p[b * k:(b + 1) * k].copy(), status[b:b + 1]
+            oqb, opb = np.empty(c * k), np.empty(c * k)
+            fn(qb.ctypes.data, pb.ctypes.data, par[b * pstride:].ctypes.data, m.ctypes.data,
+               size, dt, count, stride, step, oqb.ctypes.data, opb.ctypes.data,
+               np.empty(k).ctypes.data, st.ctypes.data)
+            q[b * k:(b + 1) * k], p[b * k:(b + 1) * k] = qb, pb
+            oq[b * c * k:(b + 1) * c * k], op[b * c * k:(b + 1) * c * k] = oqb, opb
+
+    gpu = object.__new__(CudaSimulation)
+    gpu.drv, gpu.manifest, gpu.kernels = _FakeDrv, man, {"block_run": kernel}
+    q, p = rng.standard_normal((B, n, 3)) * 3, rng.standard_normal((B, n, 3)) * .1
+    m, G = rng.random(n) + .5, np.array([0.5, 1.0, 2.0])
+    res = gpu.run_blocks(q, p, dt=1e-3, steps=8, save_every=3, params={"G": G}, m=m)
+    assert (res.status == -1).all() and np.isnan(res.H).all()
+    for b in range(B):
+        ref = sim.run(q[b], p[b], dt=1e-3, steps=8, save_every=3, params={"G": G[b]}, m=m)
+        assert np.allclose(res.t, ref.t, rtol=0, atol=1e-15)
+        assert np.max(np.abs(res.q[:, b] - ref.q)) <= 1e-12 * np.max(np.abs(ref.q))
+        assert np.max(np.abs(res.p[:, b] - ref.p)) <= 1e-12 * np.max(np.abs(ref.p))
