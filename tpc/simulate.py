@@ -235,6 +235,26 @@ def _parse_sets(sets: Iterable[str], params: dict[str, float]) -> None:
         params[name] = value
 
 
+def _run_value(key: str, flag, settings: dict[str, Setting], parse, ok, need: str,
+               flag_need: str, *, missing: TpcError | None = None, default=None):
+    """A run setting: the command-line flag, else the simulate block's value, else the default
+    (or `missing` when there is none); each source reports a bad value in its own terms."""
+    if flag is not None:
+        if not ok(flag):
+            shown = f"{flag:g}" if isinstance(flag, float) else flag
+            raise TpcError(f"--{key.replace('_', '-')} must be {flag_need}, got {shown}")
+        return float(flag) if parse is _number else int(flag)
+    if key in settings:
+        setting = settings[key]
+        value = parse(setting)
+        if not ok(value):
+            raise TpcError(f"{key} must be {need}, got {_show(setting.value)}", setting.value_loc)
+        return value
+    if missing is not None:
+        raise missing
+    return default
+
+
 def load_run_config(
     program: Program,
     system: ham.SystemOp,
@@ -266,52 +286,25 @@ def load_run_config(
         v = settings["integrator"].value
         integrator = v.text if isinstance(v, Word) else str(v)
 
-    # dt
-    if dt is not None:
-        if not (math.isfinite(dt) and dt > 0):
-            raise TpcError(f"--dt must be > 0, got {dt:g}")
-        dt_value = float(dt)
-    elif "dt" in settings:
-        s = settings["dt"]
-        dt_value = _number(s)
-        if not (math.isfinite(dt_value) and dt_value > 0):
-            raise TpcError(f"dt must be a finite number > 0, got {_show(s.value)}", s.value_loc)
-    else:
-        raise TpcError(
-            f"system '{program.system.name}' has no time step: add 'dt = ...' to the simulate "
-            "block or pass --dt",
+    def missing(what: str, key: str, flag: str) -> TpcError:
+        return TpcError(
+            f"system '{program.system.name}' has no {what}: add '{key} = ...' to the simulate "
+            f"block or pass {flag}",
             sys_loc,
         )
 
-    # steps
-    if steps is not None:
-        if steps < 0:
-            raise TpcError(f"--steps must be >= 0, got {steps}")
-        steps_value = int(steps)
-    elif "steps" in settings:
-        s = settings["steps"]
-        steps_value = _integer(s)
-        if steps_value < 0:
-            raise TpcError(f"steps must be >= 0, got {_show(s.value)}", s.value_loc)
-    else:
-        raise TpcError(
-            f"system '{program.system.name}' has no step count: add 'steps = ...' to the "
-            "simulate block or pass --steps",
-            sys_loc,
-        )
-
-    # save_every
-    if save_every is not None:
-        if save_every < 1:
-            raise TpcError(f"--save-every must be >= 1, got {save_every}")
-        save_value = int(save_every)
-    elif "save_every" in settings:
-        s = settings["save_every"]
-        save_value = _integer(s)
-        if save_value < 1:
-            raise TpcError(f"save_every must be >= 1, got {_show(s.value)}", s.value_loc)
-    else:
-        save_value = max(1, steps_value // 1000)
+    dt_value = _run_value(
+        "dt", dt, settings, _number, lambda v: math.isfinite(v) and v > 0, "a finite number > 0",
+        "> 0", missing=missing("time step", "dt", "--dt"),
+    )
+    steps_value = _run_value(
+        "steps", steps, settings, _integer, lambda v: v >= 0, ">= 0", ">= 0",
+        missing=missing("step count", "steps", "--steps"),
+    )
+    save_value = _run_value(
+        "save_every", save_every, settings, _integer, lambda v: v >= 1, ">= 1", ">= 1",
+        default=max(1, steps_value // 1000),
+    )
 
     # params
     params = {
