@@ -4,29 +4,7 @@ Runs after `sym-lower-loops` (the `run`, `energy`, `grad_<x>` func.funcs) and ad
 func.funcs marked with the unit attribute `tpc.kernel`, which `tpc.runtime.ptx` gives the
 `ptx_kernel` calling convention (every other function becomes internal and is inlined).
 pair_forces needs the ham IR, so it is built by an earlier run of the same pass on the
-ham+sym module (see "block_run -- many independent copies of a small system, one per BLOCK, one row per thread:
-        block_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
-                  out_q, out_p, status, params_stride)
-    member b = ctaid.x (q, p, out_q, out_p, params sliced as in ensemble_run, n = the state
-    size computed from the sizes), thread k = tid.x owns row k (blockDim.x >= rows, at most
-    MAX_TILE; threads with k >= rows only take part in the barriers). The whole `run` time
-    loop runs in the kernel (BlockSchedule): per stage, row k's dH/dq (kick) or dH/dp (drift)
-    in gather form (the pair_forces lowering, tiles included), barrier (every thread has read
-    the old state), row k updated with the CPU run's axpy arithmetic, barrier. FSAL and the
-    closing kick at snapshot boundaries as in `run`; thread k writes its row of out_q/out_p
-    at each snapshot. No energy (the runner's H is NaN). Status: status[b] (f64, -1.0 on entry)
-    doubles as the block's flag: after each step each active thread checks its row
-    (x * 0 == 0) and writes the step there if it is non-finite, then a barrier; every step and
-    snapshot starts only while status[b] == -1, so the block stops consistently and, as in
-    `run`, the snapshot holding the bad step is written and no later one.
-    Built at the ham level with the gather kernels (it needs the scheme: that of the module's
-    sym.evolve) when block_unsupported says nothing: kick/drift schemes only (leapfrog,
-    yoshida*: an implicit midpoint stage needs a block-wide iteration), and both dH/dq and
-    dH/dp in gather form (no pair sum needed). block_run_host (block_host_module) is the same
-    schedule for the CPU, the phases as loops over all rows with the gradient rows in a
-    scratch buffer: tests compare it with the CPU `run`.
-
-How pair_forces gets the ham IR" below).
+ham+sym module (see "How pair_forces gets the ham IR" below).
 
 ensemble_run -- many independent copies of one small system, one thread per member:
     ensemble_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
