@@ -154,18 +154,11 @@ def kernel_names(module: ModuleOp) -> list[str]:
             if isinstance(op, func.FuncOp | llvm.FuncOp) and KERNEL_ATTR in op.attributes]
 
 
-class _B:
-    """A tiny op appender."""
-
-    def __init__(self, block: Block):
-        self.block = block
-
-    def __call__(self, op):
-        self.block.add_op(op)
-        return op.results[0] if op.results else None
+class _B(Emitter):
+    """The loop lowering's op appender, plus GPU thread ids and pointer offsets."""
 
     def idx(self, v: int) -> SSAValue:
-        return self(arith.ConstantOp(IntegerAttr(v, INDEX)))
+        return self.i(v)
 
     def sreg(self, name: str) -> SSAValue:
         v = self(llvm.CallIntrinsicOp(SREG + name, [], [i32]))
