@@ -204,13 +204,8 @@ class CudaSimulation:
         (shared) or of length-B arrays (one value per member)."""
         drv = self.drv
         dt_ = self.dtype
-        q = np.ascontiguousarray(q0, dtype=dt_)
-        p = np.ascontiguousarray(p0, dtype=dt_)
-        if q.shape != p.shape or q.ndim < 1:
-            raise TpcError("q0 and p0 must have the same shape [B, *state]")
-        batch = q.shape[0]
-        q, p = q.reshape(batch, -1).copy(), p.reshape(batch, -1).copy()
-        n = q.shape[1]
+        q, p = self._members(q0, p0, min_ndim=1)
+        batch, n = q.shape
         names = list(self.manifest.params)
         per_member = any(np.ndim(v) > 0 for v in (params or {}).values())
         for k in params or {}:
@@ -286,13 +281,8 @@ class CudaSimulation:
         self._need("block_run")
         drv = self.drv
         dt_ = self.dtype
-        q = np.ascontiguousarray(q0, dtype=dt_)
-        p = np.ascontiguousarray(p0, dtype=dt_)
-        if q.shape != p.shape or q.ndim < 2:
-            raise TpcError("q0 and p0 must have the same shape [B, *state]")
-        batch = q.shape[0]
-        q, p = q.reshape(batch, -1).copy(), p.reshape(batch, -1).copy()
-        n = q.shape[1]
+        q, p = self._members(q0, p0, min_ndim=2)
+        batch, n = q.shape
         shape = self._concrete_shape(n)
         nrows = shape[0] if shape else 1
         if not 0 < nrows <= MAX_TILE:
@@ -336,6 +326,15 @@ class CudaSimulation:
         return EnsembleResult(t, out_q.reshape(rows, batch, *shape),
                               out_p.reshape(rows, batch, *shape),
                               np.full((rows, batch), np.nan, dt_), status, elapsed)
+
+    def _members(self, q0, p0, min_ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        """q0, p0 as [B, state size] arrays of the run's precision (fresh copies)."""
+        q = np.ascontiguousarray(q0, dtype=self.dtype)
+        p = np.ascontiguousarray(p0, dtype=self.dtype)
+        if q.shape != p.shape or q.ndim < min_ndim:
+            raise TpcError("q0 and p0 must have the same shape [B, *state]")
+        batch = q.shape[0]
+        return q.reshape(batch, -1).copy(), p.reshape(batch, -1).copy()
 
     def _member_params(self, params, batch: int) -> tuple[np.ndarray, int]:
         """(params buffer, per-member stride: 0 when shared) as the kernels take them."""
