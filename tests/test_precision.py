@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_cuda import FakeDriver
 
 import tpc
 from tpc.diagnostics import TpcError
@@ -197,35 +198,6 @@ def test_gpu_kernels_refuse_mixed_precision():
         runner.run(module, ["sym-gpu-kernels"])
 
 
-class _FakeDrv:
-    """Just enough of pycuda.driver for the GPU stepper's host side, with numpy 'device'
-    buffers of one dtype (that of the compiled code)."""
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-    class Event:
-        def record(self):
-            pass
-
-        def synchronize(self):
-            pass
-
-        def time_till(self, other):
-            return 0.0
-
-    def to_device(self, a):
-        assert a.dtype == self.dtype, a.dtype  # the host side converts before copying
-        return np.array(a).ravel()
-
-    def mem_alloc(self, nbytes):
-        return np.full(nbytes // np.dtype(self.dtype).itemsize, np.nan, self.dtype)
-
-    @staticmethod
-    def from_device(d, shape, dtype):
-        return d.reshape(shape).astype(dtype)
-
-
 def test_f32_gpu_stepper_host_side():
     """CudaSimulation.run_leapfrog with an f32 manifest: float32 buffers, dt and axpy scale,
     kernels played by the f32 CPU gradients; it reproduces the f32 CPU run."""
@@ -248,7 +220,7 @@ def test_f32_gpu_stepper_host_side():
         y[:n] += a * x[:n]
 
     gpu = object.__new__(CudaSimulation)
-    gpu.drv, gpu.manifest = _FakeDrv(np.float32), man
+    gpu.drv, gpu.manifest = FakeDriver(np.float32), man
     gpu.kernels = {"pair_forces": grad("q"), "row_grad_p": grad("p"), "axpy": axpy}
     rng = np.random.default_rng(5)
     n = 24

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_cuda import FakeDriver
 from tpc.runtime.ptx import PTXError, check_intrinsics, find_libdevice, module_to_ptx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,36 +303,6 @@ def test_stash_survives_sym_lower_loops():
     assert [getattr(op, "sym_name", None) and op.sym_name.data for op in again.ops] == names
 
 
-class _FakeDrv:
-    """Just enough of pycuda.driver for the host side of the GPU stepper (numpy 'device')."""
-
-    class Event:
-        def record(self):
-            pass
-
-        def synchronize(self):
-            pass
-
-        def time_till(self, other):
-            return 0.0
-
-    @staticmethod
-    def to_device(a):
-        import numpy as np
-
-        return np.array(a, dtype=np.float64).ravel()
-
-    @staticmethod
-    def mem_alloc(nbytes):
-        import numpy as np
-
-        return np.full(nbytes // 8, np.nan)
-
-    @staticmethod
-    def from_device(d, shape, dtype):
-        return d.reshape(shape).astype(dtype)
-
-
 def test_leapfrog_host_sequence_matches_cpu_run():
     """CudaSimulation.run_leapfrog's launch sequence (fused half kicks, axpy coefficients),
     with the kernels played by the CPU's grad_q/grad_p: it must reproduce the CPU run."""
@@ -357,7 +328,7 @@ def test_leapfrog_host_sequence_matches_cpu_run():
         y[:n] += a * x[:n]
 
     gpu = object.__new__(CudaSimulation)
-    gpu.drv, gpu.manifest = _FakeDrv, man
+    gpu.drv, gpu.manifest = FakeDriver(), man
     gpu.kernels = {"pair_forces": grad("q"), "row_grad_p": grad("p"), "axpy": axpy}
     rng = np.random.default_rng(5)
     n = 40
@@ -533,7 +504,7 @@ def test_run_blocks_host_side_with_emulated_kernel():
             oq[b * c * k:(b + 1) * c * k], op[b * c * k:(b + 1) * c * k] = oqb, opb
 
     gpu = object.__new__(CudaSimulation)
-    gpu.drv, gpu.manifest, gpu.kernels = _FakeDrv, man, {"block_run": kernel}
+    gpu.drv, gpu.manifest, gpu.kernels = FakeDriver(), man, {"block_run": kernel}
     q, p = rng.standard_normal((B, n, 3)) * 3, rng.standard_normal((B, n, 3)) * .1
     m, G = rng.random(n) + .5, np.array([0.5, 1.0, 2.0])
     res = gpu.run_blocks(q, p, dt=1e-3, steps=8, save_every=3, params={"G": G}, m=m)
