@@ -1,23 +1,28 @@
 """The `ham` dialect: a Hamiltonian H(q, p) as IR, at the level of the mathematics.
 
-A `ham.system` holds the declarations of a `.ham` file as symbols (params, sizes, inputs, the state)
-and one `ham.hamiltonian` region that computes the scalar energy. Sums over particles and pair sums
-stay as region ops, and norms, dots and cross products stay as ops, so that later passes can
-recognise the physics (a quadratic form for matrix folding, a Coulomb pair sum for Ewald).
+A `ham.system` holds the declarations of a `.ham` file as symbols (params, sizes, inputs, the
+state), H's parts (`ham.part`, one region per term of H's top-level sum, named by the `let` it
+came from or by what it depends on) and `ham.hamiltonian`, which states H as the sum of its
+parts. Sums over particles and pair sums stay as region ops, and norms, dots and cross products
+stay as ops, so that later passes can recognise the physics (a quadratic form for folding, a
+Coulomb pair sum for Ewald, a splitting of H into parts that flow exactly).
 
 Scalar arithmetic uses `arith` and `math` on f64 and on small fixed vectors (`vector<3xf64>`).
-After `ham-derive`, the system also holds `ham.gradient` regions, in scatter form: loops whose
-bodies `ham.accumulate` partial derivatives into the gradient of one state field.
+After `ham-derive`, the system also holds one `ham.gradient @part wrt @field` region per part
+and state field the part depends on, in scatter form: loops whose bodies `ham.accumulate`
+partial derivatives into the gradient of that field.
 
     ham.system @Kepler {
       ham.param @mu = 1.000000e+00 : f64
       ham.state @q, @p : !ham.field<[3]>
-      ham.hamiltonian {
+      ham.part @H_p attributes {depends_on = ["p"], degree = 2 : i64} {
         %p = ham.load @p[] : vector<3xf64>
-        %pp = ham.dot %p, %p : f64
+        %pp = ham.dot %p, %p : vector<3xf64>
         ...
-        ham.yield %h : f64
+        ham.yield %t : f64
       }
+      ham.part @H_q attributes {depends_on = ["q"], degree = "nonpoly"} { ... }
+      ham.hamiltonian = [@H_p, @H_q] {degree = "nonpoly", quadratic = false, separable = true}
     }
 """
 
@@ -194,11 +199,19 @@ class SystemOp(IRDLOperation):
     def hamiltonian(self) -> HamiltonianOp:
         return self.decls(HamiltonianOp)[0]  # type: ignore[return-value]
 
-    def gradient(self, wrt: str) -> GradientOp | None:
-        for g in self.decls(GradientOp):
-            if g.wrt.string_value() == wrt:  # type: ignore[attr-defined]
-                return g  # type: ignore[return-value]
-        return None
+    @property
+    def parts(self) -> list[PartOp]:
+        return self.decls(PartOp)  # type: ignore[return-value]
+
+    def part(self, name: str) -> PartOp | None:
+        return next((p for p in self.parts if p.part_name == name), None)
+
+    def gradients(self, wrt: str, parts: Sequence[str] | None = None) -> list[GradientOp]:
+        """The gradients with respect to `wrt` of `parts` (all parts when None), in order."""
+        grads = [g for g in self.decls(GradientOp) if g.wrt_name == wrt]  # type: ignore
+        if parts is not None:
+            grads = [g for g in grads if g.part_name in parts]
+        return grads  # type: ignore[return-value]
 
     def field_shape(self, name: str) -> tuple[int | str, ...]:
         for op in self.body.block.ops:
@@ -214,6 +227,9 @@ class SystemOp(IRDLOperation):
             raise VerifyException(f"a system needs exactly one ham.state, found {len(states)}")
         if len(self.decls(HamiltonianOp)) != 1:
             raise VerifyException("a system needs exactly one ham.hamiltonian")
+        names = [p.part_name for p in self.parts]
+        if sorted(names) != sorted(self.hamiltonian.part_names):
+            raise VerifyException("every ham.part must be named once by ham.hamiltonian")
         sizes = {op.sym_name.data for op in self.decls(SizeOp)}
         for op in self.decls(StateOp) + self.decls(InputOp):
             for d in op.shape.shape:
@@ -283,70 +299,113 @@ class StateOp(IRDLOperation):
         return self.q.string_value(), self.p.string_value()
 
 
-class _ScalarRegionOp(IRDLOperation):
-    """Shared printing for region ops whose body yields one value (or nothing)."""
-
-    def print(self, printer: Printer) -> None:
-        for name, attr in self.properties.items():
-            if name == "wrt":
-                printer.print_string(" ")
-                printer.print_attribute(attr)
-        printer.print_op_attributes(self.attributes, print_keyword=True)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False)
-
-
 @irdl_op_definition
-class HamiltonianOp(_ScalarRegionOp):
-    """The energy H(q, p): a region that yields one f64. Analyses attach their results here."""
+class PartOp(IRDLOperation):
+    """One named part of H (a term of its top-level sum): a region that yields its f64 energy.
 
-    name = "ham.hamiltonian"
+    Parts are what splitting methods flow one at a time, so analyses attach their facts here
+    (`depends_on`, `degree`, `quadratic`, `separable`, the op that broke the quadratic class).
+
+        ham.part @T attributes {depends_on = ["p"], degree = 2 : i64} {
+          ...
+          ham.yield %t : f64
+        }
+    """
+
+    name = "ham.part"
+    sym_name = prop_def(SymbolNameConstraint())
     body = region_def("single_block")
-    traits = traits_def(HasParent(SystemOp))
+    traits = traits_def(SymbolOpInterface(), HasParent(SystemOp))
+    assembly_format = "$sym_name attr-dict-with-keyword $body"
 
-    def __init__(self, body: Region):
-        super().__init__(regions=[body])
+    def __init__(self, name: str, body: Region):
+        super().__init__(properties={"sym_name": StringAttr(name)}, regions=[body])
 
-    @classmethod
-    def parse(cls, parser: Parser) -> HamiltonianOp:
-        attrs = parser.parse_optional_attr_dict_with_keyword()
-        op = cls(parser.parse_region())
-        if attrs is not None:
-            op.attributes |= attrs.data
-        return op
+    @property
+    def part_name(self) -> str:
+        return self.sym_name.data
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """The state fields the part depends on (ham-degree's fact; () before it ran)."""
+        deps = self.attributes.get("depends_on")
+        return tuple(s.data for s in deps.data) if isinstance(deps, ArrayAttr) else ()
+
+    def fact(self, name: str):
+        attr = self.attributes.get(name)
+        return getattr(attr, "value", attr) if attr is not None else None
 
     def verify_(self) -> None:
         term = self.body.block.last_op
         if not isinstance(term, YieldOp) or len(term.values) != 1 or term.values[0].type != f64:
-            raise VerifyException("ham.hamiltonian must yield exactly one f64 (H is a scalar)")
+            raise VerifyException(f"ham.part @{self.part_name} must yield exactly one f64")
 
 
 @irdl_op_definition
-class GradientOp(_ScalarRegionOp):
-    """dH/d(wrt), computed by the region into a field of the state's shape (scatter form)."""
+class HamiltonianOp(IRDLOperation):
+    """H as the sum of its parts. ham-degree attaches the facts of the whole H here.
+
+        ham.hamiltonian = [@T, @V] {degree = 2 : i64, quadratic = true, separable = true}
+    """
+
+    name = "ham.hamiltonian"
+    parts = prop_def(ArrayAttr[SymbolRefAttr])
+    traits = traits_def(HasParent(SystemOp))
+    assembly_format = "`=` $parts attr-dict"
+
+    def __init__(self, parts: Sequence[str]):
+        super().__init__(properties={"parts": ArrayAttr([SymbolRefAttr(p) for p in parts])})
+
+    @property
+    def part_names(self) -> list[str]:
+        return [p.string_value() for p in self.parts.data]
+
+    def verify_(self) -> None:
+        names = self.part_names
+        if not names:
+            raise VerifyException("ham.hamiltonian needs at least one part")
+        if len(set(names)) != len(names):
+            raise VerifyException("ham.hamiltonian names a part twice")
+        system = self.parent_op()
+        if isinstance(system, SystemOp):
+            known = {p.part_name for p in system.parts}
+            for n in names:
+                if n not in known:
+                    raise VerifyException(f"'@{n}' is not a ham.part of @{system.sym_name.data}")
+
+
+@irdl_op_definition
+class GradientOp(IRDLOperation):
+    """d(part)/d(wrt), accumulated by the region into a field of the state's shape (scatter
+    form: `ham.accumulate`). One per part and state field the part depends on."""
 
     name = "ham.gradient"
+    part = prop_def(SymbolRefAttr)
     wrt = prop_def(SymbolRefAttr)
     body = region_def("single_block")
     traits = traits_def(HasParent(SystemOp))
+    assembly_format = "$part `wrt` $wrt attr-dict-with-keyword $body"
 
-    def __init__(self, wrt: str, body: Region):
-        super().__init__(properties={"wrt": SymbolRefAttr(wrt)}, regions=[body])
+    def __init__(self, part: str, wrt: str, body: Region):
+        super().__init__(
+            properties={"part": SymbolRefAttr(part), "wrt": SymbolRefAttr(wrt)}, regions=[body]
+        )
 
-    @classmethod
-    def parse(cls, parser: Parser) -> GradientOp:
-        wrt = parser.parse_attribute()
-        attrs = parser.parse_optional_attr_dict_with_keyword()
-        assert isinstance(wrt, SymbolRefAttr)
-        op = cls(wrt.string_value(), parser.parse_region())
-        if attrs is not None:
-            op.attributes |= attrs.data
-        return op
+    @property
+    def part_name(self) -> str:
+        return self.part.string_value()
+
+    @property
+    def wrt_name(self) -> str:
+        return self.wrt.string_value()
 
     def verify_(self) -> None:
         term = self.body.block.last_op
         if not isinstance(term, YieldOp) or term.values:
             raise VerifyException("ham.gradient must end in an empty ham.yield")
+        system = self.parent_op()
+        if isinstance(system, SystemOp) and system.part(self.part_name) is None:
+            raise VerifyException(f"'@{self.part_name}' is not a ham.part")
 
 
 # ---------------------------------------------------------------------- expressions
@@ -480,10 +539,10 @@ class AccumulateOp(IRDLOperation):
         if isinstance(parent, SystemOp):
             raise VerifyException("ham.accumulate belongs inside a ham.gradient")
         name = self.field.string_value()
-        if isinstance(parent, GradientOp) and parent.wrt.string_value() != name:
+        if isinstance(parent, GradientOp) and parent.wrt_name != name:
             raise VerifyException(
                 f"accumulates into '{name}' inside the gradient with respect to "
-                f"'{parent.wrt.string_value()}'"
+                f"'{parent.wrt_name}'"
             )
         _verify_field_access(self, name, len(self.indices), self.value.type)
 
@@ -754,7 +813,7 @@ class PairSumOp(_LoopOp):
 Ham = Dialect(
     "ham",
     [
-        SystemOp, ParamOp, SizeOp, InputOp, StateOp, HamiltonianOp, GradientOp, YieldOp,
+        SystemOp, ParamOp, SizeOp, InputOp, StateOp, PartOp, HamiltonianOp, GradientOp, YieldOp,
         ParamRefOp, DimOp, LoadOp, AccumulateOp, IPowOp, NormOp, ReduceOp, DotOp, CrossOp,
         BroadcastOp, ExtractOp, SumOp, PairSumOp,
     ],

@@ -1,16 +1,18 @@
 """The `sym` dialect: the integrator as IR.
 
-A `sym.scheme` is one time step: a sequence of stages, each the flow of part of H for a time
-`c * dt` (a kick moves p by -c dt dH/dq, a drift moves q by c dt dH/dp, an implicit midpoint
-stage advances both for a non-separable H). `sym.evolve` is the time loop that runs a scheme
-and records snapshots; `sym.propagate` replaces it when the whole step is a linear map.
+A `sym.scheme` is one time step: a sequence of stages, each the exact flow of some of H's parts
+(`ham.part`) for a time `c * dt` (`sym.flow`); `sym.repeat` nests a sub-scheme run n times.
+`sym-flow-kinds` decides how each flow runs (kick, drift, implicit midpoint, exact linear flow)
+from the parts' facts; `sym-lower-flows` turns every flow into the state updates the loop and
+kernel lowerings consume (`sym.update`, `sym.midpoint`). `sym.evolve` is the time loop that runs
+a scheme and records snapshots; `sym.propagate` replaces it when the whole step is a linear map.
 
     sym.scheme @leapfrog for @Kepler attributes {order = 2 : i64} {
-      sym.kick 5.000000e-01
-      sym.drift 1.000000e+00
-      sym.kick 5.000000e-01
+      sym.flow [@V] 5.000000e-01 as "kick"
+      sym.flow [@T] 1.000000e+00 as "drift"
+      sym.flow [@V] 5.000000e-01 as "kick"
     }
-    sym.evolve @leapfrog {save = ["q", "p", "H"]}
+    sym.evolve @leapfrog save ["q", "p", "H"]
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from xdsl.ir import Block, Dialect, Operation, Region
 from xdsl.irdl import (
     IRDLOperation,
     irdl_op_definition,
+    opt_prop_def,
     prop_def,
     region_def,
     traits_def,
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import HasParent, NoTerminator, SymbolOpInterface
+from xdsl.traits import NoTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 
@@ -85,55 +88,153 @@ class SchemeOp(IRDLOperation):
         return op
 
     def verify_(self) -> None:
-        if not self.stages:
-            raise VerifyException("a sym.scheme needs at least one stage")
-        for st in self.stages:
-            if not isinstance(st, StageOp):
-                raise VerifyException(f"{st.name} is not a sym stage")
+        _verify_stages(self.stages, "sym.scheme")
 
 
-class StageOp(IRDLOperation):
-    """A stage: the flow of part of H for coeff * dt."""
+STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.midpoint"
 
+
+def _parts_attr(parts: Sequence[str]) -> ArrayAttr:
+    return ArrayAttr([SymbolRefAttr(p) for p in parts])
+
+
+class _PartsStage(IRDLOperation):
+    parts = prop_def(ArrayAttr[SymbolRefAttr])
     coeff = prop_def(FloatAttr[Float64Type])
-    traits = traits_def(HasParent(SchemeOp))
-    assembly_format = "$coeff attr-dict"
-
-    def __init__(self, coeff: float, **props):
-        super().__init__(properties={"coeff": FloatAttr(coeff, f64), **props})
 
     @property
     def c(self) -> float:
         return self.coeff.value.data
 
+    @property
+    def part_names(self) -> list[str]:
+        return [p.string_value() for p in self.parts.data]
 
-@irdl_op_definition
-class KickOp(StageOp):
-    """p -= c dt dH/dq (exact flow of the q-dependent part of a separable H)."""
-
-    name = "sym.kick"
+    def verify_(self) -> None:
+        if not self.parts.data:
+            raise VerifyException(f"{self.name} needs at least one part")
 
 
-@irdl_op_definition
-class DriftOp(StageOp):
-    """q += c dt dH/dp (exact flow of the p-dependent part of a separable H)."""
-
-    name = "sym.drift"
+FLOW_KINDS = ("kick", "drift", "midpoint", "exact")
 
 
 @irdl_op_definition
-class ImplicitMidpointOp(StageOp):
-    """z' = z + c dt J grad H((z + z') / 2), solved by fixed-point iteration to round-off."""
+class FlowOp(_PartsStage):
+    """The exact flow of the sum of `parts` for a time coeff * dt.
 
-    name = "sym.implicit_midpoint"
+    How it flows is decided by `sym-flow-kinds` from the parts' facts and recorded as `kind`:
+    `kick` (the parts depend on q alone: p -= c dt dV/dq), `drift` (p alone: q += c dt dT/dp),
+    `midpoint` (both: the implicit midpoint rule, exact to second order), `exact` (a quadratic
+    H flowed by its matrix exponential; only the folded time loop can run it).
+
+        sym.flow [@V] 5.000000e-01 as "kick"
+    """
+
+    name = "sym.flow"
+    kind = opt_prop_def(StringAttr)
+    assembly_format = "$parts $coeff (`as` $kind^)? attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float, kind: str | None = None):
+        props: dict = {"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)}
+        if kind is not None:
+            props["kind"] = StringAttr(kind)
+        super().__init__(properties=props)
+
+    @property
+    def kind_name(self) -> str | None:
+        return self.kind.data if self.kind is not None else None
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.kind is not None and self.kind.data not in FLOW_KINDS:
+            raise VerifyException(f"flow kind must be one of {FLOW_KINDS}, got {self.kind.data}")
+
+
+@irdl_op_definition
+class UpdateOp(_PartsStage):
+    """target += coeff * dt * d(sum of parts)/d(wrt): the one state update every explicit flow
+    lowers to (a kick updates p along -dV/dq, a drift q along dT/dp). The gradient is taken at
+    the state before the update; both the CPU loop and the GPU kernels lower this op.
+
+        sym.update @p, -5.000000e-01, [@V] wrt @q
+    """
+
+    name = "sym.update"
+    target = prop_def(SymbolRefAttr)
+    wrt = prop_def(SymbolRefAttr)
+    assembly_format = "$target `,` $coeff `,` $parts `wrt` $wrt attr-dict"
+
+    def __init__(self, target: str, coeff: float, parts: Sequence[str], wrt: str):
+        super().__init__(properties={
+            "target": SymbolRefAttr(target), "coeff": FloatAttr(coeff, f64),
+            "parts": _parts_attr(parts), "wrt": SymbolRefAttr(wrt),
+        })
+
+    @property
+    def target_name(self) -> str:
+        return self.target.string_value()
+
+    @property
+    def wrt_name(self) -> str:
+        return self.wrt.string_value()
+
+
+@irdl_op_definition
+class MidpointOp(_PartsStage):
+    """z' = z + c dt J grad H((z + z') / 2) for H the sum of `parts`, solved by fixed-point
+    iteration to round-off (at most max_iter iterations)."""
+
+    name = "sym.midpoint"
     max_iter = prop_def(IntegerAttr)
     tol = prop_def(FloatAttr[Float64Type])
-    assembly_format = "$coeff `max_iter` $max_iter `tol` $tol attr-dict"
+    assembly_format = "$parts $coeff `max_iter` $max_iter `tol` $tol attr-dict"
 
-    def __init__(self, coeff: float, max_iter: int = 100, tol: float = 1e-15):
-        super().__init__(
-            coeff, max_iter=IntegerAttr(max_iter, i64), tol=FloatAttr(tol, f64)
-        )
+    def __init__(self, parts: Sequence[str], coeff: float, max_iter: int = 100,
+                 tol: float = 1e-15):
+        super().__init__(properties={
+            "parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64),
+            "max_iter": IntegerAttr(max_iter, i64), "tol": FloatAttr(tol, f64),
+        })
+
+
+@irdl_op_definition
+class RepeatOp(IRDLOperation):
+    """A sub-scheme run `count` times in a row (the inner steps of a multiple-time-step
+    method); its stages are those of a scheme."""
+
+    name = "sym.repeat"
+    count = prop_def(IntegerAttr)
+    body = region_def("single_block")
+    traits = traits_def(NoTerminator())
+    assembly_format = "$count attr-dict-with-keyword $body"
+
+    def __init__(self, count: int, stages: Sequence[Operation]):
+        super().__init__(properties={"count": IntegerAttr(count, i64)},
+                         regions=[Region(Block(stages))])
+
+    @property
+    def n(self) -> int:
+        return self.count.value.data
+
+    @property
+    def stages(self) -> list[Operation]:
+        return list(self.body.block.ops)
+
+    def verify_(self) -> None:
+        if self.n < 1:
+            raise VerifyException("sym.repeat needs a count >= 1")
+        _verify_stages(self.stages, "sym.repeat")
+
+
+STAGE_TYPES = (FlowOp, UpdateOp, MidpointOp, RepeatOp)
+
+
+def _verify_stages(stages: Sequence[Operation], where: str) -> None:
+    if not stages:
+        raise VerifyException(f"a {where} needs at least one stage")
+    for st in stages:
+        if not isinstance(st, STAGE_TYPES):
+            raise VerifyException(f"{st.name} is not a sym stage ({STAGES_DOC})")
 
 
 class _RunOp(IRDLOperation):
@@ -159,19 +260,30 @@ class EvolveOp(_RunOp):
     name = "sym.evolve"
 
 
+FOLD_METHODS = ("auto", "squaring", "eigen", "expm")
+
+
 @irdl_op_definition
 class PropagateOp(_RunOp):
-    """The time loop of a linear scheme folded into matrix powers: the one-step map M of the
-    scheme (built exactly, run time sizes allowed), then M^save_every by repeated squaring."""
+    """The time loop of a linear scheme folded into matrix powers (sym-fold-linear's decision,
+    with its `reason`): the one-step map M of the scheme, built exactly at run time (`auto`,
+    `squaring`, `eigen`: from the compiled step; `expm`: the matrix exponential of the linear
+    vector field, for the exact flow), then its powers."""
 
     name = "sym.propagate"
     method = prop_def(StringAttr)
-    assembly_format = "$scheme `save` $save `method` $method attr-dict"
+    reason = prop_def(StringAttr)
+    assembly_format = "$scheme `save` $save `method` $method `reason` $reason attr-dict"
 
-    def __init__(self, scheme: str, method: str = "auto", save: Sequence[str] = ("q", "p", "H")):
-        super().__init__(scheme, save, method=StringAttr(method))
+    def __init__(self, scheme: str, method: str = "auto", save: Sequence[str] = ("q", "p", "H"),
+                 reason: str = ""):
+        super().__init__(scheme, save, method=StringAttr(method), reason=StringAttr(reason))
+
+    def verify_(self) -> None:
+        if self.method.data not in FOLD_METHODS:
+            raise VerifyException(f"fold method must be one of {FOLD_METHODS}")
 
 
 Sym = Dialect(
-    "sym", [SchemeOp, KickOp, DriftOp, ImplicitMidpointOp, EvolveOp, PropagateOp], []
+    "sym", [SchemeOp, FlowOp, UpdateOp, MidpointOp, RepeatOp, EvolveOp, PropagateOp], []
 )

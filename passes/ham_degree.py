@@ -1,16 +1,19 @@
-"""ham-degree: the polynomial degree of H in (q, p), its separability, whether it is quadratic.
+"""ham-degree: per part of H, its polynomial degree in (q, p), separability and dependence.
 
 Algorithm:
-  1. Walk the energy region in order, giving every value a degree: a state load is 1, constants,
+  1. Walk each part's region in order, giving every value a degree: a state load is 1, constants,
      params, inputs and indices are 0, add/sub take the max, mul the sum, x^n (constant integer n)
      n times deg(x); dividing by a state-dependent value, a non-integer power and any
      transcendental of a state-dependent value are "nonpoly". A literal 0 is identically zero
      (degree -1), and so is any product with it, so `0 * sin(q)` adds nothing.
   2. Remember the first op whose result leaves the quadratic class while its operands were
      inside it: that is the op remarks point at ("degree 4 via ham.ipow at kepler.ham:3:12").
-  3. Split H into additive terms, descending through sums and constant factors, and call H
-     separable when every term depends on q alone or on p alone.
-  4. Attach `degree`, `quadratic`, `separable` and `why` to the `ham.hamiltonian` op.
+  3. Split the part into additive terms, descending through sums and constant factors, and
+     call it separable when every term depends on q alone or on p alone.
+  4. Attach `degree`, `quadratic`, `separable`, `depends_on` (the state fields the part
+     reads) and `why` to each `ham.part`, and the facts of the whole H (largest degree,
+     separable when every part is) to `ham.hamiltonian`. Later passes read these attributes
+     (`read_facts`); nothing recomputes them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from tpc.dialects import ham
 from xdsl.context import Context
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     BoolAttr,
     FileLineColLoc,
     FloatAttr,
@@ -31,6 +35,14 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.utils.exceptions import PassFailedException
 
 NONPOLY = 10**9  # larger than any real degree; keeps max/sum arithmetic uniform
 ZERO = -1  # identically zero
@@ -66,8 +78,8 @@ class HamFacts:
 
 
 class _Analysis:
-    def __init__(self, system: ham.SystemOp):
-        self.q, self.p = system.state.names
+    def __init__(self, state: tuple[str, str]):
+        self.q, self.p = state
         self.deg: dict[SSAValue, int] = {}
         self.deps: dict[SSAValue, frozenset[str]] = {}
         self.culprit: Operation | None = None
@@ -143,9 +155,10 @@ class _Analysis:
         return [v]
 
 
-def analyze(system: ham.SystemOp) -> HamFacts:
-    a = _Analysis(system)
-    block = system.hamiltonian.body.block
+def analyze_part(part: ham.PartOp, state: tuple[str, str]) -> HamFacts:
+    """The facts of one part's region (see the module docstring)."""
+    a = _Analysis(state)
+    block = part.body.block
     a.run(block)
     h = block.last_op.values[0]
     separable = all(len(a.deps.get(t, frozenset())) <= 1 for t in a.terms(h))
@@ -153,27 +166,105 @@ def analyze(system: ham.SystemOp) -> HamFacts:
     why = ""
     if degree > 2 and a.culprit is not None:
         kind = "is not a polynomial" if degree >= NONPOLY else f"has degree {degree}"
-        why = f"H {kind} via {describe(a.culprit)}"
+        why = f"H {kind} via {describe(a.culprit)} (part @{part.part_name})"
     return HamFacts(degree, separable, why, a.deps)
+
+
+def value_deps(block, state: tuple[str, str]) -> dict[SSAValue, frozenset[str]]:
+    """Which state fields each value of `block` depends on (ham-derive's dataflow)."""
+    a = _Analysis(state)
+    a.run(block)
+    return a.deps
+
+
+def _degree_attr(degree: int):
+    return StringAttr("nonpoly") if degree >= NONPOLY else IntegerAttr(max(degree, 0), i64)
+
+
+def degree_of_attr(attr) -> int:
+    return NONPOLY if isinstance(attr, StringAttr) else attr.value.data
+
+
+def attach(op, facts: HamFacts, depends_on: tuple[str, ...] | None) -> None:
+    op.attributes["degree"] = _degree_attr(facts.degree)
+    op.attributes["quadratic"] = BoolAttr.from_bool(facts.quadratic)
+    op.attributes["separable"] = BoolAttr.from_bool(facts.separable)
+    if depends_on is not None:
+        op.attributes["depends_on"] = ArrayAttr([StringAttr(s) for s in depends_on])
+    if facts.why:
+        op.attributes["why"] = StringAttr(facts.why)
+
+
+@dataclass
+class Facts:
+    """The facts ham-degree attached to a part or to the whole H, read back."""
+
+    degree: int
+    quadratic: bool
+    separable: bool
+    why: str
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def degree_text(self) -> str:
+        return "nonpoly" if self.degree >= NONPOLY else str(max(self.degree, 0))
+
+
+def read_facts(op) -> Facts:
+    """The facts on a ham.part or ham.hamiltonian (ham-degree must have run)."""
+    attrs = op.attributes
+    if "degree" not in attrs:
+        raise PassFailedException(f"{op.name} has no degree facts (run ham-degree first)")
+    deps = attrs.get("depends_on")
+    return Facts(
+        degree_of_attr(attrs["degree"]), attrs["quadratic"].value.data != 0,
+        attrs["separable"].value.data != 0,
+        attrs["why"].data if "why" in attrs else "",
+        tuple(s.data for s in deps.data) if deps is not None else (),
+    )
+
+
+class AnnotatePart(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ham.PartOp, rewriter: PatternRewriter) -> None:
+        system = op.parent_op()
+        if "degree" in op.attributes or not isinstance(system, ham.SystemOp):
+            return
+        q, p = system.state.names
+        facts = analyze_part(op, (q, p))
+        h = op.body.block.last_op.values[0]
+        deps = facts.deps.get(h, frozenset())
+        attach(op, facts, tuple(f for f in (q, p) if f in deps))
+        rewriter.notify_op_modified(op)
+
+
+class AnnotateHamiltonian(RewritePattern):
+    """The whole H from its parts: the largest degree, separable when every part is, and the
+    first part's reason for leaving the quadratic class."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ham.HamiltonianOp, rewriter: PatternRewriter) -> None:
+        system = op.parent_op()
+        if "degree" in op.attributes or not isinstance(system, ham.SystemOp):
+            return
+        facts = [read_facts(system.part(n)) for n in op.part_names]
+        degree = max(f.degree for f in facts)
+        why = next((f.why for f in facts if f.degree == degree and f.why), "")
+        whole = HamFacts(degree, all(f.separable for f in facts), why if degree > 2 else "")
+        attach(op, whole, None)
+        rewriter.notify_op_modified(op)
 
 
 @dataclass(frozen=True)
 class HamDegreePass(ModulePass):
-    """Attach degree, quadratic and separability facts to every ham.hamiltonian."""
+    """Attach degree, quadratic, separability and dependence facts to every ham.part and to
+    ham.hamiltonian."""
 
     name = "ham-degree"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for system in op.walk():
-            if not isinstance(system, ham.SystemOp):
-                continue
-            facts = analyze(system)
-            h = system.hamiltonian
-            h.attributes["degree"] = (
-                StringAttr("nonpoly") if facts.degree >= NONPOLY
-                else IntegerAttr(max(facts.degree, 0), i64)
-            )
-            h.attributes["quadratic"] = BoolAttr.from_bool(facts.quadratic)
-            h.attributes["separable"] = BoolAttr.from_bool(facts.separable)
-            if facts.why:
-                h.attributes["why"] = StringAttr(facts.why)
+        # Parts come before ham.hamiltonian in a system's block: one walk sees them first.
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([AnnotatePart(), AnnotateHamiltonian()]),
+            apply_recursively=False,
+        ).rewrite_module(op)

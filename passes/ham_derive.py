@@ -1,10 +1,10 @@
-"""ham-derive: dH/dq and dH/dp as IR, by reverse-mode symbolic differentiation of the energy.
+"""ham-derive: the gradients of H's parts as IR, by reverse-mode symbolic differentiation.
 
-Algorithm, for each state field x in (q, p):
-  1. Open a `ham.gradient @x` region and clone the forward computation of H into it.
+Algorithm, for each part of H and each state field x in the part's `depends_on` (ham-degree):
+  1. Open a `ham.gradient @part wrt @x` region and clone the part's forward computation.
   2. Seed the adjoint of H with 1 and walk the ops backwards, emitting the adjoint of each
-     operand that depends on x (the dependence sets come from ham-degree's analysis, so the
-     kick never touches T(p) and the drift never touches V(q)).
+     operand that depends on x (a value's dependence on the state is propagated forward
+     through the part's region first, so no adjoint is built for what cannot reach x).
   3. A `ham.load @x[idx]` with adjoint a becomes `ham.accumulate @x[idx], a`: the gradient is
      built in scatter form. A `ham.sum` or `ham.pair_sum` with adjoint a becomes a loop of the
      same shape whose body recomputes the forward body and runs step 2 inside it with the
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tpc.dialects import ham
-from tpc.passes.ham_degree import analyze
+from tpc.passes.ham_degree import read_facts, value_deps
 from xdsl.context import Context
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
@@ -32,6 +32,13 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint
 from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
 from xdsl.transforms.dead_code_elimination import region_dce
 
@@ -295,26 +302,45 @@ def merge_divisions(region_op: Operation) -> None:
             break
 
 
-def derive(system: ham.SystemOp, wrt: str) -> ham.GradientOp:
-    facts = analyze(system)
-    src = system.hamiltonian.body.block
+def derive(system: ham.SystemOp, part: ham.PartOp, wrt: str) -> ham.GradientOp:
+    src = part.body.block
     body = Block()
     h = src.last_op.values[0]
-    rev = _Reverse(wrt, facts.deps)
+    rev = _Reverse(wrt, value_deps(src, system.state.names))
     vmap: dict[SSAValue, SSAValue] = {}
     if rev.depends(h):
         one = arith.ConstantOp(FloatAttr(1.0, f64))
         body.add_op(one)
         rev.block(src, body, vmap, {h: one.result})
     body.add_op(ham.YieldOp())
-    grad = ham.GradientOp(wrt, Region(body))
+    grad = ham.GradientOp(part.part_name, wrt, Region(body))
     merge_divisions(grad)
     return grad
 
 
+class DerivePart(RewritePattern):
+    """Adds d(part)/d(field) for each state field the part depends on (ham-degree's
+    `depends_on`), replacing older gradients of the part."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ham.PartOp, rewriter: PatternRewriter) -> None:
+        system = op.parent_op()
+        if not isinstance(system, ham.SystemOp) or op.part_name in self.done:
+            return
+        self.done.add(op.part_name)
+        for old in [g for g in system.decls(ham.GradientOp) if g.part_name == op.part_name]:
+            rewriter.erase_op(old)
+        for wrt in read_facts(op).depends_on:
+            rewriter.insert_op(derive(system, op, wrt), InsertPoint.at_end(system.body.block))
+
+    def __init__(self):
+        self.done: set[str] = set()
+
+
 @dataclass(frozen=True)
 class HamDerivePass(ModulePass):
-    """Derive dH/dq and dH/dp as ham.gradient regions (scatter form, symmetric pair forces)."""
+    """Derive d(part)/dq and d(part)/dp of every part of H as ham.gradient regions (scatter
+    form, symmetric pair forces)."""
 
     name = "ham-derive"
 
@@ -322,13 +348,7 @@ class HamDerivePass(ModulePass):
         # CSE first: dot(p, p) then reads one value, and its two adjoints meet before the
         # scatter instead of becoming two read-modify-writes of the gradient.
         CommonSubexpressionElimination().apply(ctx, op)
-        for system in [s for s in op.walk() if isinstance(s, ham.SystemOp)]:
-            for field_name in system.state.names:
-                old = system.gradient(field_name)
-                if old is not None:
-                    old.detach()
-                    old.erase()
-                system.body.block.add_op(derive(system, field_name))
+        PatternRewriteWalker(DerivePart(), apply_recursively=False).rewrite_module(op)
         CommonSubexpressionElimination().apply(ctx, op)
         while region_dce(op.body):  # one sweep can leave ops whose only users it removed
             pass

@@ -1,12 +1,14 @@
-"""sym-fuse-stages: merge adjacent stages of the same kind, within and across steps.
+"""sym-fuse-stages: merge adjacent flows of the same parts, within and across steps.
 
 Algorithm:
-  1. Within the step, replace each run of adjacent kicks (or drifts) by one stage with the summed
-     coefficient: a Yoshida composition of leapfrogs has kick(w1/2) kick(w0/2) at every seam.
-  2. If the step begins and ends with kicks, mark the scheme `fsal` (first same as last): the
-     time loop then fuses the last kick of one step with the first kick of the next, so a
-     leapfrog step costs one force evaluation. The lowering splits the fused kick again only
-     where a snapshot needs p at a whole step.
+  1. Within a scheme (and within each sym.repeat), replace each run of adjacent kicks (or
+     drifts) of the same parts by one flow with the summed coefficient: a Yoshida composition
+     of leapfrogs has flow(V, w1/2) flow(V, w0/2) at every seam.
+  2. If the step begins and ends with kicks of the same parts, mark the scheme `fsal` (first
+     same as last): the time loop then fuses the last kick of one step with the first kick of
+     the next, so a leapfrog step costs one force evaluation. The loop lowering splits the
+     fused kick again only where a snapshot needs p at a whole step.
+  3. Record `force_evals`, the kicks per step once fused.
 """
 
 from __future__ import annotations
@@ -16,38 +18,73 @@ from dataclasses import dataclass
 from tpc.dialects import sym
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, UnitAttr, i64
+from xdsl.ir import Block
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 
-_MERGEABLE = (sym.KickOp, sym.DriftOp)
+_MERGEABLE = ("kick", "drift")
 
 
-def fuse(scheme: sym.SchemeOp) -> None:
-    stages = scheme.stages
+def _same(a, b) -> bool:
+    return (isinstance(a, sym.FlowOp) and isinstance(b, sym.FlowOp)
+            and a.kind_name == b.kind_name and a.kind_name in _MERGEABLE
+            and a.part_names == b.part_names)
+
+
+def merge_block(block: Block, rewriter: PatternRewriter) -> bool:
+    changed = False
     prev = None
-    for st in stages:
-        if prev is not None and type(prev) is type(st) and isinstance(st, _MERGEABLE):
-            merged = type(st)(prev.c + st.c)
-            scheme.body.block.insert_op_before(merged, prev)
-            prev.detach()
-            prev.erase()
-            st.detach()
-            st.erase()
-            prev = merged
+    for st in list(block.ops):
+        if prev is not None and _same(prev, st):
+            merged = sym.FlowOp(prev.part_names, prev.c + st.c, prev.kind_name)
+            rewriter.replace_op(prev, merged)
+            rewriter.erase_op(st)
+            prev, changed = merged, True
             continue
         prev = st
-    stages = scheme.stages
-    if len(stages) > 1 and isinstance(stages[0], sym.KickOp) and isinstance(stages[-1], sym.KickOp):
-        scheme.attributes["fsal"] = UnitAttr()
-    kicks = sum(isinstance(s, sym.KickOp) for s in stages) - ("fsal" in scheme.attributes)
-    scheme.attributes["force_evals"] = IntegerAttr(kicks, i64)
+    return changed
+
+
+def kicks(stages) -> int:
+    """Kicks per run of `stages`, a sym.repeat counting its body `count` times."""
+    n = 0
+    for s in stages:
+        if isinstance(s, sym.RepeatOp):
+            n += s.n * kicks(s.stages)
+        elif isinstance(s, sym.FlowOp) and s.kind_name == "kick":
+            n += 1
+    return n
+
+
+class FuseScheme(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.SchemeOp, rewriter: PatternRewriter) -> None:
+        if "force_evals" in op.attributes:
+            return
+        for rep in [r for r in op.walk() if isinstance(r, sym.RepeatOp)]:
+            merge_block(rep.body.block, rewriter)
+        merge_block(op.body.block, rewriter)
+        stages = op.stages
+        first, last = stages[0], stages[-1]
+        if (len(stages) > 1 and isinstance(first, sym.FlowOp) and first.kind_name == "kick"
+                and _same(first, last)):
+            op.attributes["fsal"] = UnitAttr()
+        evals = kicks(stages) - ("fsal" in op.attributes)
+        op.attributes["force_evals"] = IntegerAttr(evals, i64)
+        rewriter.notify_op_modified(op)
 
 
 @dataclass(frozen=True)
 class SymFuseStagesPass(ModulePass):
-    """Merge adjacent kicks/drifts and mark first-same-as-last schemes (one force per step)."""
+    """Merge adjacent kicks/drifts of the same parts and mark first-same-as-last schemes (one
+    force evaluation per leapfrog step)."""
 
     name = "sym-fuse-stages"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for scheme in [s for s in op.walk() if isinstance(s, sym.SchemeOp)]:
-            fuse(scheme)
+        PatternRewriteWalker(FuseScheme(), apply_recursively=False).rewrite_module(op)

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tpc.dialects import ham, sym
+from tpc.passes.abi import ABI_ATTR, abi_table
 from xdsl.context import Context
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
@@ -110,6 +111,9 @@ class Emitter:
 
     def imul(self, a, b):
         return self(arith.MuliOp(a, b))
+
+    def sub_i(self, a, k: int):
+        return self(arith.SubiOp(a, self.i(k)))
 
     def load(self, buf, idx):
         return self(memref.LoadOp.get(buf, [idx]))
@@ -357,53 +361,175 @@ def make_func(name: str, inputs: list[Attribute], outputs: list[Attribute],
 
 
 def lower_energy(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
+    """energy(env...) = the sum of H's parts, in ham.hamiltonian's order."""
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         env = bind_env(system, args)
-        out = RegionLowering(env, e).block(system.hamiltonian.body.block, e)
-        return [out[0][0]]
+        total = None
+        for name in system.hamiltonian.part_names:
+            (v,) = RegionLowering(env, e).block(system.part(name).body.block, e)[0]
+            total = v if total is None else e.add(total, v)
+        return [total]
 
     return make_func("energy", env_types(system, ft), [ft], body, private=False, ft=ft)
 
 
-def lower_gradient(system: ham.SystemOp, wrt: str, ft: Attribute = f64) -> func.FuncOp:
-    grad = system.gradient(wrt)
-    if grad is None:
-        raise PassFailedException(f"sym-lower-loops: no gradient for '{wrt}' (run ham-derive)")
+def part_grad_name(part: str, wrt: str) -> str:
+    return f"grad_{part}_{wrt}"
 
+
+def lower_part_gradient(system: ham.SystemOp, grad: ham.GradientOp,
+                        ft: Attribute = f64) -> func.FuncOp:
+    """grad_<part>_<field>(env..., out): out += d(part)/d(field) (scatter form, no clearing:
+    the gradients of several parts accumulate into one buffer)."""
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         env = bind_env(system, args[:-1])
-        out = args[-1]
-        zero = e.f(0.0)
+        RegionLowering(env, e, grad_out=args[-1]).block(grad.body.block, e)
+        return []
 
-        def clear(inner: Emitter, k: SSAValue, _: list) -> list:
-            inner.store(zero, out, k)
-            return []
+    return make_func(part_grad_name(grad.part_name, grad.wrt_name),
+                     [*env_types(system, ft), buf_type(ft)], [], body, ft=ft)
 
-        e.for_(e.i(0), state_size(env, e), clear)
-        RegionLowering(env, e, grad_out=out).block(grad.body.block, e)
+
+def clear(e: Emitter, buf: SSAValue, n: SSAValue) -> None:
+    zero = e.f(0.0)
+
+    def body(inner: Emitter, k: SSAValue, _: list) -> list:
+        inner.store(zero, buf, k)
+        return []
+
+    e.for_(e.i(0), n, body)
+
+
+def call_gradient(e: Emitter, env: Env, wrt: str, parts: Sequence[str] | None,
+                  out: SSAValue) -> None:
+    """out = d(sum of parts)/d(wrt) (all parts when None), through the per-part functions."""
+    clear(e, out, state_size(env, e))
+    for g in env.system.gradients(wrt, parts):
+        e(func.CallOp(part_grad_name(g.part_name, wrt), [*env.args, out], []))
+
+
+def lower_total_gradient(system: ham.SystemOp, wrt: str, ft: Attribute = f64) -> func.FuncOp:
+    """grad_<field>(env..., out): out = dH/d(field), every part's gradient summed."""
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        call_gradient(e, bind_env(system, args[:-1]), wrt, None, args[-1])
         return []
 
     return make_func(f"grad_{wrt}", [*env_types(system, ft), buf_type(ft)], [], body,
                      private=False, ft=ft)
 
 
+# ----------------------------------------------------------------------------- the time loop
+
+STATUS_OK = -1.0  # status[at] while a run goes well; the failing step's index otherwise
+
+
 class TimeLoop:
-    """Lowers sym.evolve: the `run` function."""
+    """The one lowering of a time loop (`sym.evolve` / the stepped code of `sym.propagate`):
+    for each of nsnap snapshots, `stride` steps of the scheme, a finiteness check after every
+    step, then the snapshot. The execution model (`machine`) says how an update, the
+    finiteness check and a snapshot run: over the whole state on one CPU thread
+    (`CpuMachine`, the `run` function) or row by row across the threads of a GPU block (the
+    `block_run` kernel of sym-gpu-kernels). Everything else is this class:
 
-    def __init__(self, system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64):
-        self.system, self.scheme, self.ft = system, scheme, ft
-        self.q_name, self.p_name = system.state.names
+    - stages: `sym.update` (target += c dt grad), `sym.midpoint`, `sym.repeat` (an scf.for);
+    - first-same-as-last schemes fuse the closing kick of a step with the opening kick of the
+      next (coefficient a + b); the closing kick is applied alone only at snapshot boundaries;
+    - the status: a float in memory, STATUS_OK (-1) while all is well, else the index of the
+      step that turned the state non-finite, or -2 - step when an implicit stage did not
+      converge. Steps and snapshots start only while it is STATUS_OK, so the snapshot that
+      holds the bad step is written and no later one; a fused closing kick is not applied
+      after a bad step, so the bad state is the one the check saw.
+    """
 
-    def build(self) -> func.FuncOp:
-        # run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work) -> i64
-        # (dt and every buffer in the precision's float type)
-        buf = buf_type(self.ft)
-        types = [*env_types(self.system, self.ft), self.ft, INDEX, INDEX, INDEX,
-                 buf, buf, buf, buf, buf]
-        return make_func("run", types, [i64], self.body, private=False, ft=self.ft)
+    def __init__(self, system: ham.SystemOp, scheme: sym.SchemeOp, machine):
+        self.system, self.scheme, self.m = system, scheme, machine
+        self.ft = machine.ft
 
-    def call_grad(self, e: Emitter, wrt: str, out: SSAValue) -> None:
-        e(func.CallOp(f"grad_{wrt}", [*self.env.args, out], []))
+    def healthy(self, e: Emitter) -> SSAValue:
+        return e(arith.CmpfOp(e.load(self.m.status, self.m.at),
+                              e(arith.ConstantOp(FloatAttr(STATUS_OK, f64))), "oeq"))
+
+    def fail(self, e: Emitter, code: SSAValue) -> None:
+        """status = code (an index), unless a failure is already recorded."""
+        def mark(te: Emitter) -> list:
+            te.store(te(arith.SIToFPOp(te(arith.IndexCastOp(code, i64)), f64)),
+                     self.m.status, self.m.at)
+            return []
+        e.if_(self.healthy(e), mark, lambda fe: [], [])
+
+    def stages(self, e: Emitter, stages: Sequence[Operation], gstep: SSAValue) -> None:
+        for st in stages:
+            if isinstance(st, sym.UpdateOp):
+                self.m.update(e, st, e.mul(e.f(st.c), self.dt))
+            elif isinstance(st, sym.MidpointOp):
+                conv = self.m.midpoint(e, st, self.dt)
+                e.if_(conv, lambda te: [],
+                      lambda fe: (self.fail(fe, fe(arith.SubiOp(fe.i(-2), gstep))), [])[1], [])
+            elif isinstance(st, sym.RepeatOp):
+                e.for_(e.i(0), e.i(st.n), lambda ie, _k, _a, st=st: (
+                    self.stages(ie, st.stages, gstep), [])[1])
+            else:
+                raise PassFailedException(
+                    f"sym-lower-loops: cannot step {st.name} {getattr(st, 'kind', '')} "
+                    "(run sym-lower-flows; an exact flow runs only folded)")
+
+    def emit(self, e: Emitter, dt, nsnap, stride, step0) -> None:
+        self.dt = dt
+        stages = self.scheme.stages
+        fsal = "fsal" in self.scheme.attributes
+        first_up, last_up = stages[0], stages[-1]
+
+        def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> None:
+            body = stages
+            if fsal:
+                a, b = first_up.c, last_up.c
+                c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
+                self.m.update(se, first_up, se.mul(c, dt))
+                body = stages[1:-1]
+            self.stages(se, body, gstep)
+            self.m.check(se, self, gstep)
+
+        def snapshot(se: Emitter, s: SSAValue, _: list) -> list:
+            def run_it(he: Emitter) -> list:
+                def step(ie: Emitter, kk: SSAValue, _: list) -> list:
+                    gstep = ie.iadd(step0, ie.iadd(ie.imul(s, stride), kk))
+                    first = ie(arith.CmpiOp(kk, ie.i(0), "eq"))
+                    ie.if_(self.healthy(ie), lambda te: (one_step(te, gstep, first), [])[1],
+                           lambda fe: [], [])
+                    return []
+
+                he.for_(he.i(0), stride, step)
+                if fsal:
+                    # The closing kick completes the last step: check it as part of that step.
+                    last = he.iadd(step0, he.iadd(he.imul(s, stride), he.sub_i(stride, 1)))
+
+                    def close(te: Emitter) -> list:
+                        self.m.update(te, last_up, te.mul(te.f(last_up.c), dt))
+                        self.m.check(te, self, last)
+                        return []
+
+                    he.if_(self.healthy(he), close, lambda fe: [], [])
+                self.m.save(he, s)
+                return []
+
+            se.if_(self.healthy(se), run_it, lambda fe: [], [])
+            return []
+
+        e.for_(e.i(0), nsnap, snapshot)
+
+
+class CpuMachine:
+    """The time loop on one CPU thread over the whole flat state."""
+
+    def __init__(self, env: Env, ft: Attribute, g, work, out_q, out_p, out_h, status, e):
+        self.env, self.ft, self.g, self.work = env, ft, g, work
+        self.out_q, self.out_p, self.out_h = out_q, out_p, out_h
+        self.status, self.at = status, e.i(0)
+        self.n = state_size(env, e)
+        self.q_name, self.p_name = env.system.state.names
+
+    def field(self, name: str) -> SSAValue:
+        return self.env.q if name == self.q_name else self.env.p
 
     def axpy(self, e: Emitter, y: SSAValue, a: SSAValue, x: SSAValue) -> None:
         """y += a * x over the state."""
@@ -413,19 +539,44 @@ class TimeLoop:
 
         e.for_(e.i(0), self.n, body)
 
-    def kick(self, e: Emitter, coeff: SSAValue) -> None:
-        self.call_grad(e, self.q_name, self.g)
-        self.axpy(e, self.env.p, e(arith.NegfOp(e.mul(coeff, self.dt))), self.g)
+    def update(self, e: Emitter, op: sym.UpdateOp, a: SSAValue) -> None:
+        if not self.env.system.gradients(op.wrt_name, op.part_names):
+            return  # the parts do not depend on the field: nothing moves
+        call_gradient(e, self.env, op.wrt_name, op.part_names, self.g)
+        self.axpy(e, self.field(op.target_name), a, self.g)
 
-    def drift(self, e: Emitter, coeff: SSAValue) -> None:
-        self.call_grad(e, self.p_name, self.g)
-        self.axpy(e, self.env.q, e.mul(coeff, self.dt), self.g)
+    def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> None:
+        """Record gstep when some q or p is not finite: x * 0 is 0 exactly for finite x."""
+        zero = e.f(0.0)
 
-    def midpoint(self, e: Emitter, stage: sym.ImplicitMidpointOp, step: SSAValue) -> SSAValue:
-        """Returns an i1 that is true when the fixed-point iteration converged."""
+        def body(inner: Emitter, k: SSAValue, acc: list) -> list:
+            s = inner.add(inner.mul(inner.load(self.env.q, k), zero),
+                          inner.mul(inner.load(self.env.p, k), zero))
+            return [inner.add(acc[0], s)]
+
+        (total,) = e.for_(e.i(0), self.n, body, [zero])
+        fin = e(arith.CmpfOp(total, zero, "oeq"))
+        e.if_(fin, lambda te: [], lambda fe: (loop.fail(fe, gstep), [])[1], [])
+
+    def save(self, e: Emitter, s: SSAValue) -> None:
+        base = e.imul(s, self.n)
+
+        def copy(inner: Emitter, k: SSAValue, _: list) -> list:
+            at = inner.iadd(base, k)
+            inner.store(inner.load(self.env.q, k), self.out_q, at)
+            inner.store(inner.load(self.env.p, k), self.out_p, at)
+            return []
+
+        e.for_(e.i(0), self.n, copy)
+        h = e(func.CallOp("energy", self.env.args, [self.ft]))
+        e.store(h, self.out_h, s)
+
+    def midpoint(self, e: Emitter, stage: sym.MidpointOp, dt: SSAValue) -> SSAValue:
+        """One implicit midpoint stage; an i1 that is true when the iteration converged."""
         n, work, g = self.n, self.work, self.g
         q, p = self.env.q, self.env.p
-        half_h = e.mul(e.f(0.5 * stage.c), self.dt)
+        parts = stage.part_names
+        half_h = e.mul(e.f(0.5 * stage.c), dt)
         off_p0, off_gp = n, e.imul(n, e.i(2))
 
         def save(inner: Emitter, k: SSAValue, _: list) -> list:
@@ -452,7 +603,7 @@ class TimeLoop:
         after = Block(arg_types=[INDEX, i1, self.ft])
         ae = Emitter(after, self.ft)
         it2, _, prev = after.args
-        self.call_grad(ae, self.p_name, g)
+        call_gradient(ae, self.env, self.p_name, parts, g)
         gp_buf = work
 
         def keep_gp(inner: Emitter, k: SSAValue, _: list) -> list:
@@ -460,7 +611,7 @@ class TimeLoop:
             return []
 
         ae.for_(ae.i(0), n, keep_gp)
-        self.call_grad(ae, self.q_name, g)
+        call_gradient(ae, self.env, self.q_name, parts, g)
 
         def update(inner: Emitter, k: SSAValue, acc: list) -> list:
             kp = inner.iadd(k, off_p0)
@@ -499,110 +650,46 @@ class TimeLoop:
         e.for_(e.i(0), n, finish)
         return loop.results[1]
 
-    def finite(self, e: Emitter) -> SSAValue:
-        """True when every q and p is finite: x * 0 is 0 exactly for finite x, NaN otherwise."""
-        zero = e.f(0.0)
 
-        def body(inner: Emitter, k: SSAValue, acc: list) -> list:
-            s = inner.add(inner.mul(inner.load(self.env.q, k), zero),
-                          inner.mul(inner.load(self.env.p, k), zero))
-            return [inner.add(acc[0], s)]
-
-        (total,) = e.for_(e.i(0), self.n, body, [zero])
-        return e(arith.CmpfOp(total, zero, "oeq"))
-
-    def body(self, e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
-        k = len(env_types(self.system, self.ft))
-        self.env = bind_env(self.system, args[:k])
-        (self.dt, nsnap, stride, step0, out_q, out_p, out_h, self.g, self.work) = args[k:]
-        self.n = state_size(self.env, e)
-        stages = self.scheme.stages
-        fsal = "fsal" in self.scheme.attributes
-        ok = e(arith.ConstantOp(IntegerAttr(-1, i64)))
-
-        def one_step(se: Emitter, global_step: SSAValue, first: SSAValue) -> SSAValue:
-            """Run one step; returns the i64 status after it."""
-            status = ok
-            body = stages
-            if fsal:
-                a, b = stages[0].c, stages[-1].c
-                c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
-                self.kick(se, c)
-                body = stages[1:-1]
-            for st in body:
-                if isinstance(st, sym.KickOp):
-                    self.kick(se, se.f(st.c))
-                elif isinstance(st, sym.DriftOp):
-                    self.drift(se, se.f(st.c))
-                elif isinstance(st, sym.ImplicitMidpointOp):
-                    conv = self.midpoint(se, st, global_step)
-                    failed = se(arith.SubiOp(se.i(-2), global_step))
-                    failed = se(arith.IndexCastOp(failed, i64))
-                    status = se(arith.SelectOp(conv, status, failed))
-            fin = self.finite(se)
-            bad = se(arith.IndexCastOp(global_step, i64))
-            still_ok = se(arith.CmpiOp(status, ok, "eq"))
-            return se(arith.SelectOp(se(arith.AndIOp(fin, still_ok)), status,
-                                     se(arith.SelectOp(still_ok, bad, status))))
-
-        def snapshot(se: Emitter, s: SSAValue, st: list) -> list:
-            def step(ie: Emitter, kk: SSAValue, acc: list) -> list:
-                gstep = ie.iadd(step0, ie.iadd(ie.imul(s, stride), kk))
-                first = ie(arith.CmpiOp(kk, ie.i(0), "eq"))
-                healthy = ie(arith.CmpiOp(acc[0], ok, "eq"))
-                return ie.if_(healthy, lambda te: [one_step(te, gstep, first)],
-                              lambda fe: [acc[0]], [i64])
-
-            (status,) = se.for_(se.i(0), stride, step, st)
-            if fsal:
-                healthy = se(arith.CmpiOp(status, ok, "eq"))
-
-                def close(te: Emitter) -> list:
-                    self.kick(te, te.f(stages[-1].c))
-                    return []
-
-                se.if_(healthy, close, lambda fe: [], [])
-            self.save(se, s, out_q, out_p, out_h)
-            return [status]
-
-        # Snapshots stop early once the status is bad: a while loop over s.
-        before = Block(arg_types=[INDEX, i64])
-        be = Emitter(before, self.ft)
-        s, st = before.args
-        go = be(arith.AndIOp(be(arith.CmpiOp(s, nsnap, "slt")), be(arith.CmpiOp(st, ok, "eq"))))
-        be(scf.ConditionOp(go, s, st))
-        after = Block(arg_types=[INDEX, i64])
-        ae = Emitter(after, self.ft)
-        (st2,) = snapshot(ae, after.args[0], [after.args[1]])
-        ae(scf.YieldOp(ae.iadd(after.args[0], ae.i(1)), st2))
-        loop = scf.WhileOp([e.i(0), ok], [INDEX, i64], Region(before), Region(after))
-        e(loop)
-        return [loop.results[1]]
-
-    def save(self, e: Emitter, s: SSAValue, out_q, out_p, out_h) -> None:
-        base = e.imul(s, self.n)
-
-        def copy(inner: Emitter, k: SSAValue, _: list) -> list:
-            at = inner.iadd(base, k)
-            inner.store(inner.load(self.env.q, k), out_q, at)
-            inner.store(inner.load(self.env.p, k), out_p, at)
-            return []
-
-        e.for_(e.i(0), self.n, copy)
-        h = e(func.CallOp("energy", self.env.args, [self.ft]))
-        e.store(h, out_h, s)
+RUN_ARGS = ("dt", "nsnap", "stride", "step0", "out_q", "out_p", "out_H", "g", "work", "status")
 
 
-def gradient_func(system: ham.SystemOp, wrt: str, newton3: bool,
-                  ft: Attribute = f64) -> func.FuncOp:
-    """Scatter form (each pair once, Newton's third law) or, when asked and possible, the
-    gather form (each particle sums its own force: twice the pair work, no scattered writes)."""
-    if not newton3:
-        from tpc.passes.sym_gpu_kernels import build_gather_host, gather_plan, gather_unsupported
+def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -> func.FuncOp:
+    """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status): the time
+    loop on the CPU (dt and every buffer in the precision's float type but status, f64)."""
+    buf = buf_type(ft)
+    types = [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF]
 
-        if gather_unsupported(system, wrt) is None:
-            return build_gather_host(gather_plan(system, wrt), f"grad_{wrt}", ft)
-    return lower_gradient(system, wrt, ft)
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        k = len(env_types(system, ft))
+        env = bind_env(system, args[:k])
+        dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:]
+        machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e)
+        TimeLoop(system, scheme, machine).emit(e, dt, nsnap, stride, step0)
+        return []
+
+    return make_func("run", types, [], body, private=False, ft=ft)
+
+
+def steppable(scheme: sym.SchemeOp) -> bool:
+    return all(not isinstance(op, sym.FlowOp) for op in scheme.walk())
+
+
+def gradient_funcs(system: ham.SystemOp, newton3: bool, ft: Attribute = f64) -> list:
+    """Per-part gradient functions (scatter form, each pair once, Newton's third law; or,
+    when asked and possible, the gather form: each particle sums its own force, twice the
+    pair work, no scattered writes) and the total grad_<field> of each state field."""
+    funcs: list[Operation] = []
+    for grad in system.decls(ham.GradientOp):
+        if not newton3:
+            from tpc.passes.sym_gpu_kernels import gather_accumulate_host
+
+            if (fn := gather_accumulate_host(system, grad, ft)) is not None:
+                funcs.append(fn)
+                continue
+        funcs.append(lower_part_gradient(system, grad, ft))
+    funcs += [lower_total_gradient(system, w, ft) for w in system.state.names]
+    return funcs
 
 
 def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64") -> ModuleOp:
@@ -610,18 +697,28 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
     systems = {s.sym_name.data: s for s in module.ops if isinstance(s, ham.SystemOp)}
     schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
     funcs: list[Operation] = []
+    fold = None
     for op in module.ops:
         if isinstance(op, (sym.EvolveOp, sym.PropagateOp)):
-            if isinstance(op, sym.PropagateOp):  # the runtime folds; the step code stays
-                module.attributes["tpc.fold"] = op.method
             scheme = schemes[op.scheme.string_value()]
             system = systems[scheme.system.string_value()]
-            funcs += [lower_energy(system, ft), *(gradient_func(system, w, newton3, ft)
-                                                  for w in system.state.names)]
-            funcs.append(TimeLoop(system, scheme, ft).build())
+            if isinstance(op, sym.PropagateOp):
+                fold = {"method": op.method.data, "reason": op.reason.data}
+            elif "not_folded" in op.attributes:
+                fold = {"method": "", "reason": op.attributes["not_folded"].data}
+            funcs += [lower_energy(system, ft), *gradient_funcs(system, newton3, ft)]
+            if steppable(scheme):
+                funcs.append(build_run(system, scheme, ft))
+            elif isinstance(op, sym.EvolveOp):
+                raise PassFailedException(
+                    f"sym-lower-loops: scheme @{scheme.sym_name.data} has an exact flow, which "
+                    "only the folded time loop (sym.propagate) can run")
+            abi = abi_table(system, [f.sym_name.data for f in funcs], precision, fold, scheme)
     if not funcs:
         raise PassFailedException("sym-lower-loops: no sym.evolve to lower (run sym-integrator)")
-    return ModuleOp(funcs)
+    out = ModuleOp(funcs)
+    out.attributes[ABI_ATTR] = abi
+    return out
 
 
 @dataclass(frozen=True)
@@ -634,8 +731,13 @@ class SymLowerLoopsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         new = lower_module(op, self.newton3, self.precision)
+        # Functions already at the func level (GPU kernels built from this module's ham and
+        # sym IR by sym-gpu-kernels) stay; the ham and sym ops are replaced.
         for old in list(op.body.block.ops):
-            old.detach()
+            if isinstance(old, ham.SystemOp | sym.SchemeOp | sym.EvolveOp | sym.PropagateOp):
+                old.detach()
+                old.erase()
         for f in list(new.body.block.ops):
             f.detach()
             op.body.block.add_op(f)
+        op.attributes[ABI_ATTR] = new.attributes[ABI_ATTR]

@@ -26,8 +26,9 @@ Algorithm:
   3. Snapshots: the state advances by P = M^save_every per row (one matrix-vector product, or
      O(n) per row in modal coordinates), a last row by M^rem for a remainder; H per row from
      the compiled `energy`. Rows and times are those of the stepped run.
-  4. A non-finite state ends the run with api.PartialRun holding the rows computed before.
-  5. Precision: the compiled code runs in the simulation's precision (`sim.dtype`, float32 for
+  4. A non-finite state ends the run early: the rows computed before it are kept and
+     `FoldedRun.error` says where (the API turns it into a PartialRun).
+  5. Precision: the compiled code runs in the simulation's precision (`native.dtype`, float32 for
      precision="f32"): M is read off the float32 step (or gradients), but the matrix and its
      powers are float64 numpy, and the rows are rounded to float32 when stored.
 """
@@ -77,21 +78,6 @@ def expm(a: np.ndarray) -> np.ndarray:
     return r
 
 
-def matrix_power(m: np.ndarray, s: int) -> np.ndarray:
-    """m^s by binary exponentiation (m may be a stack of matrices)."""
-    result = np.broadcast_to(np.eye(m.shape[-1]), m.shape).copy()
-    base = m.copy()
-    first = True
-    while s:
-        if s & 1:
-            result = base.copy() if first else result @ base
-            first = False
-        s >>= 1
-        if s:
-            base = base @ base
-    return result
-
-
 def products(s: int) -> int:
     """Dense products binary exponentiation needs for m^s."""
     return max(0, s.bit_length() - 1 + bin(s).count("1") - 1)
@@ -109,39 +95,39 @@ def symplectic_form(n: int) -> np.ndarray:
 
 @dataclass
 class _Env:
-    sim: object
+    """The compiled code (through its ABI) and one bound environment."""
+
+    native: object  # tpc.runtime.native.Native
+    env: object  # tpc.runtime.native.Bound
     shape: tuple[int, ...]
-    ins: dict
-    sizes: dict
-    pb: np.ndarray
     n: int
 
-    def args(self, q: np.ndarray, p: np.ndarray) -> list:
-        return self.sim.env_args(q, p, self.pb, self.ins, self.sizes)
+    def zeros(self) -> tuple[np.ndarray, np.ndarray]:
+        dtype = self.native.dtype
+        return np.zeros(self.shape, dtype), np.zeros(self.shape, dtype)
 
 
-def _zeros(env: _Env) -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros(env.shape, env.sim.dtype), np.zeros(env.shape, env.sim.dtype)
+def _unit(env: _Env, k: int | None):
+    q, p = env.zeros()
+    if k is not None:
+        (q if k < env.n else p).reshape(-1)[k % env.n] = 1.0
+    return q, p
 
 
 def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
-    """Augmented one-step matrix of the compiled step, and the native status (-1 when fine)."""
-    run = env.sim.fn("run")
+    """Augmented one-step matrix of the compiled step, and the status (-1 when fine)."""
     n = env.n
     big = np.zeros((2 * n + 1, 2 * n + 1))
     big[-1, -1] = 1.0
-    dtype = env.sim.dtype  # the compiled code's buffers
-    out_q, out_p, out_h = np.empty(n, dtype), np.empty(n, dtype), np.empty(1, dtype)
-    g, work = np.empty(n, dtype), np.empty(3 * n, dtype)
+    bufs = env.native.scratch("run", n)
 
     def apply(k: int | None) -> np.ndarray:
-        q, p = _zeros(env)
-        if k is not None:
-            (q if k < n else p).reshape(-1)[k % n] = 1.0
-        status = run(*env.args(q, p), dt, 1, 1, 0, out_q.ctypes.data, out_p.ctypes.data,
-                     out_h.ctypes.data, g.ctypes.data, work.ctypes.data)
-        if status != -1:
-            raise _StepFailed(status)
+        q, p = _unit(env, k)
+        bufs["status"][0] = -1.0
+        env.native.call("run", env.env.with_state(q, p), dt=dt, nsnap=1, stride=1, step0=0,
+                        **bufs)
+        if bufs["status"][0] != -1.0:
+            raise _StepFailed(int(bufs["status"][0]))
         return np.concatenate([q.reshape(-1), p.reshape(-1)]).astype(np.float64, copy=False)
 
     try:
@@ -162,16 +148,14 @@ class _StepFailed(Exception):
 def gradient_affine(env: _Env) -> tuple[np.ndarray, np.ndarray]:
     """(Hessian of H, gradient at 0) from the compiled gradients, in z = (q, p) order."""
     n = env.n
-    gq, gp = env.sim.fn(f"grad_{env.sim.info.q}"), env.sim.fn(f"grad_{env.sim.info.p}")
+    qname, pname = env.native.abi["state"]
 
     def grad(k: int | None) -> np.ndarray:
-        q, p = _zeros(env)
-        if k is not None:
-            (q if k < n else p).reshape(-1)[k % n] = 1.0
-        a, b = np.zeros(n, env.sim.dtype), np.zeros(n, env.sim.dtype)
-        args = env.args(q, p)
-        gq(*args, a.ctypes.data)
-        gp(*args, b.ctypes.data)
+        q, p = _unit(env, k)
+        a, b = np.zeros(n, env.native.dtype), np.zeros(n, env.native.dtype)
+        bound = env.env.with_state(q, p)
+        env.native.call(f"grad_{qname}", bound, out=a)
+        env.native.call(f"grad_{pname}", bound, out=b)
         return np.concatenate([a, b]).astype(np.float64, copy=False)
 
     c = grad(None)
@@ -210,7 +194,7 @@ class Modal:
         return np.concatenate([self.wq @ y[:, 0], self.wp @ y[:, 1]])
 
     def power(self, s: int) -> np.ndarray:
-        return matrix_power(self.blocks, s)
+        return np.linalg.matrix_power(self.blocks, s)
 
     def dense(self, blocks: np.ndarray) -> np.ndarray:
         """The augmented (2n+1) x (2n+1) matrix of per-mode `blocks` in (q, p) coordinates."""
@@ -316,20 +300,20 @@ class Propagator:
     def power_dense(self, s: int) -> np.ndarray:
         if self.modal is not None:
             return self.modal.dense(self.modal.power(s))
-        return matrix_power(self.big, s)
+        return np.linalg.matrix_power(self.big, s)
 
 
-def build_propagator(sim, q, p, ins, sizes, pb, dt: float, method: str = "auto",
-                     steps: int = 1, save_every: int = 1) -> Propagator:
-    env = _Env(sim, q.shape, ins, sizes, pb, q.size)
-    if sim.options.integrator == "exact":
+def build_propagator(env: _Env, dt: float, method: str = "auto", steps: int = 1,
+                     save_every: int = 1, separable: bool = False) -> Propagator:
+    if method == "expm":
         big = exact_map(env, dt)
+        method = "auto"
     else:
         big, status = step_map(env, dt)
         if status != -1:
             raise _StepFailed(status)
     if method == "auto":
-        method = choose_method(env.n, steps, save_every, sim.info.separable)
+        method = choose_method(env.n, steps, save_every, separable)
     if method == "eigen":
         hess, _ = gradient_affine(env)
         basis = modal_basis(hess)
@@ -338,25 +322,38 @@ def build_propagator(sim, q, p, ins, sizes, pb, dt: float, method: str = "auto",
             return Propagator("eigen", big, modal)
         method = "squaring"
     if method != "squaring":
-        raise TpcError(f"unknown fold method '{method}' (known: auto, squaring, eigen)")
+        raise TpcError(f"unknown fold method '{method}' (known: auto, squaring, eigen, expm)")
     return Propagator("squaring", big)
 
 
 # ------------------------------------------------------------------------ the run
 
 
-def run_folded(sim, q, p, ins, sizes, pb, dt: float, steps: int, save_every: int,
-               method: str = "auto"):
-    from tpc import api
+@dataclass
+class FoldedRun:
+    """Rows of a folded run (row k: the state after k * save_every steps, the last row after
+    a remainder); `error` says why it stopped early (rows before it are valid)."""
 
-    energy = sim.fn("energy")  # loads (or compiles) the library outside the timed run
-    if sim.options.integrator != "exact":
-        sim.fn("run")
+    t: np.ndarray
+    q: np.ndarray
+    p: np.ndarray
+    h: np.ndarray
+    rows: int
+    steps: int
+    wall: float
+    error: str = ""
+
+
+def run_folded(native, env, dt: float, steps: int, save_every: int, method: str = "auto",
+               separable: bool = False) -> FoldedRun:
+    """The folded time loop: M (or exp(dt A) for method expm) and its powers, with the
+    compiled energy per row. `native`: tpc.runtime.native.Native; `env`: its Bound."""
     t0 = time.perf_counter()
+    q, p = env.q, env.p
     n = q.size
     full, rem = divmod(steps, save_every)
     rows = 1 + full + (1 if rem else 0)
-    dtype = sim.dtype  # rows are stored (and H evaluated) in the run's precision
+    dtype = native.dtype  # rows are stored (and H evaluated) in the run's precision
     out_q = np.empty((rows, n), dtype)
     out_p = np.empty((rows, n), dtype)
     out_h = np.empty(rows, dtype)
@@ -367,44 +364,39 @@ def run_folded(sim, q, p, ins, sizes, pb, dt: float, steps: int, save_every: int
     def h_of(k: int) -> float:
         qb.reshape(-1)[:] = out_q[k]
         pb_state.reshape(-1)[:] = out_p[k]
-        return float(energy(*sim.env_args(qb, pb_state, pb, ins, sizes)))
+        return float(native.call("energy", env.with_state(qb, pb_state)))
 
     out_h[0] = h_of(0)
-
-    def partial(done: int, step: int, what: str):
-        traj = sim._trajectory(t, out_q, out_p, out_h, done, step, time.perf_counter() - t0)
-        traj.folded = True
-        return api.PartialRun(f"{what}; {done} snapshot(s) kept", traj)
-
+    result = FoldedRun(t, out_q, out_p, out_h, 1, 0, 0.0)
     if steps == 0:
-        traj = sim._trajectory(t, out_q, out_p, out_h, 1, 0, time.perf_counter() - t0)
-        traj.folded = True
-        return traj
+        result.wall = time.perf_counter() - t0
+        return result
     with np.errstate(over="ignore", invalid="ignore"):
-        return _propagate(sim, q, p, ins, sizes, pb, dt, steps, save_every, method, t0, n, full,
-                          rem, out_q, out_p, out_h, t, partial, h_of)
+        _propagate(_Env(native, env, q.shape, n), dt, steps, save_every, method, separable,
+                   full, rem, result, h_of)
+    result.wall = time.perf_counter() - t0
+    return result
 
 
-def _propagate(sim, q, p, ins, sizes, pb, dt, steps, save_every, method, t0, n, full, rem,
-               out_q, out_p, out_h, t, partial, h_of):
+def _propagate(env: _Env, dt, steps, save_every, method, separable, full, rem, res, h_of):
     try:
-        prop = build_propagator(sim, q, p, ins, sizes, pb, dt, method, steps, save_every)
+        prop = build_propagator(env, dt, method, steps, save_every, separable)
     except _StepFailed as e:
         what = ("the state became non-finite" if e.status >= 0
                 else "the implicit midpoint iteration did not converge")
-        raise partial(1, 0, f"{what} while building the one-step map (step 1, t = {dt:g})") \
-            from None
+        res.error = f"{what} while building the one-step map (step 1, t = {dt:g})"
+        return
+    n = env.n
     plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
-    done, step = 1, 0
     if prop.modal is not None:
-        y = prop.modal.to_modes(np.concatenate([out_q[0], out_p[0]]))
+        y = prop.modal.to_modes(np.concatenate([res.q[0], res.p[0]]))
     else:
-        z = np.concatenate([out_q[0], out_p[0], [1.0]])
+        z = np.concatenate([res.q[0], res.p[0], [1.0]])
     for stride, count in plan:
         if prop.modal is not None:
             power = prop.modal.power(stride)
         else:
-            power = matrix_power(prop.big, stride)
+            power = np.linalg.matrix_power(prop.big, stride)
         for _ in range(count):
             if prop.modal is not None:
                 y = np.einsum("kij,kj->ki", power, y)
@@ -413,13 +405,12 @@ def _propagate(sim, q, p, ins, sizes, pb, dt, steps, save_every, method, t0, n, 
                 z = power @ z
                 zz = z[:-1]
             if not np.all(np.isfinite(zz)):
-                raise partial(done, step, f"the state became non-finite between step {step} "
-                                          f"and step {step + stride} (t = {(step + stride) * dt:g})")
-            step += stride
-            out_q[done], out_p[done] = zz[:n], zz[n:]
-            t[done] = step * dt
-            out_h[done] = h_of(done)
-            done += 1
-    traj = sim._trajectory(t, out_q, out_p, out_h, done, step, time.perf_counter() - t0)
-    traj.folded = True
-    return traj
+                res.error = (f"the state became non-finite between step {res.steps} and step "
+                             f"{res.steps + stride} (t = {(res.steps + stride) * dt:g})")
+                return
+            res.steps += stride
+            k = res.rows
+            res.q[k], res.p[k] = zz[:n], zz[n:]
+            res.t[k] = res.steps * dt
+            res.h[k] = h_of(k)
+            res.rows += 1

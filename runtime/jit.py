@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
 
 # Bump when the object layout or the way it is produced changes.
-_FORMAT_VERSION = "tpc-llvm-obj-1"
-_MAGIC = b"TPCOBJ1\0"
+_FORMAT_VERSION = "tpc-llvm-obj-2"
+_MAGIC = b"TPCOBJ2\0"
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,12 @@ def _cache_path(cache_key: str, cache_dir: str | os.PathLike[str] | None) -> Pat
     return root / "llvm" / f"{digest}.o"
 
 
-def _write_cache(path: Path, obj: bytes) -> None:
+def _write_cache(path: Path, obj: bytes, meta: bytes = b"") -> None:
     # Header = magic + sha256(payload) so a torn or foreign file is rejected
-    # instead of being handed to the object loader.
-    blob = _MAGIC + hashlib.sha256(obj).digest() + obj
+    # instead of being handed to the object loader. The payload is the length of the
+    # metadata (the module's ABI table), the metadata, then the object code.
+    payload = len(meta).to_bytes(8, "little") + meta + obj
+    blob = _MAGIC + hashlib.sha256(payload).digest() + payload
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".o")
@@ -171,18 +173,22 @@ def _write_cache(path: Path, obj: bytes) -> None:
         warnings.warn(f"tpc: could not write object cache {path}: {err}", stacklevel=3)
 
 
-def _read_cache(path: Path) -> bytes | None:
+def _read_cache(path: Path) -> tuple[bytes, bytes] | None:
+    """(object code, metadata), or None for a missing, torn or foreign file."""
     try:
+        if not path.is_file():
+            return None
         blob = path.read_bytes()
     except OSError:
         return None
     head = len(_MAGIC) + 32
-    if len(blob) < head or not blob.startswith(_MAGIC):
+    if len(blob) < head + 8 or not blob.startswith(_MAGIC):
         return None
-    obj = blob[head:]
-    if hashlib.sha256(obj).digest() != blob[len(_MAGIC) : head]:
+    payload = blob[head:]
+    if hashlib.sha256(payload).digest() != blob[len(_MAGIC) : head]:
         return None
-    return obj
+    n = int.from_bytes(payload[:8], "little")
+    return payload[8 + n:], payload[8 : 8 + n]
 
 
 # --------------------------------------------------------------------- library
@@ -195,7 +201,8 @@ class CompiledLibrary:
     every ctypes function from `get` keeps this object alive.
     """
 
-    def __init__(self, obj: bytes, *, from_cache: bool, optimized_ir: str | None = None):
+    def __init__(self, obj: bytes, *, from_cache: bool, optimized_ir: str | None = None,
+                 meta: bytes = b""):
         tm = _target_machine()
         # MCJIT needs a module to start from; the code comes from the object.
         seed = llvm.parse_assembly("")
@@ -207,6 +214,7 @@ class CompiledLibrary:
         self._engine.add_object_file(self._objref)
         self._engine.finalize_object()
         self.object_code = obj
+        self.meta = meta  # what the caller stored with the code (tpc: the ABI table)
         self.from_cache = from_cache
         self.optimized_ir = optimized_ir
 
@@ -229,10 +237,11 @@ def load_cached(
     cache_key: str, *, cache_dir: str | os.PathLike[str] | None = None
 ) -> CompiledLibrary | None:
     """The library stored under `cache_key`, or None on a miss (no lowering done)."""
-    obj = _read_cache(_cache_path(cache_key, cache_dir))
-    if obj is None:
+    hit = _read_cache(_cache_path(cache_key, cache_dir))
+    if hit is None:
         return None
-    return CompiledLibrary(obj, from_cache=True)
+    obj, meta = hit
+    return CompiledLibrary(obj, from_cache=True, meta=meta)
 
 
 def compile_llvm_module(
@@ -241,11 +250,12 @@ def compile_llvm_module(
     cache_key: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     opt_level: int = 3,
+    meta: bytes = b"",
 ) -> CompiledLibrary:
     """Compile an llvm-dialect module (a func-level one is lowered on a copy).
 
     With a `cache_key`, a cached object is used when present and the new object
-    is stored otherwise. The key must identify the source; host details are
+    is stored otherwise, with `meta` beside it. The key must identify the source; host details are
     added here.
     """
     if cache_key is not None:
@@ -260,5 +270,5 @@ def compile_llvm_module(
     optimized_ir = str(ref)  # before codegen, which rewrites the module in place
     obj = tm.emit_object(ref)
     if cache_key is not None:
-        _write_cache(_cache_path(cache_key, cache_dir), obj)
-    return CompiledLibrary(obj, from_cache=False, optimized_ir=optimized_ir)
+        _write_cache(_cache_path(cache_key, cache_dir), obj, meta)
+    return CompiledLibrary(obj, from_cache=False, optimized_ir=optimized_ir, meta=meta)

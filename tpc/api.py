@@ -70,9 +70,9 @@ class SystemInfo:
 
     @classmethod
     def of(cls, system: ham.SystemOp) -> SystemInfo:
-        from tpc.passes.ham_degree import analyze
+        from tpc.passes.ham_degree import read_facts
 
-        facts = analyze(system)
+        facts = read_facts(system.hamiltonian)
         q, p = system.state.names
         return cls(
             system.sym_name.data, q, p, system.state.shape.shape,
@@ -113,11 +113,9 @@ class Simulation:
     options: compiler.Options
     info: SystemInfo
     source: str
-    folded: bool
     compile_time: float = 0.0
     cache_hit: bool = False
-    _lib: object = field(default=None, repr=False)
-    _fns: dict = field(default_factory=dict, repr=False)
+    _native: object = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ building
     @property
@@ -125,30 +123,43 @@ class Simulation:
         text = f"{VERSION}\n{compiler_fingerprint()}\n{self.options!r}\n{self.source}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def library(self):
-        if self._lib is None:
+    @property
+    def native(self):
+        """The compiled module (tpc.runtime.native.Native: code plus ABI table)."""
+        if self._native is None:
+            import json
+
             from tpc.runtime import jit
+            from tpc.runtime.native import Native
 
             t0 = time.perf_counter()
             lib = jit.load_cached(self.cache_key)
             self.cache_hit = lib is not None
             if lib is None:
-                from dataclasses import replace
-
                 from tpc import lowering
+                from tpc.passes.abi import read_abi
 
-                # The library is always the stepped code: a folded run builds its matrix
-                # from this exact one-step map.
                 module = self.module.clone()
-                stepped = replace(self.options, fold=False)
-                lowering.lower(module, "llvm", stepped, pipeline.PassRunner())
+                lowering.lower(module, "llvm", self.options, pipeline.PassRunner())
+                abi = read_abi(module)
                 # A folded run executes the step only 2n+1 times to build its matrix: O1 is
                 # plenty and compiles several times faster than O3.
+                folded = bool((abi.get("fold") or {}).get("method"))
                 lib = jit.compile_llvm_module(module, cache_key=self.cache_key,
-                                              opt_level=1 if self.folded else 3)
-            self._lib = lib
+                                              opt_level=1 if folded else 3,
+                                              meta=json.dumps(abi).encode())
+            self._native = Native.of(lib)
             self.compile_time += time.perf_counter() - t0
-        return self._lib
+        return self._native
+
+    @property
+    def folded(self) -> bool:
+        """Whether sym-fold-linear folded the time loop (read from the compiled module)."""
+        return bool((self.native.fold or {}).get("method"))
+
+    @property
+    def fold_reason(self) -> str:
+        return (self.native.fold or {}).get("reason", "")
 
     @property
     def dtype(self) -> type:
@@ -156,28 +167,12 @@ class Simulation:
         float32 for precision="f32", else float64. Trajectory q, p, H have this dtype."""
         return PRECISIONS[self.options.precision][0]
 
-    def _env_types(self) -> list:
-        return [_ptr, _ptr, _ptr] + [_ptr] * len(self.info.inputs) + [_i64] * len(self.info.sizes)
-
-    def fn(self, name: str) -> Callable:
-        if name not in self._fns:
-            env = self._env_types()
-            real = PRECISIONS[self.options.precision][1]  # dt and H: the precision's float
-            sig = {
-                "energy": (real, env),
-                "grad_q": (None, [*env, _ptr]),
-                "grad_p": (None, [*env, _ptr]),
-                "run": (_i64, [*env, real, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr]),
-            }[name if not name.startswith("grad_") else "grad_q"]
-            self._fns[name] = self.library().get(name, *sig)
-        return self._fns[name]
-
     # ------------------------------------------------------------------ running
     def bind(self, q0, p0, params: dict | None, inputs: dict):
+        from tpc.runtime.native import Bound
         from tpc.simulate import bind_arrays
 
-        system = self.system
-        q, p, ins, sizes = bind_arrays(system, q0, p0, inputs)
+        q, p, ins, sizes = bind_arrays(self.system, q0, p0, inputs)
         values = dict(self.info.params)
         for k, v in (params or {}).items():
             if k not in values:
@@ -187,30 +182,22 @@ class Simulation:
         if self.dtype != np.float64:  # bind_arrays gives float64 copies
             q, p = q.astype(self.dtype), p.astype(self.dtype)
             ins = {k: v.astype(self.dtype) for k, v in ins.items()}
-        return q, p, ins, sizes, param_buf
+        return Bound(q, p, param_buf, ins, sizes)
 
     @property
     def system(self) -> ham.SystemOp:
         return next(op for op in self.module.walk() if isinstance(op, ham.SystemOp))
 
-    def env_args(self, q, p, params, ins, sizes) -> list:
-        args = [q.ctypes.data, p.ctypes.data, params.ctypes.data]
-        args += [ins[name].ctypes.data for name in self.info.inputs]
-        args += [sizes[s] for s in self.info.sizes]
-        return args
-
     def energy(self, q0, p0, params: dict | None = None, **inputs) -> float:
-        q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)
-        return float(self.fn("energy")(*self.env_args(q, p, pb, ins, sizes)))
+        return float(self.native.call("energy", self.bind(q0, p0, params, inputs)))
 
     def gradient(self, q0, p0, params: dict | None = None, **inputs) -> tuple[np.ndarray, ...]:
         """(dH/dq, dH/dp) at the given state, from the compiled derived code."""
-        q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)
-        env = self.env_args(q, p, pb, ins, sizes)
+        env = self.bind(q0, p0, params, inputs)
         out = []
         for name in (self.info.q, self.info.p):
-            g = np.zeros_like(q)
-            self.fn(f"grad_{name}")(*env, g.ctypes.data)
+            g = np.zeros_like(env.q)
+            self.native.call(f"grad_{name}", env, out=g)
             out.append(g)
         return tuple(out)
 
@@ -230,36 +217,43 @@ class Simulation:
             raise TpcError(f"unknown device '{device}' (known: cpu, cuda)")
         if batch is not None:
             return self._run_batch(q0, p0, dt, steps, save_every, params, batch, inputs)
-        q, p, ins, sizes, pb = self.bind(q0, p0, params, inputs)
+        env = self.bind(q0, p0, params, inputs)
         note = ""
         if self.folded:
-            from tpc.runtime.fold import fold_seconds, run_folded
+            from tpc.runtime.fold import fold_seconds
 
-            if self.options.integrator == "exact":
-                return run_folded(self, q, p, ins, sizes, pb, dt, steps, save_every)
+            method = self.native.fold["method"]
+            if method == "expm" or not self.native.has("run"):
+                return self._run_folded(env, dt, steps, save_every, method)
             # Folding costs O(n^3) once; stepping O(steps). Decide with the measured step time.
-            per_step = self._step_seconds(q, p, ins, sizes, pb, dt, min(steps, 64))
-            fold = fold_seconds(q.size, steps, save_every, self.info.separable, per_step)
+            per_step = self._step_seconds(env, dt, min(steps, 64))
+            fold = fold_seconds(env.q.size, steps, save_every, self.info.separable, per_step)
             if fold <= steps * per_step:
-                return run_folded(self, q, p, ins, sizes, pb, dt, steps, save_every)
+                return self._run_folded(env, dt, steps, save_every, method)
             note = (f"folding skipped at run time: {steps} steps cost about "
                     f"{steps * per_step:.3g} s stepped, {fold:.3g} s folded")
-        traj = self._run_stepped(q, p, ins, sizes, pb, dt, steps, save_every, progress)
+        traj = self._run_stepped(env, dt, steps, save_every, progress)
         traj.note = note
         return traj
 
-    def _step_seconds(self, q, p, ins, sizes, pb, dt: float, k: int) -> float:
+    def _run_folded(self, env, dt, steps, save_every, method) -> Trajectory:
+        from tpc.runtime.fold import run_folded
+
+        r = run_folded(self.native, env, dt, steps, save_every, method, self.info.separable)
+        traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall)
+        traj.folded = True
+        if r.error:
+            raise PartialRun(f"{r.error}; {r.rows} snapshot(s) kept", traj)
+        return traj
+
+    def _step_seconds(self, env, dt: float, k: int) -> float:
         """Wall time of one compiled step, from k steps run on a copy of the state."""
         if k <= 0:
             return 0.0
-        qc, pc = q.copy(), p.copy()
-        env = self.env_args(qc, pc, pb, ins, sizes)
-        n = q.size
-        out = [np.empty(n, self.dtype), np.empty(n, self.dtype), np.empty(1, self.dtype),
-               np.empty(n, self.dtype), np.empty(3 * n, self.dtype)]
-        run = self.fn("run")
+        copy = env.with_state(env.q.copy(), env.p.copy())
+        bufs = self.native.scratch("run", env.q.size)
         t0 = time.perf_counter()
-        run(*env, dt, 1, k, 0, *(a.ctypes.data for a in out))
+        self.native.call("run", copy, dt=dt, nsnap=1, stride=k, step0=0, **bufs)
         return (time.perf_counter() - t0) / k
 
     def _run_batch(self, q0, p0, dt, steps, save_every, params, batch, inputs) -> Trajectory:
@@ -272,20 +266,19 @@ class Simulation:
                           np.stack([r.p for r in runs], 1), np.stack([r.H for r in runs], 1),
                           steps, sum(r.wall_time for r in runs), runs[0].folded)
 
-    def _run_stepped(self, q, p, ins, sizes, pb, dt, steps, save_every, progress) -> Trajectory:
-        run = self.fn("run")
-        env = self.env_args(q, p, pb, ins, sizes)
-        n = q.size
+    def _run_stepped(self, env, dt, steps, save_every, progress) -> Trajectory:
+        native = self.native
+        n = env.q.size
         full, rem = divmod(steps, save_every)
         rows = 1 + full + (1 if rem else 0)
         out_q = np.empty((rows, n), self.dtype)
         out_p = np.empty((rows, n), self.dtype)
         out_h = np.empty(rows, self.dtype)
         t = np.zeros(rows)
-        out_q[0], out_p[0] = q.ravel(), p.ravel()
-        out_h[0] = self.fn("energy")(*env)
-        g = np.empty(n, self.dtype)
-        work = np.empty(3 * n, self.dtype)
+        out_q[0], out_p[0] = env.q.ravel(), env.p.ravel()
+        out_h[0] = native.call("energy", env)
+        bufs = native.scratch("run", n)
+        status = bufs["status"]
         done_rows, step = 1, 0
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
@@ -297,18 +290,20 @@ class Simulation:
                 left = count
                 while left:
                     k = min(chunk, left)
-                    status = run(*env, dt, k, stride, step,
-                                 out_q[done_rows:].ctypes.data, out_p[done_rows:].ctypes.data,
-                                 out_h[done_rows:].ctypes.data, g.ctypes.data, work.ctypes.data)
-                    if status != -1:
-                        bad = status if status >= 0 else -2 - status
+                    native.call("run", env, dt=dt, nsnap=k, stride=stride, step0=step,
+                                out_q=out_q[done_rows:], out_p=out_p[done_rows:],
+                                out_H=out_h[done_rows:], g=bufs["g"], work=bufs["work"],
+                                status=status)
+                    if status[0] != -1.0:
+                        code = int(status[0])
+                        bad = code if code >= 0 else -2 - code
                         good = (bad - step) // stride
                         for r in range(good):
                             t[done_rows + r] = (step + (r + 1) * stride) * dt
                         done_rows += good
                         traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
                                                 bad, time.perf_counter() - t0)
-                        what = ("the state became non-finite" if status >= 0
+                        what = ("the state became non-finite" if code >= 0
                                 else "the implicit midpoint iteration did not converge")
                         raise PartialRun(f"{what} at step {bad + 1} (t = {(bad + 1) * dt:g}); "
                                          f"{done_rows} snapshot(s) kept", traj)
@@ -380,9 +375,6 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
         program, compiler.Options(integrator, fold, precision, newton3)
     )
     pipeline.PassRunner().run(module, ["ham-degree"])
-    info = SystemInfo.of(next(op for op in module.walk() if isinstance(op, ham.SystemOp)))
-    compiler.check_integrator(program, info, options)
-    from tpc.lowering import fold_remarks
-
-    folded, _ = fold_remarks(module, options)
-    return Simulation(program, module, options, info, source, folded)
+    system = next(op for op in module.walk() if isinstance(op, ham.SystemOp))
+    compiler.check_integrator(program, system, options)
+    return Simulation(program, module, options, SystemInfo.of(system), source)

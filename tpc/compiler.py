@@ -61,18 +61,23 @@ def resolve_integrator(program: Program, options: Options) -> Options:
 
 
 def ham_remarks(module: ModuleOp) -> list[str]:
+    """ham-degree's facts, read back from the IR: the whole H, then each part."""
+    from tpc.passes.ham_degree import read_facts
+
     out = []
-    for op in module.walk():
-        if isinstance(op, ham.HamiltonianOp) and "degree" in op.attributes:
-            deg = op.attributes["degree"]
-            deg_text = getattr(deg, "data", None) or str(deg.value.data)
-            sep = op.attributes["separable"].value.data
-            out.append(
-                f"remark: H has degree {deg_text}; "
-                f"{'separable' if sep else 'not separable'} (T(p) + V(q))"
-            )
-            if "why" in op.attributes:
-                out.append(f"remark: {op.attributes['why'].data}")
+    for system in module.walk():
+        if not isinstance(system, ham.SystemOp) or "degree" not in system.hamiltonian.attributes:
+            continue
+        facts = read_facts(system.hamiltonian)
+        out.append(f"remark: H has degree {facts.degree_text}; "
+                   f"{'separable' if facts.separable else 'not separable'} (T(p) + V(q))")
+        if facts.why:
+            out.append(f"remark: {facts.why}")
+        for part in system.parts:
+            f = read_facts(part)
+            deps = ", ".join(f.depends_on) or "nothing"
+            out.append(f"remark: part @{part.part_name}: depends on {deps}; degree "
+                       f"{f.degree_text}{'' if f.separable else '; couples q and p'}")
     return out
 
 
@@ -83,14 +88,13 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
         debuginfo=getattr(runner_args, "debuginfo", False),
     )
     from tpc import lowering
-    from tpc.api import SystemInfo
 
     program, module = pipeline.frontend(path)
     options = resolve_integrator(program, options)
     runner.run(module, ["ham-degree"])
     remarks = ham_remarks(module)
     if emit != "ham":
-        check_integrator(program, SystemInfo.of(lowering.system_of(module)), options)
+        check_integrator(program, lowering.system_of(module), options)
         module, more = lowering.lower(module, emit, options, runner)
         remarks += more
     if emit in ("llvm", "ptx"):
@@ -102,19 +106,49 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
     return StageResult(text, module, remarks, program)
 
 
-def check_integrator(program: Program, info, options: Options) -> None:
-    """An explicit splitting of a non-separable H is refused where the user chose it."""
-    from tpc.passes.sym_fold_linear import check_exact
+def check_integrator(program: Program, system: ham.SystemOp, options: Options) -> None:
+    """Refuse, where the user chose it, an integrator the system cannot have: an explicit
+    splitting of a non-separable H (naming the part that couples q and p), or the exact flow
+    without folding or of a non-quadratic H."""
+    from tpc.passes.ham_degree import read_facts
+    from tpc.passes.sym_fold_linear import EXACT_NEEDS_FOLD
 
-    check_exact(options, info.quadratic, getattr(info, "why", ""))
-    if info.separable or options.integrator in ("midpoint", "exact"):
-        return
     setting = next((s for s in program.settings if s.name == "integrator"), None)
     loc = setting.value_loc if setting is not None and options.integrator == getattr(
         setting.value, "text", None) else None
+    facts = read_facts(system.hamiltonian)
+    if options.integrator == "exact":
+        if not options.fold:
+            raise TpcError(EXACT_NEEDS_FOLD, loc)
+        if not facts.quadratic:
+            raise TpcError("integrator 'exact' needs a quadratic H (a linear Hamiltonian "
+                           f"vector field), but {facts.why or 'H is not quadratic'}", loc)
+        return
+    if facts.separable or options.integrator == "midpoint":
+        return
+    part = next(p for p in system.parts if not read_facts(p).separable
+                or len(read_facts(p).depends_on) == 2)
+    where = part_loc(part, program)
+    notes = (f"{where}: the part @{part.part_name} couples q and p",) if where else ()
     raise TpcError(
         f"integrator '{options.integrator}' splits H into kicks and drifts, but H is not "
         "separable (a term couples q and p), so the split would not be symplectic; "
         "use integrator = midpoint",
-        loc,
+        loc or (_loc_of(part, program)), notes if loc else (),
     )
+
+
+def _loc_of(op, program: Program):
+    from xdsl.dialects.builtin import FileLineColLoc
+
+    from tpc.diagnostics import Loc
+
+    loc = op.location
+    if isinstance(loc, FileLineColLoc):
+        return Loc(loc.filename.data, loc.line.data, loc.column.data, program.source)
+    return None
+
+
+def part_loc(op, program: Program) -> str:
+    loc = _loc_of(op, program)
+    return str(loc) if loc is not None else ""

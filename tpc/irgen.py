@@ -22,6 +22,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
     StringAttr,
+    UnitAttr,
     VectorType,
     f64,
     i64,
@@ -30,6 +31,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 
 from tpc.diagnostics import Loc, TpcError
 from tpc.dialects import ham
+from tpc.parts import Part, partition
 from tpc.syntax import (
     BinOp,
     Call,
@@ -96,6 +98,7 @@ class IRGen:
         # every q[i + c] is checked against its dimension before it can read out of bounds.
         self.ranges: dict[str, tuple[Form, Form]] = {}
         self.min_sizes: dict[str, tuple[int, Loc]] = {}
+        self.used_lets: set[str] = set()
 
     # ------------------------------------------------------------ emission helpers
     def emit(self, op: Operation, loc: Loc | None = None) -> SSAValue:
@@ -196,16 +199,9 @@ class IRGen:
         self.fields |= {a.name: tuple(a.shape) for a in sys.inputs}
         self.params = {p.name for p in sys.params}
 
-        body = Block()
-        self.block = self.top = body
         h_decl = sys.hamiltonians[0]
-        h = self.expr(h_decl.expr)
-        if h.shape:
-            raise TpcError(f"H must be a scalar, but it has {fmt_shape(h.shape)}", h_decl.expr.loc)
-        self.emit(ham.YieldOp(h.at([])), h_decl.loc)
+        part_ops = [self.part(part) for part in partition(sys, h_decl.expr)]
         self.check_unused_lets()
-        for op in reversed(self.hoisted):
-            body.insert_op_before(op, body.first_op) if body.first_op else body.add_op(op)
 
         def located(op: Operation, loc: Loc) -> Operation:
             op.location = to_loc(loc)
@@ -216,7 +212,8 @@ class IRGen:
         decls += [located(ham.SizeOp(s), dloc) for s, dloc in sizes]
         decls += [located(ham.InputOp(a.name, a.shape), a.loc) for a in sys.inputs]
         decls.append(located(ham.StateOp(st.q.name, st.p.name, st.q.shape), st.loc))
-        decls.append(located(ham.HamiltonianOp(Region(body)), h_decl.loc))
+        decls += part_ops
+        decls.append(located(ham.HamiltonianOp([p.part_name for p in part_ops]), h_decl.loc))
         box = sys.boxes[0].value if sys.boxes else None
         system = ham.SystemOp(sys.name, decls, box)
         system.location = to_loc(sys.loc)
@@ -228,9 +225,37 @@ class IRGen:
         module.verify()
         return module
 
+    def part(self, part: Part) -> ham.PartOp:
+        """One ham.part: its terms, signed and summed in order, in a region of their own."""
+        body = Block()
+        self.block = self.top = body
+        self.hoisted, self.cache, self.lets = [], {}, {}
+        total: SSAValue | None = None
+        for term in part.terms:
+            val = self.expr(term.node)
+            if val.shape:
+                raise TpcError(
+                    f"H must be a scalar, but this term has {fmt_shape(val.shape)}", term.node.loc
+                )
+            v = val.at([])
+            if total is None:
+                total = v if term.sign > 0 else self.emit(arith.NegfOp(v), term.node.loc)
+            else:
+                op = arith.AddfOp(total, v) if term.sign > 0 else arith.SubfOp(total, v)
+                total = self.emit(op, term.node.loc)
+        self.emit(ham.YieldOp(total), part.loc)
+        for op in reversed(self.hoisted):
+            body.insert_op_before(op, body.first_op) if body.first_op else body.add_op(op)
+        self.used_lets |= set(self.lets)
+        op = ham.PartOp(part.name, Region(body))
+        op.location = to_loc(part.loc)
+        if part.named:
+            op.attributes["let"] = UnitAttr()
+        return op
+
     def check_unused_lets(self) -> None:
         """Report errors in lets that H never uses, generating them into a scratch block."""
-        unused = [d for d in self.system.lets if d.name not in self.lets]
+        unused = [d for d in self.system.lets if d.name not in self.used_lets]
         if not unused:
             return
         checker = IRGen(self.program)

@@ -10,47 +10,39 @@ from tpc.dialects import ham
 from tpc.pipeline import PassRunner
 
 
-def fold_remarks(module: ModuleOp, options) -> tuple[bool, list[str]]:
-    """Whether sym-fold-linear applies, and the remarks that explain the decision."""
-    if not options.fold:
-        return False, ["remark: matrix-power folding disabled by --no-fold"]
-    from tpc.passes.sym_fold_linear import fold_decision
-
-    decision = fold_decision(module, options)
-    remarks = [decision.remark]
-    if decision.applies and getattr(options, "precision", "f64") == "f32":
-        remarks.append("remark: precision f32: the fold reads its matrix off the float32 "
-                       "step code, but the matrix powers are computed in float64")
-    return decision.applies, remarks
+def _spec(name: str, **options) -> str:
+    opts = " ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+    return f"{name}{{{opts}}}" if opts else name
 
 
 def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
-    runner.run(module, ["ham-derive", f"sym-integrator{{integrator={options.integrator}}}",
-                        "sym-fuse-stages"])
-    applies, remarks = fold_remarks(module, options)
-    if applies:
-        runner.run(module, ["sym-fold-linear"])
-    return remarks
+    """ham (after ham-degree) -> sym: gradients, the scheme of flows, fusion, folding. The
+    folding decision is recorded in the IR; the remarks are read back from it."""
+    from tpc.passes.sym_fold_linear import fold_remarks
+
+    runner.run(module, [
+        "ham-derive", f"sym-integrator{{integrator={options.integrator}}}", "sym-flow-kinds",
+        "sym-fuse-stages",
+        "sym-fold-linear" if options.fold else "sym-fold-linear{enabled=false}",
+    ])
+    return fold_remarks(module)
 
 
 def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True,
-               precision: str = "f64") -> None:
-    opts = ([] if newton3 else ["newton3=false"]) + ([] if precision == "f64"
-                                                     else [f"precision={precision}"])
-    lower = f"sym-lower-loops{{{' '.join(opts)}}}" if opts else "sym-lower-loops"
-    runner.run(module, [lower, "canonicalize", "cse"])
+               precision: str = "f64", gpu: bool = False) -> None:
+    prec = None if precision == "f64" else precision
+    passes = ["sym-lower-flows"]
+    if gpu:
+        passes.append(_spec("sym-gpu-kernels", precision=prec))
+    passes += [_spec("sym-lower-loops", newton3=None if newton3 else "false", precision=prec),
+               "canonicalize", "cse"]
+    runner.run(module, passes)
 
 
 def make_llvm(module: ModuleOp, target: str = "cpu") -> None:
     from tpc.passes.llvm_pipeline import lower_to_llvm
 
     lower_to_llvm(module, target)
-
-
-def is_folded(module: ModuleOp) -> bool:
-    from tpc.dialects import sym
-
-    return any(isinstance(op, sym.PropagateOp) for op in module.walk())
 
 
 def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[ModuleOp, list[str]]:
@@ -60,15 +52,10 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
         if emit == "sym":
             return module, remarks
         precision = getattr(options, "precision", "f64")
-        gpu = "sym-gpu-kernels" if precision == "f64" else f"sym-gpu-kernels{{precision={precision}}}"
-        if emit == "ptx":
-            # At the ham level: the gather-form pair_forces kernel needs the gradient regions.
-            runner.run(module, [gpu])
-        make_loops(module, runner, getattr(options, "newton3", True), precision)
+        make_loops(module, runner, getattr(options, "newton3", True), precision,
+                   gpu=emit == "ptx")
         if emit == "loops":
             return module, remarks
-        if emit == "ptx":
-            runner.run(module, [gpu])  # GPU entry points (tpc.kernel funcs)
         make_llvm(module, "nvptx" if emit == "ptx" else "cpu")
         return module, remarks
     except PassFailedException as e:

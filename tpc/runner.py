@@ -52,6 +52,5 @@ def main(args) -> int:
 
 
 def sim_remarks(sim: api.Simulation) -> list[str]:
-    from tpc.lowering import fold_remarks
-
-    return compiler.ham_remarks(sim.module) + fold_remarks(sim.module, sim.options)[1]
+    how = "remark: " if sim.folded else "remark: not folded: "
+    return compiler.ham_remarks(sim.module) + [how + sim.fold_reason]

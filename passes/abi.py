@@ -1,0 +1,113 @@
+"""The ABI as data: the functions a lowered module exports and what each argument is.
+
+sym-lower-loops (and sym-gpu-kernels, for its kernels) record it on the module as the
+attribute `tpc.abi`; the runtime reads it back as plain data (`read_abi`) and binds arguments
+by role, so a new function (a monitor, a tangent map) is a new entry here, not a new calling
+convention in every caller. It travels with the cached object code as JSON (`read_abi` gives the plain data).
+
+Roles:
+  env            the environment: q, p, params, then each input, then each size
+  real:NAME      a scalar of the precision's float type (dt)
+  index:NAME     an integer (nsnap, stride, step0, count, ...)
+  buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
+  buf:NAME:SNAP  a buffer of one value per snapshot (out_H)
+  f64:NAME       a float64 buffer of one element (status)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tpc.dialects import ham
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    FloatAttr,
+    IntAttr,
+    StringAttr,
+    UnitAttr,
+    f64,
+)
+from xdsl.ir import Attribute
+
+ABI_ATTR = "tpc.abi"
+
+ENV = "env"
+RESULTS = {"energy": "real"}
+SIGNATURES: dict[str, list[str]] = {
+    "energy": [ENV],
+    "run": [ENV, "real:dt", "index:nsnap", "index:stride", "index:step0", "buf:out_q:snap_n",
+            "buf:out_p:snap_n", "buf:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
+}
+
+
+def signature(name: str) -> list[str]:
+    if name.startswith("grad_"):
+        return [ENV, "buf:out:n"]
+    return SIGNATURES[name]
+
+
+def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
+              fold: dict | None, scheme) -> StringAttr:
+    """The `tpc.abi` attribute for the exported functions of a lowered module."""
+    q, p = system.state.names
+    exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")]
+    table = {
+        "system": system.sym_name.data,
+        "precision": precision,
+        "state": [q, p],
+        "shape": list(system.state.shape.shape),
+        "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
+        "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
+        "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
+        "functions": {f: {"args": signature(f), "result": RESULTS.get(f)} for f in exported},
+        "fold": fold,
+        "scheme": {
+            "integrator": _attr(scheme, "integrator"),
+            "force_evals": _attr(scheme, "force_evals"),
+        },
+    }
+    return to_attr(table)
+
+
+def to_attr(value) -> Attribute:
+    """Plain data (dict, list, str, int, float, None) as a builtin attribute."""
+    if isinstance(value, dict):
+        return DictionaryAttr({k: to_attr(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return ArrayAttr([to_attr(v) for v in value])
+    if isinstance(value, str):
+        return StringAttr(value)
+    if isinstance(value, bool) or value is None:
+        return UnitAttr() if value is None else IntAttr(int(value))
+    if isinstance(value, int):
+        return IntAttr(value)
+    return FloatAttr(float(value), f64)
+
+
+def from_attr(attr: Attribute):
+    """The inverse of to_attr."""
+    if isinstance(attr, DictionaryAttr):
+        return {k: from_attr(v) for k, v in attr.data.items()}
+    if isinstance(attr, ArrayAttr):
+        return [from_attr(v) for v in attr.data]
+    if isinstance(attr, StringAttr | IntAttr):
+        return attr.data
+    if isinstance(attr, FloatAttr):
+        return attr.value.data
+    return None
+
+
+def _attr(op, name: str):
+    a = op.attributes.get(name)
+    if a is None:
+        return None
+    return a.data if isinstance(a, StringAttr) else a.value.data
+
+
+def read_abi(module) -> dict:
+    """The ABI table of a lowered module, as plain data."""
+    attr = module.attributes.get(ABI_ATTR)
+    if attr is None:
+        raise KeyError("module has no tpc.abi (run sym-lower-loops)")
+    return from_attr(attr)

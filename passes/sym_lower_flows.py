@@ -1,0 +1,78 @@
+"""sym-lower-flows: every sym.flow becomes the state updates that run it.
+
+One rewrite pattern per flow kind (MLIR Toy chapter 5 style); the CPU time loop and the GPU
+kernels both lower only what this pass produces:
+  kick  [V] c  ->  sym.update @p, -c, [V] wrt @q        (p -= c dt dV/dq)
+  drift [T] c  ->  sym.update @q,  c, [T] wrt @p        (q += c dt dT/dp)
+  midpoint     ->  sym.midpoint [parts] c               (the implicit stage, iterated)
+  exact        ->  kept: only the folded time loop (sym.propagate, method expm) runs it.
+A flow without a kind is an error (run sym-flow-kinds first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tpc.dialects import sym
+from tpc.passes.sym_flow_kinds import scheme_of, system_of
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.utils.exceptions import PassFailedException
+
+
+def _fields(op: sym.FlowOp) -> tuple[str, str]:
+    scheme = scheme_of(op)
+    if scheme is None:
+        raise PassFailedException("sym.flow outside a sym.scheme")
+    return system_of(scheme).state.names
+
+
+class LowerKick(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "kick":
+            q, p = _fields(op)
+            rewriter.replace_op(op, sym.UpdateOp(p, -op.c, op.part_names, q))
+
+
+class LowerDrift(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "drift":
+            q, p = _fields(op)
+            rewriter.replace_op(op, sym.UpdateOp(q, op.c, op.part_names, p))
+
+
+class LowerMidpoint(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "midpoint":
+            rewriter.replace_op(op, sym.MidpointOp(op.part_names, op.c))
+
+
+class RequireKind(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name is None:
+            raise PassFailedException(
+                f"sym-lower-flows: sym.flow {op.parts} has no kind (run sym-flow-kinds)")
+
+
+@dataclass(frozen=True)
+class SymLowerFlowsPass(ModulePass):
+    """Lower each sym.flow to its state updates (sym.update, sym.midpoint)."""
+
+    name = "sym-lower-flows"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(GreedyRewritePatternApplier(
+            [RequireKind(), LowerKick(), LowerDrift(), LowerMidpoint()]
+        )).rewrite_module(op)
