@@ -4,99 +4,18 @@ Runs after `sym-lower-loops` (the `run`, `energy`, `grad_<x>` func.funcs) and ad
 func.funcs marked with the unit attribute `tpc.kernel`, which `tpc.runtime.ptx` gives the
 `ptx_kernel` calling convention (every other function becomes internal and is inlined).
 pair_forces needs the ham IR, so it is built by an earlier run of the same pass on the
-ham+sym module (see "How pair_forces gets the ham IR" below).
-
-ensemble_run -- many independent copies of one small system, one thread per member:
-    ensemble_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
-                 out_q, out_p, out_H, g, work, status, count, params_stride, n)
-    member b = ctaid.x * ntid.x + tid.x; threads with b >= count return at once. With
-    n = one member's state size (passed by the host, which knows it), member b owns
-        q, p, g      [b*n,          (b+1)*n)          (state and gradient scratch)
-        work         [b*3n,         (b+1)*3n)         (implicit-midpoint scratch)
-        out_q, out_p [b*nsnap*n,    (b+1)*nsnap*n)    (snapshots, member-major)
-        out_H        [b*nsnap,      (b+1)*nsnap)
-        params       [b*params_stride, ...)           (params_stride 0: shared params)
-    and runs the whole `run` time loop on them; its i64 status goes to status[b] (stored as
-    f64, memref<?xf64>, in either precision: -1.0 when all went well, see sym-lower-loops).
-    Inputs and sizes are shared by all members. This is the batched-run layout
-    (`Simulation.run(..., batch=B, device="cuda")`).
-
-    The thread ids are read with `llvm.call_intrinsic` of `llvm.nvvm.read.ptx.sreg.*`, and a
-    member's slice is an `llvm.getelementptr` between two `unrealized_conversion_cast`s
-    (memref<?xf64> <-> !llvm.ptr under the bare-pointer ABI) that the LLVM lowering's
-    `reconcile-unrealized-casts` folds away.
-
-pair_forces -- dH/dq in gather form, one thread per particle (row of the state), for a system
-    whose dH/dq gradient is a set of row loops over all particles (`ham.pair_sum`, kind `<` or
-    `!=`, and single `ham.sum`s, e.g. external fields):
-        pair_forces(q, p, params, inputs..., sizes..., out_g)
-    thread k = ctaid.x * ntid.x + tid.x writes row k of out_g (every component, so out_g
-    needs no clearing) when k < N, N = the state's first dimension:
-      * `i < j` pairs: the accumulates to the FIRST index of body(i=k, j) for j > k, plus
-        those to the SECOND index of body(i=j, j=k) for j < k;
-      * `i != j` pairs: both, for every j != k;
-      * single sums: the accumulates of body(i=k).
-    Only the accumulates that target row k are kept (the others, and the ops only they need,
-    are dropped from a clone of the body before lowering: no atomics, no scatter). Ops of the
-    body that do not depend on j (the loads of row k, m[k] * G...) are hoisted out of the j
-    loop. The j loop is tiled: for each tile of ntid.x rows, every thread of the block
-    (including those with k >= N, guarded by j < N) copies row j = tile + tid.x of each field
-    that the body loads at j (q[j], m[j]: whole rows) into an addrspace(3) array
-    (`llvm.mlir.global internal` in addrspace 3, MAX_TILE rows: blocks of at most MAX_TILE =
-    256 threads), `llvm.nvvm.barrier0`, every thread runs the tile's j from shared memory,
-    `llvm.nvvm.barrier0` again before the next tile is loaded. Threads with k >= N compute
-    with k clamped to N - 1 and store nothing (so all threads reach every barrier; the host
-    launches no block when N = 0).
-    Supported shape: the loops run from 0 to N, every accumulate in a loop body indexes a
-    row by one of the body's indices (further indices constant), the trailing dimensions of
-    the state are static. Anything else: no pair_forces (gather_unsupported says why).
-
-row_grad_p -- the same gather form for dH/dp (one thread per row; single sums for the usual
-    kinetic term), and axpy(y, x, a, n): y[t] += a * x[t], one thread per element. With them
-    the GPU N-body stepper of tpc.runtime.cuda runs leapfrog entirely on the device:
-    kick (pair_forces, axpy), drift (row_grad_p, axpy), kick.
-
-block_run -- many independent copies of a small system, one per BLOCK, one row per thread:
-        block_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
-                  out_q, out_p, status, params_stride)
-    member b = ctaid.x (q, p, out_q, out_p, params sliced as in ensemble_run, n = the state
-    size computed from the sizes), thread k = tid.x owns row k (blockDim.x >= rows, at most
-    MAX_TILE; threads with k >= rows only take part in the barriers). The whole `run` time
-    loop runs in the kernel (BlockSchedule): per stage, row k's dH/dq (kick) or dH/dp (drift)
-    in gather form (the pair_forces lowering, tiles included), barrier (every thread has read
-    the old state), row k updated with the CPU run's axpy arithmetic, barrier. FSAL and the
-    closing kick at snapshot boundaries as in `run`; thread k writes its row of out_q/out_p
-    at each snapshot. No energy (the runner's H is NaN). Status: status[b] (f64, -1.0 on entry)
-    doubles as the block's flag: after each step each active thread checks its row
-    (x * 0 == 0) and writes the step there if it is non-finite, then a barrier; every step and
-    snapshot starts only while status[b] == -1, so the block stops consistently and, as in
-    `run`, the snapshot holding the bad step is written and no later one.
-    Built at the ham level with the gather kernels (it needs the scheme: that of the module's
-    sym.evolve) when block_unsupported says nothing: kick/drift schemes only (leapfrog,
-    yoshida*: an implicit midpoint stage needs a block-wide iteration), and both dH/dq and
-    dH/dp in gather form (no pair sum needed). block_run_host (block_host_module) is the same
-    schedule for the CPU, the phases as loops over all rows with the gradient rows in a
-    scratch buffer: tests compare it with the CPU `run`.
-
-How pair_forces gets the ham IR (sym-lower-loops replaces the ham.system by func.funcs):
-    this pass runs TWICE for --emit=ptx. On a module that still holds the ham.system (after
-    ham-derive, before sym-lower-loops) it builds the gather kernels in a separate module and
-    stashes their text in the module attribute `tpc.gpu_kernels`, which sym-lower-loops,
-    canonicalize and cse keep (they rewrite the body, not the module's attributes). On the
-    func-level module it parses the stash, merges the kernels (and their shared-memory
-    globals) and adds ensemble_run. sym-lower-loops stays unchanged; a module that skipped
-    the first run simply gets ensemble_run alone. `lower_for_gpu` is the whole sequence
-    (used by tpc.runtime.cuda.compile_ptx); `tpc.lowering.lower(..., "ptx")` must also run
-    "sym-gpu-kernels" once before make_loops for `tpc compile --emit=ptx` to get pair_forces.
+ham+sym module (see "Where it runs: on the ham+sym module after sym-lower-flows and before sym-lower-loops, so the
+kernels are built from the IR itself (the gradient regions of H's parts, the scheme's
+sym.update stages); sym-lower-loops keeps the func.funcs it finds and adds `run`, which
+ensemble_run calls. `tpc.lowering.make_loops(..., gpu=True)` is that sequence.
 
 Shared-memory addresses are ptrtoint(addressof @tile) + 8 * index, inttoptr to !llvm.ptr<3>:
 the xDSL -> llvmlite converter's getelementptr casts its base to an addrspace(0) pointer,
 which LLVM rejects for an addrspace(3) global. NVPTX still selects ld/st.shared.
 
-Precision (pass option `precision`, "f64" or "f32", as for sym-lower-loops): the float type T
-of the gather kernels built at the ham level (buffers memref<?xT>, arithmetic, shared tiles of
-T, 4 or 8 bytes per element, axpy's `a`). At the func level ensemble_run follows `run` (its
-dt and buffers), whatever the option says; a stash of another precision than `run` is refused.
+Precision (pass option `precision`, "f64" or "f32", as for sym-lower-loops, which must be given
+the same): the float type T of every kernel (buffers memref<?xT>, arithmetic, shared tiles of
+T, 4 or 8 bytes per element); status buffers are f64.
 
 gather_q_host / gather_p_host -- the untiled gather loops (for k: for j: same bodies), no
     intrinsics, emitted only by `gather_module` for the CPU: tests compare them with the
@@ -105,7 +24,6 @@ gather_q_host / gather_p_host -- the untiled gather loops (for k: for j: same bo
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 from tpc.dialects import ham, sym
@@ -114,22 +32,23 @@ from tpc.passes.sym_lower_loops import (
     Emitter,
     Env,
     RegionLowering,
+    TimeLoop,
     bind_env,
     buf_type,
     env_types,
     float_type,
     make_func,
+    part_grad_name,
+    run_types,
     state_size,
 )
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, func, llvm, memref, scf
+from xdsl.dialects import arith, builtin, func, llvm, scf
 from xdsl.dialects.builtin import (
-    FloatAttr,
     IndexType,
     IntAttr,
     IntegerAttr,
     ModuleOp,
-    StringAttr,
     UnitAttr,
     VectorType,
     f32,
@@ -138,9 +57,7 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
-from xdsl.parser import Parser
 from xdsl.passes import ModulePass
-from xdsl.printer import Printer
 from xdsl.utils.exceptions import PassFailedException
 
 KERNEL_ATTR = "tpc.kernel"
@@ -179,37 +96,44 @@ def _find(module: ModuleOp, pred) -> func.FuncOp | None:
 
 
 def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
-    """Ham level (a ham.system present): stash the gather kernels. Func level (after
-    sym-lower-loops): merge the stash and add ensemble_run. Idempotent."""
-    if _system(module) is not None:
-        stash_kernels(module, float_type(precision))
-        return
-    run = _find(module, lambda f: f.sym_name.data == "run")
-    if run is None:
-        raise PassFailedException("sym-gpu-kernels: no 'run' function (run sym-lower-loops)")
-    merge_stash(module, run.function_type.inputs.data[0])
+    """Add every kernel the module's system and scheme allow (idempotent)."""
+    ft = float_type(precision)
+    system = _system(module)
+    if system is None:
+        raise PassFailedException(
+            "sym-gpu-kernels: no ham.system (run it before sym-lower-loops)")
     if _find(module, lambda f: f.sym_name.data == "ensemble_run") is not None:
         return
-    n_env = len(run.function_type.inputs.data) - 9
-    # run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work)
-    module.body.block.add_op(build_ensemble_run(run, n_env))
+    scheme = _scheme(module, system)
+    kernels = gpu_kernel_module(system, ft, scheme)
+    for op in list(kernels.ops):
+        op.detach()
+        module.body.block.add_op(op)
+    if scheme is not None and _steppable(scheme):
+        module.body.block.add_op(build_ensemble_run(system, ft))
+
+
+def _steppable(scheme) -> bool:
+    return all(isinstance(op, sym.UpdateOp | sym.MidpointOp | sym.RepeatOp)
+               for op in scheme.walk() if op is not scheme)
 
 
 @dataclass(frozen=True)
 class SymGpuKernelsPass(ModulePass):
-    """Add GPU kernels: ensemble_run (func level), pair_forces (built at ham level)."""
+    """Add GPU kernels built from the ham and sym IR: ensemble_run, pair_forces, block_run."""
 
     name = "sym-gpu-kernels"
-    precision: str = "f64"  # of the ham-level gather kernels; ensemble_run follows `run`
+    precision: str = "f64"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        float_type(self.precision)  # an unknown precision fails at any level
         add_kernels(op, self.precision)
 
 
-def build_ensemble_run(run: func.FuncOp, n_env: int) -> func.FuncOp:
+def build_ensemble_run(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
     """The ensemble_run kernel around `run` (signature in the module header)."""
-    types = [*run.function_type.inputs.data, BUF, INDEX, INDEX, INDEX]  # status: f64
+    n_env = len(env_types(system, ft))
+    run_in = run_types(system, ft)
+    types = [*run_in[:-1], BUF, INDEX, INDEX, INDEX]  # status: f64, one per member
     block = Block(arg_types=types)
     b = _B(block)
     args = list(block.args)
@@ -229,10 +153,9 @@ def build_ensemble_run(run: func.FuncOp, n_env: int) -> func.FuncOp:
     bsn = t(arith.MuliOp(bs, n))
     bp = t(arith.MuliOp(member, pstride))
     new_env = [t.offset(q, bn), t.offset(p, bn), t.offset(params, bp), *env[3:]]
-    st = t(func.CallOp("run", [*new_env, dt, nsnap, stride, step0, t.offset(out_q, bsn),
-                               t.offset(out_p, bsn), t.offset(out_h, bs), t.offset(g, bn),
-                               t.offset(work, b3n)], [i64]))
-    t(memref.StoreOp.get(t(arith.SIToFPOp(st, f64)), status, [member]))
+    t(func.CallOp("run", [*new_env, dt, nsnap, stride, step0, t.offset(out_q, bsn),
+                          t.offset(out_p, bsn), t.offset(out_h, bs), t.offset(g, bn),
+                          t.offset(work, b3n), t.offset(status, member)], []))
     t(scf.YieldOp())
     b(scf.IfOp(inside, [], Region(then), Region(Block([scf.YieldOp()]))))
     b(func.ReturnOp())
@@ -243,7 +166,6 @@ def build_ensemble_run(run: func.FuncOp, n_env: int) -> func.FuncOp:
 
 # ------------------------------------------------------------------ gather kernels
 
-STASH = "tpc.gpu_kernels"
 MAX_TILE = 256
 SHARED = 3  # the NVPTX shared address space
 SPTR = llvm.LLVMPointerType(IntAttr(SHARED))
@@ -365,9 +287,10 @@ class GatherPlan:
         return any(isinstance(lp, ham.PairSumOp) for lp, _ in self.loops)
 
 
-def gather_plan(system: ham.SystemOp, field: str) -> GatherPlan:
-    grad = system.gradient(field)
-    if grad is None:
+def gather_plan(system: ham.SystemOp, field: str, parts=None) -> GatherPlan:
+    """The gather form of d(sum of parts)/d(field) (all parts when None)."""
+    grads = system.gradients(field, parts)
+    if not grads:
         raise GatherUnsupported(f"no gradient for '{field}' (run ham-derive)")
     shape = system.state.shape.shape
     if not shape:
@@ -375,7 +298,7 @@ def gather_plan(system: ham.SystemOp, field: str) -> GatherPlan:
     rows = shape[0]
     rowsize = _row_offset(system, field, [], 0)[1]
     prelude, loops = [], []
-    for op in grad.body.block.ops:
+    for op in [o for grad in grads for o in grad.body.block.ops]:
         if isinstance(op, ham.YieldOp):
             continue
         if isinstance(op, ham.SumOp | ham.PairSumOp):
@@ -639,42 +562,43 @@ def build_gather_kernel(plan: GatherPlan, name: str, ft: Attribute = f64) -> fun
     return fn
 
 
-def build_gather_host(plan: GatherPlan, name: str, ft: Attribute = f64) -> func.FuncOp:
-    """The same gather loops for the CPU: for k in 0..N (no tiles, no intrinsics)."""
+def build_gather_host(plan: GatherPlan, name: str, ft: Attribute = f64,
+                      accumulate: bool = False, private: bool = False) -> func.FuncOp:
+    """The same gather loops for the CPU: for k in 0..N (no tiles, no intrinsics); rows are
+    stored, or added to `out` with accumulate."""
     system = plan.system
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         env = bind_env(system, args[:-1])
         rows = e.i(plan.rows) if isinstance(plan.rows, int) else env.sizes[plan.rows]
+        out = args[-1]
 
         def row(ie: Emitter, k: SSAValue, _: list) -> list:
-            _store_row(ie, args[-1], k, _emit_gather(plan, ie, env, k, gpu=False))
+            vals = _emit_gather(plan, ie, env, k, gpu=False)
+            if accumulate:
+                base = ie.imul(k, ie.i(len(vals)))
+                vals = [ie.add(ie.load(out, ie.iadd(base, ie.i(c))), v)
+                        for c, v in enumerate(vals)]
+            _store_row(ie, out, k, vals)
             return []
 
         e.for_(e.i(0), rows, row)
         return []
 
-    return make_func(name, [*env_types(system, ft), buf_type(ft)], [], body, private=False,
+    return make_func(name, [*env_types(system, ft), buf_type(ft)], [], body, private=private,
                      ft=ft)
 
 
-def build_axpy(ft: Attribute = f64) -> func.FuncOp:
-    """axpy(y, x, a, n): y[t] += a * x[t] for t = ctaid.x * ntid.x + tid.x < n."""
-    types = [buf_type(ft), buf_type(ft), ft, INDEX]
-    block = Block(arg_types=types)
-    e = Emitter(block, ft)
-    y, x, a, n = block.args
-    t = e.iadd(e.imul(_sreg(e, "ctaid.x"), _sreg(e, "ntid.x")), _sreg(e, "tid.x"))
-
-    def upd(ie: Emitter) -> list:
-        ie.store(ie.add(ie.load(y, t), ie.mul(a, ie.load(x, t))), y, t)
-        return []
-
-    e.if_(e(arith.CmpiOp(t, n, "ult")), upd, lambda ie: [], [])
-    e(func.ReturnOp())
-    fn = func.FuncOp("axpy", (types, []), Region(block))
-    fn.attributes[KERNEL_ATTR] = UnitAttr()
-    return fn
+def gather_accumulate_host(system: ham.SystemOp, grad: ham.GradientOp,
+                           ft: Attribute = f64) -> func.FuncOp | None:
+    """grad_<part>_<field> in gather form for the CPU (--no-newton3), or None when the
+    gradient has no gather form."""
+    try:
+        plan = gather_plan(system, grad.wrt_name, [grad.part_name])
+    except GatherUnsupported:
+        return None
+    return build_gather_host(plan, part_grad_name(grad.part_name, grad.wrt_name), ft,
+                             accumulate=True, private=True)
 
 
 def _shared_globals(plans: list[GatherPlan], ft: Attribute = f64) -> list[llvm.GlobalOp]:
@@ -694,20 +618,17 @@ def _system(module: ModuleOp) -> ham.SystemOp | None:
 
 
 def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64, scheme=None) -> ModuleOp:
-    """pair_forces (+ row_grad_p, axpy when dH/dp gathers too), block_run (when `scheme` is
+    """pair_forces (when dH/dq has a pair sum in gather form), block_run (when `scheme` is
     given and block_unsupported says nothing) and their shared arrays; an empty module when
-    none of them can be built."""
-    q, p = system.state.names
+    neither can be built."""
+    q, _ = system.state.names
     plans: list[GatherPlan] = []
     funcs: list[Operation] = []
     if gather_unsupported(system) is None:
         plans.append(gather_plan(system, q))
         funcs.append(build_gather_kernel(plans[0], "pair_forces", ft))
-        if gather_unsupported(system, p) is None:
-            plans.append(gather_plan(system, p))
-            funcs += [build_gather_kernel(plans[1], "row_grad_p", ft), build_axpy(ft)]
     if scheme is not None and block_unsupported(system, scheme) is None:
-        plans += list(_block_plans(system))
+        plans += list(_update_plans(system, scheme).values())
         funcs.append(build_block_run(system, scheme, ft))
     if not funcs:
         return ModuleOp([])
@@ -715,8 +636,9 @@ def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64, scheme=None) ->
 
 
 def gather_module(system: ham.SystemOp, ft: Attribute = f64) -> ModuleOp:
-    """The CPU gather functions gather_q_host / gather_p_host (those that exist), to be
-    appended to a func-level module of the same system and lowered for the CPU."""
+    """The CPU gather functions gather_q_host / gather_p_host (those that exist: the total
+    gradient of each field), to be appended to a func-level module of the same system and
+    lowered for the CPU."""
     funcs = []
     for tag, name in zip("qp", system.state.names):
         if gather_unsupported(system, name) is None:
@@ -724,81 +646,33 @@ def gather_module(system: ham.SystemOp, ft: Attribute = f64) -> ModuleOp:
     return ModuleOp(funcs)
 
 
-def stash_kernels(module: ModuleOp, ft: Attribute = f64) -> None:
-    """Ham level: build the gather kernels and keep their text in a module attribute."""
-    system = _system(module)
-    if system is None or STASH in module.attributes:
-        return
-    kernels = gpu_kernel_module(system, ft, _scheme(module, system))
-    if not list(kernels.ops):
-        return
-    from xdsl.transforms.canonicalize import CanonicalizePass
-
-    from tpc import registry
-
-    CanonicalizePass().apply(registry.context(), kernels)  # x * 1, x + 0, constants
-    buf = io.StringIO()
-    Printer(stream=buf, print_generic_format=True).print_op(kernels)
-    module.attributes[STASH] = StringAttr(buf.getvalue())
-
-
-def merge_stash(module: ModuleOp, buf: Attribute | None = None) -> None:
-    """Func level: parse the stashed kernels and add them to the module; `buf` (run's buffer
-    type), when given, must be that of the kernels."""
-    text = module.attributes.get(STASH)
-    if text is None:
-        return
-    from tpc import registry
-
-    kernels = Parser(registry.context(), text.data, "<tpc.gpu_kernels>").parse_module()
-    first = _find(kernels, lambda f: KERNEL_ATTR in f.attributes)
-    if buf is not None and first is not None and first.function_type.inputs.data[0] != buf:
-        raise PassFailedException(
-            f"sym-gpu-kernels: the gather kernels were built for {first.function_type.inputs.data[0]}"
-            f" buffers, run uses {buf} (give both passes the same precision)")
-    del module.attributes[STASH]
-    present = {getattr(op, "sym_name", None) and op.sym_name.data for op in module.ops}
-    for op in list(kernels.ops):
-        if op.sym_name.data not in present:
-            op.detach()
-            module.body.block.add_op(op)
-
-
-def gpu_pass(precision: str = "f64") -> str:
-    """The sym-gpu-kernels pass spec for a precision."""
-    return "sym-gpu-kernels" if precision == "f64" else f"sym-gpu-kernels{{precision={precision}}}"
-
-
-def lower_for_gpu(module: ModuleOp, runner, precision: str = "f64") -> None:
-    """sym-level module -> func-level module with every GPU kernel (pair_forces included):
-    sym-gpu-kernels, the loops stage, sym-gpu-kernels, all in `precision`."""
-    from tpc import lowering
-
-    runner.run(module, [gpu_pass(precision)])
-    lowering.make_loops(module, runner, precision=precision)
-    runner.run(module, [gpu_pass(precision)])
-
-
 # ------------------------------------------------------------------ block_run
 
-class BlockSchedule:
-    """The time loop of block_run, shared by the GPU kernel (gpu=True: thread k = tid.x owns
-    row k, llvm.nvvm.barrier0 between the phases) and its CPU emulation block_run_host
+class BlockMachine:
+    """The TimeLoop's execution model for one member per GPU block (gpu=True: thread k = tid.x
+    owns row k, llvm.nvvm.barrier0 between the phases) and its CPU emulation block_run_host
     (gpu=False: each phase is a loop over all rows, the gradient rows go through a scratch
-    buffer g). Per stage: phase 1, every row computes its gradient row in gather form (dH/dq
-    for a kick, dH/dp for a drift) from the old state; barrier (everyone has read the old
-    state); phase 2, every row updates its own row (p += -c dt g, q += c dt g, the CPU run's
-    axpy arithmetic); barrier (the next stage reads the new state). FSAL, the closing kick at
-    a snapshot boundary and the status rules are those of the CPU `run`; the status lives in
-    status[at] (f64), read by every row at the start of each step and snapshot."""
+    buffer g). Per update: phase 1, every row computes its gradient row in gather form from
+    the old state; barrier (everyone has read the old state); phase 2, every row updates its
+    own row (target += a g, the CPU run's axpy arithmetic); barrier (the next stage reads the
+    new state). The status lives in status[at] (f64); each row checks itself after a step,
+    then a barrier makes the status visible to every row."""
 
-    def __init__(self, plans: tuple[GatherPlan, GatherPlan], scheme, ft: Attribute,
-                 gpu: bool):
-        self.plan_q, self.plan_p = plans
-        self.scheme, self.ft, self.gpu = scheme, ft, gpu
-        self.rs = self.plan_q.rowsize
+    def __init__(self, system: ham.SystemOp, scheme, env: Env, ft: Attribute, gpu: bool,
+                 e: Emitter, out_q, out_p, status, at, n, g=None):
+        self.system, self.env, self.ft, self.gpu = system, env, ft, gpu
+        self.out_q, self.out_p, self.status, self.at, self.n, self.g = (
+            out_q, out_p, status, at, n, g)
+        self.plans = _update_plans(system, scheme)
+        self.rs = next(iter(self.plans.values())).rowsize
+        plan = next(iter(self.plans.values()))
+        self.rows = e.i(plan.rows) if isinstance(plan.rows, int) else env.sizes[plan.rows]
+        self.q_name, _ = system.state.names
+        if gpu:
+            self.k = _sreg(e, "tid.x")
+            self.active = e(arith.CmpiOp(self.k, self.rows, "ult"))
+            self.kc = e(arith.SelectOp(self.active, self.k, e(arith.SubiOp(self.rows, e.i(1)))))
 
-    # -- the two execution models
     def rows_do(self, e: Emitter, fn) -> None:
         """fn(e, k) for every owned row: the thread's own row (if active), or all rows."""
         if self.gpu:
@@ -810,9 +684,13 @@ class BlockSchedule:
         if self.gpu:
             _barrier(e)
 
-    def stage(self, e: Emitter, plan: GatherPlan, target: SSAValue, a: SSAValue) -> None:
-        """target[row] += a * dH/d(plan.field)[row] for every row, gradients from the old
+    def update(self, e: Emitter, op, a: SSAValue) -> None:
+        """target[row] += a * d(parts)/d(wrt)[row] for every row, gradients from the old
         state."""
+        plan = self.plans.get(_plan_key(op))
+        if plan is None:
+            return  # the parts do not depend on the field
+        target = self.env.q if op.target_name == self.q_name else self.env.p
         rs = self.rs
 
         def update(ie: Emitter, k: SSAValue, vals: list[SSAValue]) -> None:
@@ -838,109 +716,69 @@ class BlockSchedule:
         self.rows_do(e, phase1)
         self.rows_do(e, phase2)
 
-    def kick(self, e: Emitter, coeff: SSAValue) -> None:
-        self.stage(e, self.plan_q, self.env.p, e(arith.NegfOp(e.mul(coeff, self.dt))))
+    def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> None:
+        zero, rs, env = e.f(0.0), self.rs, self.env
 
-    def drift(self, e: Emitter, coeff: SSAValue) -> None:
-        self.stage(e, self.plan_p, self.env.q, e.mul(coeff, self.dt))
+        def check(ie: Emitter, k: SSAValue) -> None:
+            base = ie.imul(k, ie.i(rs))
+            tot = zero
+            for c in range(rs):
+                idx = ie.iadd(base, ie.i(c))
+                tot = ie.add(tot, ie.add(ie.mul(ie.load(env.q, idx), zero),
+                                         ie.mul(ie.load(env.p, idx), zero)))
+            ok = ie(arith.CmpfOp(tot, zero, "oeq"))
+            ie.if_(ok, lambda te: [], lambda fe: (loop.fail(fe, gstep), [])[1], [])
 
-    def healthy(self, e: Emitter) -> SSAValue:
-        return e(arith.CmpfOp(e.load(self.status, self.at),
-                              e(arith.ConstantOp(FloatAttr(-1.0, f64))), "oeq"))
+        self.rows_do(e, check)
+        self.sync(e)  # every row sees the status before the next step
 
-    # -- the loop
-    def emit(self, e: Emitter, env: Env, dt, nsnap, stride, step0, out_q, out_p, status,
-             at: SSAValue, n: SSAValue, g: SSAValue | None = None) -> None:
-        self.env, self.dt, self.status, self.at, self.g = env, dt, status, at, g
-        plan = self.plan_q
-        self.rows = e.i(plan.rows) if isinstance(plan.rows, int) else env.sizes[plan.rows]
-        if self.gpu:
-            self.k = _sreg(e, "tid.x")
-            self.active = e(arith.CmpiOp(self.k, self.rows, "ult"))
-            self.kc = e(arith.SelectOp(self.active, self.k, e(arith.SubiOp(self.rows, e.i(1)))))
-        stages = self.scheme.stages
-        fsal = "fsal" in self.scheme.attributes
-        rs = self.rs
+    def save(self, e: Emitter, s: SSAValue) -> None:
+        base = e.imul(s, self.n)
+        rs, env = self.rs, self.env
 
-        def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> None:
-            body = stages
-            if fsal:
-                a, b = stages[0].c, stages[-1].c
-                self.kick(se, se(arith.SelectOp(first, se.f(a), se.f(a + b))))
-                body = stages[1:-1]
-            for st in body:
-                if isinstance(st, sym.KickOp):
-                    self.kick(se, se.f(st.c))
-                else:
-                    self.drift(se, se.f(st.c))
-            zero = se.f(0.0)
-            bad = se(arith.SIToFPOp(se(arith.IndexCastOp(gstep, i64)), f64))
+        def save(ie: Emitter, k: SSAValue) -> None:
+            for c in range(rs):
+                idx = ie.iadd(ie.imul(k, ie.i(rs)), ie.i(c))
+                ie.store(ie.load(env.q, idx), self.out_q, ie.iadd(base, idx))
+                ie.store(ie.load(env.p, idx), self.out_p, ie.iadd(base, idx))
 
-            def check(ie: Emitter, k: SSAValue) -> None:
-                base = ie.imul(k, ie.i(rs))
-                tot = zero
-                for c in range(rs):
-                    idx = ie.iadd(base, ie.i(c))
-                    tot = ie.add(tot, ie.add(ie.mul(ie.load(env.q, idx), zero),
-                                             ie.mul(ie.load(env.p, idx), zero)))
-                ok = ie(arith.CmpfOp(tot, zero, "oeq"))
+        self.rows_do(e, save)
 
-                def mark(te: Emitter) -> list:
-                    te.store(bad, status, at)
-                    return []
-                ie.if_(ok, lambda te: [], mark, [])
+    def midpoint(self, e, stage, dt):
+        raise PassFailedException("block_run cannot run implicit stages")
 
-            self.rows_do(se, check)
-            self.sync(se)  # every row sees the status before the next step
 
-        def snapshot(se: Emitter, s: SSAValue, _: list) -> list:
-            def run_it(he: Emitter) -> list:
-                def step(ie: Emitter, kk: SSAValue, _: list) -> list:
-                    gstep = ie.iadd(step0, ie.iadd(ie.imul(s, stride), kk))
-                    first = ie(arith.CmpiOp(kk, ie.i(0), "eq"))
-                    ie.if_(self.healthy(ie), lambda te: (one_step(te, gstep, first), [])[1],
-                           lambda fe: [], [])
-                    return []
+def _plan_key(op) -> tuple:
+    return (tuple(op.part_names), op.wrt_name)
 
-                he.for_(he.i(0), stride, step)
-                if fsal:
-                    he.if_(self.healthy(he),
-                           lambda te: (self.kick(te, te.f(stages[-1].c)), [])[1],
-                           lambda fe: [], [])
-                base = he.imul(s, n)
 
-                def save(ie: Emitter, k: SSAValue) -> None:
-                    for c in range(rs):
-                        idx = ie.iadd(ie.imul(k, ie.i(rs)), ie.i(c))
-                        ie.store(ie.load(env.q, idx), out_q, ie.iadd(base, idx))
-                        ie.store(ie.load(env.p, idx), out_p, ie.iadd(base, idx))
-
-                self.rows_do(he, save)
-                return []
-
-            # a snapshot runs when the status was fine at its start (the CPU's while loop)
-            se.if_(self.healthy(se), run_it, lambda fe: [], [])
-            return []
-
-        e.for_(e.i(0), nsnap, snapshot)
+def _update_plans(system: ham.SystemOp, scheme) -> dict[tuple, GatherPlan]:
+    """The gather plan of every sym.update of the scheme (updates whose parts have no
+    gradient with respect to the field move nothing and have no plan)."""
+    plans: dict[tuple, GatherPlan] = {}
+    for op in scheme.walk():
+        if isinstance(op, sym.UpdateOp) and _plan_key(op) not in plans:
+            if system.gradients(op.wrt_name, op.part_names):
+                plans[_plan_key(op)] = gather_plan(system, op.wrt_name, op.part_names)
+    return plans
 
 
 def block_unsupported(system: ham.SystemOp, scheme) -> str | None:
     """Why no block_run can be built (None: it can)."""
     if scheme is None:
         return "no sym.scheme for the system"
-    if any(not isinstance(st, sym.KickOp | sym.DriftOp) for st in scheme.stages):
-        return "the scheme has implicit stages (block_run runs kick/drift schemes only)"
-    for name in system.state.names:
-        why = gather_unsupported(system, name)
-        if why is not None:
-            return f"dH/d{name} is not in gather form: {why}"
+    if any(not isinstance(st, sym.UpdateOp) for st in scheme.walk() if st is not scheme):
+        return "the scheme has stages other than sym.update (block_run runs explicit " \
+               "splittings only; run sym-lower-flows first)"
+    try:
+        plans = _update_plans(system, scheme)
+    except GatherUnsupported as e:
+        return f"a gradient is not in gather form: {e}"
+    if not plans:
+        return "no update moves the state"
+    if len({p.rowsize for p in plans.values()}) > 1:
+        return "updates of rows of different sizes"
     return None
-
-
-def _block_plans(system: ham.SystemOp) -> tuple[GatherPlan, GatherPlan]:
-    q, p = system.state.names
-    return gather_plan(system, q), gather_plan(system, p)
 
 
 def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.FuncOp:
@@ -960,9 +798,9 @@ def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.F
     bsn = e.imul(e.imul(member, nsnap), n)
     env = bind_env(system, [b.offset(env0.q, bn), b.offset(env0.p, bn),
                             b.offset(env0.params, e.imul(member, pstride)), *args[3:n_env]])
-    BlockSchedule(_block_plans(system), scheme, ft, gpu=True).emit(
-        e, env, dt, nsnap, stride, step0, b.offset(out_q, bsn), b.offset(out_p, bsn), status,
-        member, n)
+    machine = BlockMachine(system, scheme, env, ft, True, e, b.offset(out_q, bsn),
+                           b.offset(out_p, bsn), status, member, n)
+    TimeLoop(system, scheme, machine).emit(e, dt, nsnap, stride, step0)
     e(func.ReturnOp())
     fn = func.FuncOp("block_run", (types, []), Region(block))
     fn.attributes[KERNEL_ATTR] = UnitAttr()
@@ -978,9 +816,9 @@ def build_block_host(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.
         n_env = len(env_types(system, ft))
         env = bind_env(system, args[:n_env])
         dt, nsnap, stride, step0, out_q, out_p, g, status = args[n_env:]
-        BlockSchedule(_block_plans(system), scheme, ft, gpu=False).emit(
-            e, env, dt, nsnap, stride, step0, out_q, out_p, status, e.i(0),
-            state_size(env, e), g)
+        machine = BlockMachine(system, scheme, env, ft, False, e, out_q, out_p, status,
+                               e.i(0), state_size(env, e), g)
+        TimeLoop(system, scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
     return make_func("block_run_host",

@@ -654,11 +654,15 @@ class CpuMachine:
 RUN_ARGS = ("dt", "nsnap", "stride", "step0", "out_q", "out_p", "out_H", "g", "work", "status")
 
 
+def run_types(system: ham.SystemOp, ft: Attribute = f64) -> list[Attribute]:
+    buf = buf_type(ft)
+    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF]
+
+
 def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -> func.FuncOp:
     """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status): the time
     loop on the CPU (dt and every buffer in the precision's float type but status, f64)."""
-    buf = buf_type(ft)
-    types = [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF]
+    types = run_types(system, ft)
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))

@@ -11,19 +11,15 @@ Ensemble layout (the `ensemble_run` kernel of the sym-gpu-kernels pass): B indep
 q/p as [B, n], snapshots as [B, nsnap, n], H as [B, nsnap], one f64 status per member, params
 either shared or [B, n_params]. Inputs and sizes are shared by all members.
 
-One large system (the `pair_forces`, `row_grad_p` and `axpy` kernels, present for systems whose
-dH/dq is a pair sum in gather form, e.g. N-body): `CudaSimulation.pair_forces` evaluates dH/dq
-once (grid = ceil(N / block), block = 128 or 256 threads, at most the kernel's MAX_TILE = 256);
-`CudaSimulation.run_leapfrog` steps the system with leapfrog entirely on the device: per step
-    kick   p -= dt/2 * pair_forces(q)        (pair_forces, then axpy)
-    drift  q += dt   * dH/dp                 (row_grad_p, then axpy)
-    kick   p -= dt/2 * pair_forces(q)
-with the closing half kick of one step fused into the opening one of the next (as the CPU's
-fsal leapfrog does), q and p copied back only at snapshots.
+One large system: `CudaSimulation.pair_forces` evaluates dH/dq once with the `pair_forces`
+kernel (present for systems whose dH/dq is a pair sum in gather form, e.g. N-body; grid =
+ceil(N / block), block = 128 or 256 threads, at most the kernel's MAX_TILE = 256). Time loops
+run only inside kernels built from the one TimeLoop lowering (ensemble_run, block_run); there
+is no host-driven stepper.
 
 Precision: the manifest's `precision` ("f64", or "f32" for a simulation compiled with
 precision="f32"; old manifests without it are f64) sets the dtype of every device buffer and of
-dt / axpy's `a` (`CudaSimulation.dtype`); the status buffer is float64 in both. Results come
+dt (`CudaSimulation.dtype`); the status buffer is float64 in both. Results come
 back in that dtype.
 """
 
@@ -74,7 +70,7 @@ def cuda_available() -> bool:
 
 # -------------------------------------------------------------------- artifacts
 
-KERNELS = ("ensemble_run", "pair_forces", "row_grad_p", "axpy", "block_run")
+KERNELS = ("ensemble_run", "pair_forces", "block_run")
 
 
 @dataclass
@@ -87,7 +83,7 @@ class Manifest:
     sizes: list[str]
     shape: list[int | str]
     arch: str
-    precision: str = "f64"  # "f32": float32 buffers, dt and axpy scale
+    precision: str = "f64"  # "f32": float32 buffers and dt
 
     @property
     def dtype(self) -> type:
@@ -105,16 +101,14 @@ def compile_ptx(sim, arch: str = "sm_90") -> tuple[str, Manifest]:
     """(PTX, manifest) for a `tpc.api.Simulation` (needs llvmlite; runs on the CPU)."""
     from dataclasses import replace
 
-    from tpc.passes.sym_gpu_kernels import lower_for_gpu
     from tpc.runtime.ptx import module_to_ptx
 
     from tpc import lowering, pipeline
 
     module = sim.module.clone()
     runner = pipeline.PassRunner()
-    # sym-gpu-kernels before sym-lower-loops too (pair_forces is built from the ham IR)
     lowering.lower(module, "sym", replace(sim.options, fold=False), runner)
-    lower_for_gpu(module, runner, sim.options.precision)
+    lowering.make_loops(module, runner, precision=sim.options.precision, gpu=True)
     ptx = module_to_ptx(module, arch=arch)
     kernels = [k for k in KERNELS if f".entry {k}(" in ptx]
     info = sim.info
@@ -402,60 +396,6 @@ class CudaSimulation:
         end.synchronize()
         g = drv.from_device(d_g, (n,), self.dtype).reshape(q.shape)
         return (g, start.time_till(end) / 1e3) if return_time else g
-
-    def run_leapfrog(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
-                     params=None, block: int = PAIR_BLOCK, **inputs) -> EnsembleResult:
-        """Leapfrog for one large system on the device (see the module docstring); the
-        result has B = 1 and no energies (H is NaN; compute them on the CPU if needed)."""
-        self._need("pair_forces", "row_grad_p", "axpy")
-        drv = self.drv
-        q = np.ascontiguousarray(q0, dtype=self.dtype).ravel().copy()
-        p = np.ascontiguousarray(p0, dtype=self.dtype).ravel().copy()
-        n = q.size
-        shape = self._concrete_shape(n)
-        rows = shape[0] if shape else 1
-        d_q, d_p = drv.to_device(q), drv.to_device(p)
-        env, _keep = self._env(d_q, d_p, params, inputs, n)
-        d_g = drv.mem_alloc(max(8, self.size * n))
-        axpy = self.kernels["axpy"]
-        ax_grid = ((n + 255) // 256, 1)
-
-        def add(d_y, a: float) -> None:  # y += a * g
-            axpy(d_y, d_g, self.dtype(a), np.int64(n), block=(256, 1, 1), grid=ax_grid)
-
-        def kick(c: float) -> None:
-            self._launch_rows("pair_forces", env, d_g, rows, block)
-            add(d_p, -c * dt)
-
-        def drift() -> None:
-            self._launch_rows("row_grad_p", env, d_g, rows, block)
-            add(d_q, dt)
-
-        full, rem = divmod(steps, save_every)
-        strides = [save_every] * full + ([rem] if rem else [])
-        nrows = 1 + len(strides)
-        out_q, out_p = np.empty((nrows, 1, n), self.dtype), np.empty((nrows, 1, n), self.dtype)
-        out_q[0, 0], out_p[0, 0] = q, p
-        t = np.zeros(nrows)
-        start, end = drv.Event(), drv.Event()
-        elapsed, done = 0.0, 0
-        for row, stride in enumerate(strides, 1):
-            start.record()
-            for s in range(stride):
-                kick(0.5 if s == 0 else 1.0)  # the previous closing half kick, fused
-                drift()
-            kick(0.5)
-            end.record()
-            end.synchronize()
-            elapsed += start.time_till(end) / 1e3
-            out_q[row, 0] = drv.from_device(d_q, (n,), self.dtype)
-            out_p[row, 0] = drv.from_device(d_p, (n,), self.dtype)
-            done += stride
-            t[row] = done * dt
-        status = np.array([-1 if np.isfinite(out_q[-1]).all() and np.isfinite(out_p[-1]).all()
-                           else done])
-        return EnsembleResult(t, out_q.reshape(nrows, 1, *shape), out_p.reshape(nrows, 1, *shape),
-                              np.full((nrows, 1), np.nan, self.dtype), status, elapsed)
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.manifest.shape if isinstance(d, int)]

@@ -7,7 +7,6 @@ import functools
 import hashlib
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
