@@ -329,7 +329,7 @@ class DerivePart(RewritePattern):
             return
         self.done.add(op.part_name)
         for old in [g for g in system.decls(ham.GradientOp) if g.part_name == op.part_name]:
-            rewriter.erase_op(old)
+            rewriter.erase(old)
         for wrt in read_facts(op).depends_on:
             rewriter.insert_op(derive(system, op, wrt), InsertPoint.at_end(system.body.block))
 

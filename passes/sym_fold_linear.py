@@ -102,7 +102,7 @@ class FoldEvolve(RewritePattern):
                else f"one-step map of {name} built exactly")
         reason = (f"time loop folded into matrix powers: H is quadratic (degree "
                   f"{facts.degree_text}), {how}")
-        rewriter.replace_op(op, sym.PropagateOp(op.scheme.string_value(),
+        rewriter.replace(op, sym.PropagateOp(op.scheme.string_value(),
                                                 "expm" if exact else "auto", save, reason))
 
 

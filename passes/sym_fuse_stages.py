@@ -42,8 +42,8 @@ def merge_block(block: Block, rewriter: PatternRewriter) -> bool:
     for st in list(block.ops):
         if prev is not None and _same(prev, st):
             merged = sym.FlowOp(prev.part_names, prev.c + st.c, prev.kind_name)
-            rewriter.replace_op(prev, merged)
-            rewriter.erase_op(st)
+            rewriter.replace(prev, merged)
+            rewriter.erase(st)
             prev, changed = merged, True
             continue
         prev = st

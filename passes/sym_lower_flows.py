@@ -40,7 +40,7 @@ class LowerKick(RewritePattern):
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
         if op.kind_name == "kick":
             q, p = _fields(op)
-            rewriter.replace_op(op, sym.UpdateOp(p, -op.c, op.part_names, q))
+            rewriter.replace(op, sym.UpdateOp(p, -op.c, op.part_names, q))
 
 
 class LowerDrift(RewritePattern):
@@ -48,14 +48,14 @@ class LowerDrift(RewritePattern):
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
         if op.kind_name == "drift":
             q, p = _fields(op)
-            rewriter.replace_op(op, sym.UpdateOp(q, op.c, op.part_names, p))
+            rewriter.replace(op, sym.UpdateOp(q, op.c, op.part_names, p))
 
 
 class LowerMidpoint(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
         if op.kind_name == "midpoint":
-            rewriter.replace_op(op, sym.MidpointOp(op.part_names, op.c))
+            rewriter.replace(op, sym.MidpointOp(op.part_names, op.c))
 
 
 class RequireKind(RewritePattern):

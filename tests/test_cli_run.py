@@ -117,13 +117,14 @@ def test_partial_run_keeps_finite_snapshots(tmp_path, capsys):
 
 @pytest.mark.parametrize("emit, expected", [
     ("ham", ["ham.system @Kepler", "ham.hamiltonian", "ham.norm", "ham.dot"]),
-    ("sym", ["ham.gradient @q", "ham.gradient @p", "ham.accumulate @q",
+    ("sym", ["ham.gradient @V wrt @q", "ham.gradient @T wrt @p", "ham.accumulate @q",
              "sym.scheme @leapfrog for @Kepler", "fsal", "force_evals = 1",
-             "sym.kick 5.000000e-01", "sym.drift 1.000000e+00", "sym.evolve @leapfrog"]),
+             'sym.flow [@V] 5.000000e-01 as "kick"', 'sym.flow [@T] 1.000000e+00 as "drift"',
+             "sym.evolve @leapfrog"]),
     ("loops", ["func.func @energy", "func.func @grad_q", "func.func @grad_p",
-               "func.func @run", "scf.while", "scf.for"]),
+               "func.func @run", "func.func private @grad_V_q", "scf.for", "tpc.abi"]),
     ("llvm", ["define double @energy", "define void @grad_q", "define void @grad_p",
-              "define i64 @run"]),
+              "define void @run"]),
 ])
 def test_compile_emits_each_stage(emit, expected, tmp_path, capsys):
     out = tmp_path / f"kepler.{emit}"
@@ -148,5 +149,5 @@ def test_compile_emit_sym_integrator_flag(tmp_path, capsys):
     text = out.read_text()
     assert "sym.scheme @yoshida4" in text and "order = 4" in text
     # fused: kick drift kick drift kick drift kick, fsal -> 3 force evaluations per step
-    assert text.count("sym.kick") == 4 and text.count("sym.drift") == 3
+    assert text.count("as \"kick\"") == 4 and text.count("as \"drift\"") == 3
     assert "force_evals = 3" in text

@@ -123,25 +123,24 @@ def test_zero_times_sin_folds_and_matches_stepped():
 
 
 def test_fold_decision_remarks():
-    from tpc.passes.sym_fold_linear import fold_decision
-
-    from tpc import pipeline
+    """sym-fold-linear records its decision in the IR; the remarks are read back from it."""
+    from tpc import lowering, pipeline
     from tpc.compiler import Options
 
     def decide(path, **kw):
         _, module = pipeline.frontend(str(path))
-        pipeline.PassRunner().run(module, ["ham-degree"])
-        return fold_decision(module, Options(**({"integrator": "leapfrog"} | kw)))
+        runner = pipeline.PassRunner()
+        runner.run(module, ["ham-degree"])
+        return lowering.make_sym(module, Options(**({"integrator": "leapfrog"} | kw)), runner)
 
-    d = decide(EX / "harmonic_chain.ham")
-    assert d.applies and d.remark == (
+    assert decide(EX / "harmonic_chain.ham") == [
         "remark: time loop folded into matrix powers: H is quadratic (degree 2), "
-        "one-step map of leapfrog built exactly")
-    d = decide(EX / "kepler.ham")
-    assert not d.applies
-    assert d.remark.startswith("remark: not folded: H is not a polynomial via ham.norm at ")
-    assert "kepler.ham:5:30" in d.remark
-    assert not decide(EX / "harmonic_chain.ham", fold=False).applies
+        "one-step map of leapfrog built exactly"]
+    (remark,) = decide(EX / "kepler.ham")
+    assert remark.startswith("remark: not folded: H is not a polynomial via ham.norm at ")
+    assert "kepler.ham:5:30" in remark
+    assert decide(EX / "harmonic_chain.ham", fold=False) == [
+        "remark: not folded: matrix-power folding disabled by --no-fold"]
 
 
 # --------------------------------------------------------------------- folded == stepped
@@ -196,7 +195,8 @@ def test_both_methods_match_stepped(method):
     sim = tpc.compile(EX / "harmonic_chain.ham", fold=True)
     a = tpc.compile(EX / "harmonic_chain.ham", fold=False).run(
         q0, p0, dt=0.05, steps=10_000, save_every=100)
-    b = fold.run_folded(sim, *sim.bind(q0, p0, None, {}), 0.05, 10_000, 100, method=method)
+    b = fold.run_folded(sim.native, sim.bind(q0, p0, None, {}), 0.05, 10_000, 100,
+                        method=method, separable=True)
     assert rel(b.q, a.q) <= 2e-12 and rel(b.p, a.p) <= 2e-12
 
 
@@ -238,8 +238,9 @@ def test_billion_steps_against_closed_form():
 def test_symplectic_to_round_off(method, power):
     q0, p0 = chain_data(40)
     sim = tpc.compile(EX / "harmonic_chain.ham", integrator="yoshida4", fold=True)
-    q, p, ins, sizes, pb = sim.bind(q0, p0, None, {})
-    prop = fold.build_propagator(sim, q, p, ins, sizes, pb, 0.05, method)
+    env = sim.bind(q0, p0, None, {})
+    prop = fold.build_propagator(fold._Env(sim.native, env, env.q.shape, env.q.size), 0.05,
+                                 method, separable=True)
     assert prop.method == method
     m = prop.power_dense(power)[:-1, :-1]
     j = fold.symplectic_form(len(q0))
@@ -275,12 +276,8 @@ def test_exact_affine_and_nonseparable():
 def test_exact_refused():
     with pytest.raises(TpcError, match="quadratic"):
         tpc.compile(EX / "kepler.ham", integrator="exact")
-    from tpc.passes.sym_fold_linear import check_exact
-
-    from tpc.compiler import Options
-
     with pytest.raises(TpcError, match="folding"):
-        check_exact(Options(integrator="exact", fold=False), True)
+        tpc.compile(OSC, integrator="exact", fold=False)
 
 
 def test_expm_matches_scipy():

@@ -51,10 +51,12 @@ def test_example_parses_and_generates(path: Path) -> None:
     assert [i.sym_name.data for i in system.decls(ham.InputOp)] == [
         i.name for i in program.system.inputs
     ]
-    # the energy region ends in a scalar yield
-    y = system.hamiltonian.body.block.last_op
-    assert isinstance(y, ham.YieldOp) and len(y.values) == 1
-    assert str(y.values[0].type) == "f64"
+    # H is the sum of its parts; each part's region ends in a scalar yield
+    assert system.hamiltonian.part_names == [p.part_name for p in system.parts]
+    for part in system.parts:
+        y = part.body.block.last_op
+        assert isinstance(y, ham.YieldOp) and len(y.values) == 1
+        assert str(y.values[0].type) == "f64"
 
 
 @pytest.mark.parametrize("debuginfo", [False, True], ids=["plain", "debuginfo"])
@@ -146,9 +148,9 @@ def test_opt_runs_ham_degree(tmp_path: Path) -> None:
     path = tmp_path / "h.mlir"
     path.write_text(
         "builtin.module {\n  ham.system @S {\n    ham.state @q, @p : !ham.field<[1]>\n"
-        "    ham.hamiltonian {\n      %0 = arith.constant 0 : index\n"
+        "    ham.part @V {\n      %0 = arith.constant 0 : index\n"
         "      %1 = ham.load @q[%0] : f64\n      %2 = ham.ipow %1, 4 : f64\n"
-        "      ham.yield %2 : f64\n    }\n  }\n}\n"
+        "      ham.yield %2 : f64\n    }\n    ham.hamiltonian = [@V]\n  }\n}\n"
     )
     r = run_tpc("opt", str(path), "-p", "ham-degree")
     assert r.returncode == 0, r.stderr
@@ -188,19 +190,31 @@ def test_ast_locations_and_settings() -> None:
 def test_params_hoisted_and_scalar_lets_computed_once() -> None:
     src = (
         "system S {\n  param k = 2\n  state q[N], p[N]\n  let c = k * k\n"
-        "  H = sum(i: c * p[i]^2) + sum(i: c * q[i]^2)\n}\n"
+        "  H = sum(i: c * p[i]^2 + c * q[i]^2 * 0.5)\n}\n"
     )
     _, module = pipeline.frontend(src, "t.ham")
-    block = system_of(module).hamiltonian.body.block
+    (part,) = system_of(module).parts
+    block = part.body.block
     top = list(block.ops)
     refs = [op for op in module.walk() if isinstance(op, ham.ParamRefOp)]
     assert len(refs) == 1 and refs[0].parent_block() is block
     muls = [op for op in top if isinstance(op, arith.MulfOp)]
-    assert len(muls) == 1  # c = k * k, once, at the top level, not inside the loops
+    assert len(muls) == 1  # c = k * k, once, at the top level, not inside the loop
     sums = [op for op in top if isinstance(op, ham.SumOp)]
-    assert len(sums) == 2
-    for s in sums:
-        assert not any(isinstance(op, ham.ParamRefOp) for op in s.walk())
+    assert len(sums) == 1
+    assert not any(isinstance(op, ham.ParamRefOp) for op in sums[0].walk())
+
+
+def test_parts_named_by_lets_and_grouped_by_dependence() -> None:
+    src = (
+        "system S {\n  param k = 2\n  state q[3], p[3]\n  let T = dot(p, p) / 2\n"
+        "  let Vtrap = k * dot(q, q)\n  let Vweak = dot(q, q)^2\n"
+        "  H = T + Vtrap + Vweak + 0.1 * q[0] * p[1] - q[1]\n}\n"
+    )
+    _, module = pipeline.frontend(src, "t.ham")
+    system = system_of(module)
+    assert system.hamiltonian.part_names == ["T", "Vtrap", "Vweak", "W", "V"]
+    assert [p.part_name for p in system.parts if "let" in p.attributes] == ["T", "Vtrap", "Vweak"]
 
 
 def test_inferred_range_shrinks_with_offsets() -> None:
