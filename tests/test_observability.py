@@ -1,0 +1,79 @@
+"""IR dumps after each pass (`--print-ir-after[-all]`), the LLVM ladder run through the
+same pass runner, and tpc's dialects and passes as an xDSL plug-in (`xdsl-opt`)."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tpc.passes import llvm_pipeline, registry_llvm
+from xdsl.utils.arg_spec import parse_pipeline
+
+from tpc import pipeline
+
+KEPLER = """
+system Kepler {
+    param mu = 1.0
+    state q[3], p[3]
+    H = dot(p, p) / 2 - mu / norm(q)
+}
+"""
+
+LABEL = re.compile(r"^// -----// IR Dump After (\S*) //----- //$", re.M)
+
+
+def script(name: str) -> str:
+    exe = shutil.which(name, path=str(Path(sys.executable).parent))
+    assert exe, f"{name} is not installed next to this interpreter"
+    return exe
+
+
+def ham_module():
+    _, module = pipeline.frontend(KEPLER, "kepler.ham")
+    pipeline.PassRunner().run(module, ["ham-degree"])
+    return module
+
+
+def dumps(text: str) -> list[tuple[str, str]]:
+    """(label, IR) for each dump in `text`, in order."""
+    parts = LABEL.split(text)
+    assert parts[0] == "", f"text before the first dump: {parts[0][:200]!r}"
+    return list(zip(parts[1::2], parts[2::2]))
+
+
+def run_dumped(spec, module=None, **kw) -> list[tuple[str, str]]:
+    out = io.StringIO()
+    pipeline.PassRunner(dump=out, **kw).run(module or ham_module(), spec)
+    return dumps(out.getvalue())
+
+
+# --- one table-driven loader for the LLVM passes --------------------------------------------
+
+
+def test_llvm_registry_is_one_table_driven_loader():
+    own = [name for name, f in vars(registry_llvm).items()
+           if inspect.isfunction(f) and f.__module__ == registry_llvm.__name__]
+    assert own == ["_load"]
+    for name, load in registry_llvm.LLVM_PASSES.items():
+        assert load().name == name
+
+
+def test_tpc_passes_lists_the_llvm_passes():
+    proc = subprocess.run([script("tpc"), "passes"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert set(registry_llvm.LLVM_PASSES) <= listed
+
+
+def test_llvm_passes_follow_the_named_pipeline():
+    specs = list(parse_pipeline(",".join(llvm_pipeline.llvm_pipeline("nvptx"))))
+    passes = llvm_pipeline.llvm_passes("nvptx")
+    assert [p.name for p in passes] == [s.name for s in specs][:-1]
+    assert specs[-1].name == "reconcile-unrealized-casts"
+    math = next(p for p in passes if p.name == "convert-math-to-llvm")
+    assert math.target == "nvptx"
