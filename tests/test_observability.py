@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import xdsl.passes
 from tpc.passes import llvm_pipeline, registry_llvm
 from xdsl.utils.arg_spec import parse_pipeline
 
@@ -77,3 +79,57 @@ def test_llvm_passes_follow_the_named_pipeline():
     assert specs[-1].name == "reconcile-unrealized-casts"
     math = next(p for p in passes if p.name == "convert-math-to-llvm")
     assert math.target == "nvptx"
+
+
+# --- --print-ir-after(-all): the dump comes after the pass that labels it -----------------
+
+
+def test_print_after_all_labels_each_dump_with_the_pass_that_just_ran():
+    got = run_dumped(["ham-derive", "sym-integrator", "sym-fuse-stages"], print_after_all=True)
+    assert [label for label, _ in got] == ["ham-derive", "sym-integrator", "sym-fuse-stages"]
+    (_, derive), (_, integrate), (_, fuse) = got
+    assert "ham.gradient @q" in derive and "sym.scheme" not in derive
+    assert "sym.scheme @leapfrog" in integrate and "fsal" not in integrate
+    assert "fsal" in fuse
+
+
+def test_print_after_a_pass_in_the_middle():
+    got = run_dumped(["ham-derive", "sym-integrator", "sym-fuse-stages"],
+                     print_after=["sym-integrator"])
+    assert [label for label, _ in got] == ["sym-integrator"]
+    assert "sym.scheme @leapfrog" in got[0][1] and "fsal" not in got[0][1]
+
+
+def test_print_after_the_last_pass():
+    got = run_dumped(["ham-derive"], print_after=["ham-derive"])
+    assert [label for label, _ in got] == ["ham-derive"]
+    assert "ham.gradient @p" in got[0][1]
+
+
+def test_pass_options_do_not_change_the_label():
+    got = run_dumped(["ham-derive", "sym-integrator{integrator=yoshida4}"],
+                     print_after=["sym-integrator"])
+    assert [label for label, _ in got] == ["sym-integrator"]
+    assert 'integrator = "yoshida4"' in got[0][1]
+
+
+def test_nothing_is_dumped_unless_asked():
+    assert run_dumped(["ham-derive", "sym-integrator"]) == []
+
+
+class _NoFinalCallback(xdsl.passes.PassPipeline):
+    """A pass pipeline that calls back only between passes, never after the last one."""
+
+    def apply(self, ctx, op) -> None:
+        for i, p in enumerate(self.passes):
+            p.apply(ctx, op)
+            if self.callback is not None and i + 1 < len(self.passes):
+                self.callback(p, op, self.passes[i + 1])
+
+
+@pytest.mark.parametrize("pipeline_cls", [xdsl.passes.PassPipeline, _NoFinalCallback])
+def test_last_pass_dumped_exactly_once(monkeypatch, pipeline_cls):
+    monkeypatch.setattr(xdsl.passes, "PassPipeline", pipeline_cls)
+    got = run_dumped(["ham-derive", "sym-integrator"], print_after_all=True)
+    assert [label for label, _ in got] == ["ham-derive", "sym-integrator"]
+    assert "sym.scheme" in got[1][1]
