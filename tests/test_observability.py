@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import xdsl.passes
 from tpc.passes import llvm_pipeline, registry_llvm
+from tpc.passes.llvm_types import LLVMLoweringError
 from xdsl.utils.arg_spec import parse_pipeline
 
-from tpc import pipeline
+from tpc import compiler, lowering, pipeline
 
 KEPLER = """
 system Kepler {
@@ -133,3 +134,69 @@ def test_last_pass_dumped_exactly_once(monkeypatch, pipeline_cls):
     got = run_dumped(["ham-derive", "sym-integrator"], print_after_all=True)
     assert [label for label, _ in got] == ["ham-derive", "sym-integrator"]
     assert "sym.scheme" in got[1][1]
+
+
+# --- the LLVM ladder goes through the runner -----------------------------------------------
+
+
+def lowered_dumps(emit: str, **kw) -> tuple[list[tuple[str, str]], object]:
+    out = io.StringIO()
+    module = ham_module()
+    runner = pipeline.PassRunner(dump=out, **kw)
+    lowering.lower(module, emit, compiler.Options(integrator="leapfrog"), runner)
+    return dumps(out.getvalue()), module
+
+
+def test_llvm_passes_are_dumped_after_each_one():
+    got, module = lowered_dumps("llvm", print_after_all=True)
+    labels = [label for label, _ in got]
+    llvm_names = [spec.name for spec in parse_pipeline(",".join(llvm_pipeline.llvm_pipeline()))]
+    assert labels[-len(llvm_names):] == llvm_names
+    assert labels[:3] == ["ham-derive", "sym-integrator", "sym-fuse-stages"]
+    ir = dict(got)
+    assert "scf.for" in ir["cse"] and "scf." not in ir["convert-scf-to-cf"]
+    assert "func.func" in ir["convert-cf-to-llvm"]
+    assert "func.func" not in ir["convert-func-to-llvm"] and "llvm.func" in ir["convert-func-to-llvm"]
+    assert "unrealized_conversion_cast" in ir["convert-func-to-llvm"]
+    assert "unrealized_conversion_cast" not in ir["reconcile-unrealized-casts"]
+    assert all(op.name.startswith("llvm.") for op in module.body.ops)
+
+
+def test_ptx_lowers_math_for_nvptx_through_the_runner():
+    out = io.StringIO()
+    _, module = pipeline.frontend(
+        "system P { param g = 9.8\n state q[1], p[1]\n H = p[0]^2 / 2 - g * cos(q[0]) }", "p.ham")
+    pipeline.PassRunner().run(module, ["ham-degree"])
+    runner = pipeline.PassRunner(dump=out, print_after=["convert-math-to-llvm"])
+    lowering.lower(module, "ptx", compiler.Options(integrator="leapfrog"), runner)
+    [(label, ir)] = dumps(out.getvalue())
+    assert label == "convert-math-to-llvm"
+    assert "llvm.call @__nv_cos" in ir and "math.cos" not in ir
+
+
+def test_make_llvm_default_runner_is_silent_and_still_checks(capsys):
+    module = pipeline.parse_ir(
+        """func.func @f(%a: memref<?xf64>) -> index {
+          %c0 = arith.constant 0 : index
+          %d = memref.dim %a, %c0 : memref<?xf64>
+          func.return %d : index
+        }""", "dim.mlir")
+    with pytest.raises(LLVMLoweringError, match="memref.dim"):
+        lowering.make_llvm(module)
+    captured = capsys.readouterr()
+    assert "IR Dump" not in captured.err + captured.out
+
+
+def test_make_llvm_runs_through_the_given_runner():
+    module = pipeline.parse_ir(
+        """func.func @f(%a: memref<?xf64>, %i: index) -> f64 {
+          %x = memref.load %a[%i] : memref<?xf64>
+          %y = math.cos %x : f64
+          func.return %y : f64
+        }""", "cos.mlir")
+    out = io.StringIO()
+    lowering.make_llvm(module, "nvptx", pipeline.PassRunner(dump=out, print_after_all=True))
+    got = dumps(out.getvalue())
+    assert [label for label, _ in got] == [
+        spec.name for spec in parse_pipeline(",".join(llvm_pipeline.llvm_pipeline("nvptx")))]
+    assert "__nv_cos" in dict(got)["convert-math-to-llvm"]

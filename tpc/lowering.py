@@ -41,10 +41,19 @@ def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True,
     runner.run(module, [lower, "canonicalize", "cse"])
 
 
-def make_llvm(module: ModuleOp, target: str = "cpu") -> None:
-    from tpc.passes.llvm_pipeline import lower_to_llvm
+def make_llvm(module: ModuleOp, target: str = "cpu", runner: PassRunner | None = None) -> None:
+    """Run the convert-*-to-llvm ladder through `runner` (so its IR dumps show each step),
+    then check that only llvm ops are left."""
+    import warnings
 
-    lower_to_llvm(module, target)
+    from tpc.passes.llvm_pipeline import check_llvm_only, llvm_pipeline
+
+    with warnings.catch_warnings():
+        # A cast reconcile cannot remove is reported, by type, by check_llvm_only.
+        warnings.filterwarnings("ignore", message="Unable to remove cast")
+        (runner or PassRunner()).run(module, llvm_pipeline(target))
+    check_llvm_only(module)
+    module.verify()
 
 
 def is_folded(module: ModuleOp) -> bool:
@@ -69,7 +78,7 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
             return module, remarks
         if emit == "ptx":
             runner.run(module, [gpu])  # GPU entry points (tpc.kernel funcs)
-        make_llvm(module, "nvptx" if emit == "ptx" else "cpu")
+        make_llvm(module, "nvptx" if emit == "ptx" else "cpu", runner)
         return module, remarks
     except PassFailedException as e:
         raise TpcError(str(e).strip().splitlines()[0]) from None
