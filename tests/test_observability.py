@@ -17,7 +17,7 @@ from tpc.passes import llvm_pipeline, registry_llvm
 from tpc.passes.llvm_types import LLVMLoweringError
 from xdsl.utils.arg_spec import parse_pipeline
 
-from tpc import compiler, lowering, pipeline
+from tpc import compiler, lowering, pipeline, registry
 
 KEPLER = """
 system Kepler {
@@ -200,3 +200,52 @@ def test_make_llvm_runs_through_the_given_runner():
     assert [label for label, _ in got] == [
         spec.name for spec in parse_pipeline(",".join(llvm_pipeline.llvm_pipeline("nvptx")))]
     assert "__nv_cos" in dict(got)["convert-math-to-llvm"]
+
+
+# --- xDSL plug-in ------------------------------------------------------------------------------
+
+
+def test_universe_holds_tpcs_own_dialects_and_passes():
+    from xdsl.universe import Universe
+
+    u = registry.UNIVERSE
+    assert isinstance(u, Universe)
+    assert set(u.all_dialects) == {"ham", "sym"}
+    assert u.all_dialects["ham"]().name == "ham"
+    assert u.all_dialects["sym"]().name == "sym"
+    for name in ("ham-degree", "ham-derive", "sym-integrator", "sym-lower-loops",
+                 "convert-func-to-llvm", "convert-math-to-llvm"):
+        assert u.all_passes[name]().name == name
+    # xDSL refuses names defined twice: those stay xDSL's.
+    for name in ("canonicalize", "cse", "reconcile-unrealized-casts", "convert-scf-to-cf"):
+        assert name not in u.all_passes
+
+
+def test_multiverse_finds_tpc_through_the_entry_point():
+    from xdsl.universe import Universe
+
+    multi = Universe.get_multiverse()  # raises on a name clash
+    for name in ("ham-degree", "ham-derive", "sym-integrator", "convert-func-to-llvm"):
+        assert multi.all_passes[name]().__module__.startswith("tpc.passes."), \
+            "tpc's xdsl.universe entry point is not installed: run `pip install -e .`"
+    assert multi.all_dialects["ham"]().name == "ham"
+
+
+def test_xdsl_opt_lists_tpc_passes():
+    proc = subprocess.run([script("xdsl-opt"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    listed = re.sub(r"\s+", "", proc.stdout)  # the list is wrapped at hyphens
+    for name in ("ham-degree", "ham-derive", "sym-integrator", "sym-lower-loops",
+                 "convert-func-to-llvm"):
+        assert name in listed
+
+
+def test_xdsl_opt_runs_tpc_passes():
+    buf = io.StringIO()
+    _, module = pipeline.frontend(KEPLER, "kepler.ham")
+    pipeline.print_ir(module, buf)
+    proc = subprocess.run([script("xdsl-opt"), "-p", "ham-degree,ham-derive"], input=buf.getvalue(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'degree = "nonpoly"' in proc.stdout
+    assert "ham.gradient @q" in proc.stdout and "ham.gradient @p" in proc.stdout
