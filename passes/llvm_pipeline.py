@@ -1,24 +1,21 @@
 """The lowering ladder from func/arith/math/scf/cf/memref to the `llvm` dialect.
 
-`lower_to_llvm` runs it in place and checks that nothing but llvm ops is left,
-so a missing lowering surfaces here, by op name, instead of as an opaque
-failure inside the llvmlite translation.
+`llvm_pipeline` names its passes in order. `lower_to_llvm` runs them in place
+and checks that nothing but llvm ops is left (`check_llvm_only`), so a missing
+lowering surfaces here, by op name, instead of as an opaque failure inside the
+llvmlite translation.
 """
 
 from __future__ import annotations
 
-from tpc.passes.convert_arith_to_llvm import ConvertArithToLLVMPass
-from tpc.passes.convert_cf_to_llvm import ConvertCfToLLVMPass
-from tpc.passes.convert_func_to_llvm import ConvertFuncToLLVMPass
-from tpc.passes.convert_math_to_llvm import ConvertMathToLLVMPass
-from tpc.passes.convert_memref_to_llvm import ConvertMemrefToLLVMPass
-from tpc.passes.convert_scf_to_cf import ConvertScfToCfPass
 from tpc.passes.llvm_types import LLVMLoweringError
+from tpc.passes.registry_llvm import LLVM_PASSES
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, cf, func, llvm, math, memref, scf
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.transforms.reconcile_unrealized_casts import reconcile_unrealized_casts
+from xdsl.utils.arg_spec import parse_pipeline
 
 
 def standard_context() -> Context:
@@ -38,16 +35,29 @@ def standard_context() -> Context:
     return ctx
 
 
-def llvm_passes(target: str = "cpu") -> list[ModulePass]:
+def llvm_pipeline(target: str = "cpu") -> list[str]:
+    """The ladder as a pass pipeline, by CLI name (what `tpc compile --emit=llvm|ptx` runs
+    through its PassRunner, so that `--print-ir-after` sees every step)."""
     # scf first: its lowering creates arith (loop counters) and cf ops.
     # The rest are order-independent thanks to the casts; reconcile comes last.
     return [
-        ConvertScfToCfPass(),
-        ConvertArithToLLVMPass(),
-        ConvertMathToLLVMPass(target=target),
-        ConvertMemrefToLLVMPass(),
-        ConvertCfToLLVMPass(),
-        ConvertFuncToLLVMPass(),
+        "convert-scf-to-cf",
+        "convert-arith-to-llvm",
+        f"convert-math-to-llvm{{target={target}}}",
+        "convert-memref-to-llvm",
+        "convert-cf-to-llvm",
+        "convert-func-to-llvm",
+        "reconcile-unrealized-casts",
+    ]
+
+
+def llvm_passes(target: str = "cpu") -> list[ModulePass]:
+    """The conversion passes of `llvm_pipeline`, instantiated (reconcile is left to the caller)."""
+    specs = parse_pipeline(",".join(llvm_pipeline(target)))
+    return [
+        LLVM_PASSES[spec.name]().from_pass_spec(spec)
+        for spec in specs
+        if spec.name != "reconcile-unrealized-casts"
     ]
 
 

@@ -39,10 +39,19 @@ def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True,
     runner.run(module, passes)
 
 
-def make_llvm(module: ModuleOp, target: str = "cpu") -> None:
-    from tpc.passes.llvm_pipeline import lower_to_llvm
+def make_llvm(module: ModuleOp, target: str = "cpu", runner: PassRunner | None = None) -> None:
+    """Run the convert-*-to-llvm ladder through `runner` (so its IR dumps show each step),
+    then check that only llvm ops are left."""
+    import warnings
 
-    lower_to_llvm(module, target)
+    from tpc.passes.llvm_pipeline import check_llvm_only, llvm_pipeline
+
+    with warnings.catch_warnings():
+        # A cast reconcile cannot remove is reported, by type, by check_llvm_only.
+        warnings.filterwarnings("ignore", message="Unable to remove cast")
+        (runner or PassRunner()).run(module, llvm_pipeline(target))
+    check_llvm_only(module)
+    module.verify()
 
 
 def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[ModuleOp, list[str]]:
@@ -56,7 +65,7 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
                    gpu=emit == "ptx")
         if emit == "loops":
             return module, remarks
-        make_llvm(module, "nvptx" if emit == "ptx" else "cpu")
+        make_llvm(module, "nvptx" if emit == "ptx" else "cpu", runner)
         return module, remarks
     except PassFailedException as e:
         raise TpcError(str(e).strip().splitlines()[0]) from None

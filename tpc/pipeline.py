@@ -84,7 +84,7 @@ class PassRunner:
     debuginfo: bool = False
 
     def run(self, module: ModuleOp, spec: str | Sequence[str]) -> ModuleOp:
-        from xdsl.passes import PassPipeline
+        from xdsl.passes import ModulePass, PassPipeline
         from xdsl.utils.arg_spec import parse_pipeline
 
         text = spec if isinstance(spec, str) else ",".join(spec)
@@ -101,18 +101,33 @@ class PassRunner:
         passes = [available[p.name]().from_pass_spec(p) for p in parsed]
         ctx = registry.context()
 
-        def callback(before: object, module_op: ModuleOp, after: object) -> None:
-            name = getattr(after, "name", "")
-            if self.print_after_all or name in self.print_after:
-                self.dump.write(f"// -----// IR Dump After {name} //----- //\n")
-                print_ir(module_op, self.dump, self.debuginfo)
+        # xDSL calls back as (pass that just ran, module, pass about to run): once
+        # before the first pass with nothing behind it, and once after the last pass
+        # with nothing ahead. Dump under the name of the pass that just ran, and make
+        # sure the last pass is dumped even on an xDSL that skips the final call.
+        dumped: list[ModulePass] = []
+
+        def callback(previous: ModulePass | None, module_op: ModuleOp, _next: object) -> None:
+            if previous is not None:
+                dumped.append(previous)
+                self._dump_after(previous.name, module_op)
 
         try:
             PassPipeline(tuple(passes), callback).apply(ctx, module)
         except PassFailedException as e:
             raise TpcError(_first_line(e)) from None
+        if not dumped or dumped[-1] is not passes[-1]:
+            self._dump_after(passes[-1].name, module)
         verify(module)
         return module
+
+    def wants_dump(self, name: str) -> bool:
+        return self.print_after_all or name in self.print_after
+
+    def _dump_after(self, name: str, module: ModuleOp) -> None:
+        if self.wants_dump(name):
+            self.dump.write(f"// -----// IR Dump After {name} //----- //\n")
+            print_ir(module, self.dump, self.debuginfo)
 
 
 def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Program, ModuleOp]:

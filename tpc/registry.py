@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from xdsl.context import Context
 from xdsl.passes import ModulePass
+
+if TYPE_CHECKING:
+    from xdsl.ir import Dialect
+    from xdsl.universe import Universe
 
 
 def _ours(module: str, cls: str) -> Callable[[], type[ModulePass]]:
@@ -60,14 +65,49 @@ _DIALECTS: dict[str, tuple[str, str]] = {
 }
 
 
+def _dialect(module: str, attr: str) -> Callable[[], Dialect]:
+    return lambda: getattr(importlib.import_module(module), attr)
+
+
 def context() -> Context:
     """Every dialect tpc reads or writes, each imported only when an op of it is met."""
     ctx = Context()
     for name, (module, attr) in _DIALECTS.items():
-        ctx.register_dialect(
-            name, lambda module=module, attr=attr: getattr(importlib.import_module(module), attr)
-        )
+        ctx.register_dialect(name, _dialect(module, attr))
     return ctx
+
+
+def universe() -> Universe:
+    """tpc's dialects and passes as an xDSL plug-in, so that `xdsl-opt -p ham-derive` works.
+
+    The entries of the tables above that xDSL does not define itself: xDSL refuses a
+    name that two universes both define, so `xdsl-opt` keeps its own builtin/arith/...,
+    canonicalize/cse/dce and convert-scf-to-cf (tpc's shadowing version, which adds
+    scf.while, is only reachable through `tpc opt`)."""
+    from xdsl.dialects import get_all_dialects
+    from xdsl.transforms import get_all_passes
+    from xdsl.universe import Universe
+
+    xdsl_dialects, xdsl_passes = get_all_dialects(), get_all_passes()
+    return Universe(
+        all_dialects={
+            name: _dialect(module, attr)
+            for name, (module, attr) in _DIALECTS.items()
+            if name not in xdsl_dialects
+        },
+        all_passes={
+            name: load for name, load in all_passes().items() if name not in xdsl_passes
+        },
+    )
+
+
+def __getattr__(name: str) -> object:
+    # UNIVERSE (the `xdsl.universe` entry point in pyproject.toml) is built on first
+    # access, so that importing the registry stays cheap for `tpc --help`.
+    if name == "UNIVERSE":
+        value = globals()["UNIVERSE"] = universe()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _XDSL_SUMMARIES = {
