@@ -103,16 +103,6 @@ def test_pair_forces_matches_cpu_gradient(block):
     assert _close(g, ref["g"]) < RTOL
 
 
-def test_pair_leapfrog_matches_cpu_run():
-    """The device leapfrog (pair_forces, row_grad_p, axpy) against the CPU run."""
-    gpu, ref = _nbody_gpu("nbody_leapfrog.npz")
-    res = gpu.run_leapfrog(ref["q0"], ref["p0"], dt=float(ref["dt"]), steps=int(ref["steps"]),
-                           save_every=int(ref["save_every"]), m=ref["m"])
-    assert res.status[0] == -1
-    assert _close(res.q[:, 0], ref["q"]) < 1e-10
-    assert _close(res.p[:, 0], ref["p"]) < 1e-10
-
-
 def test_block_run_matches_cpu_runs():
     """block_run (one small N-body system per thread block, the whole time loop in one
     launch) against each member's CPU run, with per-member G."""

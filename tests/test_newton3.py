@@ -35,7 +35,7 @@ def test_no_newton3_changes_the_generated_gradient():
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
     def grad_q(text):
-        start = text.index("@grad_q")
+        start = text.index("@grad_V_q")
         return text[start:text.index("func.func", start)]
 
     # Scatter: the pair loop stores to both particles; gather: one store per row, after the loop.

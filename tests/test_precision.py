@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_cuda import FakeDriver
 
 import tpc
 from tpc.diagnostics import TpcError
@@ -145,7 +144,9 @@ def _compile(example: Path, *flags: str) -> str:
 def test_emit_loops_f32(example: Path):
     text = _compile(example, "--emit=loops", "--precision", "f32")
     assert "memref<?xf32>" in text
-    assert "f64" not in text
+    # Only the status buffer (step numbers, exact in f64) and the ABI table name f64.
+    body = text.split("\n", 1)[1].replace("memref<?xf64>", "")
+    assert "f64" not in body
     assert "f32" not in _compile(example, "--emit=loops")
 
 
@@ -181,53 +182,3 @@ def test_emit_ptx_f32_passes_ptxas(example: Path, tmp_path: Path):
     r = subprocess.run([PTXAS, "-arch=sm_90", str(path), "-o", str(tmp_path / "out.cubin")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-
-
-def test_gpu_kernels_refuse_mixed_precision():
-    """A ham-level stash of f32 kernels cannot be merged into an f64 `run`."""
-    from tpc import compiler, lowering, pipeline
-
-    program, module = pipeline.frontend(str(ROOT / "examples" / "nbody.ham"))
-    runner = pipeline.PassRunner()
-    runner.run(module, ["ham-degree"])
-    options = compiler.resolve_integrator(program, compiler.Options(fold=False))
-    lowering.make_sym(module, options, runner)
-    runner.run(module, ["sym-gpu-kernels{precision=f32}"])
-    lowering.make_loops(module, runner)
-    with pytest.raises(TpcError, match="same precision"):
-        runner.run(module, ["sym-gpu-kernels"])
-
-
-def test_f32_gpu_stepper_host_side():
-    """CudaSimulation.run_leapfrog with an f32 manifest: float32 buffers, dt and axpy scale,
-    kernels played by the f32 CPU gradients; it reproduces the f32 CPU run."""
-    from tpc.runtime.cuda import CudaSimulation, Manifest
-
-    sim = tpc.compile(ROOT / "examples" / "nbody.ham", fold=False, precision="f32")
-    man = Manifest(["ensemble_run", "pair_forces", "row_grad_p", "axpy"], {"G": 1.0}, ["m"],
-                   ["N"], ["N", 3], "sm_90", "f32")
-    assert Manifest.from_json(man.to_json()).dtype == np.float32
-
-    def grad(which):
-        def kernel(q, p, par, m, n, out, block, grid):
-            assert q.dtype == p.dtype == par.dtype == m.dtype == out.dtype == np.float32
-            g = sim.gradient(q.reshape(-1, 3), p.reshape(-1, 3), {"G": par[0]}, m=m)
-            out[:] = g[0 if which == "q" else 1].ravel()
-        return kernel
-
-    def axpy(y, x, a, n, block, grid):
-        assert isinstance(a, np.float32)
-        y[:n] += a * x[:n]
-
-    gpu = object.__new__(CudaSimulation)
-    gpu.drv, gpu.manifest = FakeDriver(np.float32), man
-    gpu.kernels = {"pair_forces": grad("q"), "row_grad_p": grad("p"), "axpy": axpy}
-    rng = np.random.default_rng(5)
-    n = 24
-    q, p, m = rng.standard_normal((n, 3)) * 3, rng.standard_normal((n, 3)) * .1, rng.random(n) + .5
-    res = gpu.run_leapfrog(q, p, dt=1e-3, steps=7, save_every=3, m=m)
-    ref = sim.run(q, p, dt=1e-3, steps=7, save_every=3, m=m)
-    assert res.q.dtype == np.float32
-    assert _rel(ref.q, res.q[:, 0]) < 1e-6 and _rel(ref.p, res.p[:, 0]) < 1e-5
-    g = gpu.pair_forces(q, p, m=m)
-    assert g.dtype == np.float32 and np.array_equal(g, sim.gradient(q, p, m=m)[0])

@@ -3,6 +3,7 @@ transcendental math goes through libdevice, and the failure modes give clear err
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import subprocess
 import sys
@@ -176,7 +177,7 @@ def test_nbody_pair_forces_ptx(arch: str, tmp_path: Path):
 
     ptx, man = compile_ptx(api.compile(ROOT / "examples" / "nbody.ham", fold=False), arch)
     assert ".visible .entry pair_forces(" in ptx and ".visible .entry ensemble_run(" in ptx
-    assert man.kernels == ["ensemble_run", "pair_forces", "row_grad_p", "axpy", "block_run"]
+    assert man.kernels == ["ensemble_run", "pair_forces", "block_run"]
     body = ptx[ptx.index(".entry pair_forces("):]
     body = body[:body.index("\n}\n")]
     assert ".shared .align 8 .b8 __tpc_tile_q[6144]" in ptx  # 256 rows of 3 f64
@@ -228,7 +229,21 @@ def _sym_module(sim):
     module = sim.module.clone()
     runner = pipeline.PassRunner()
     lowering.lower(module, "sym", replace(sim.options, fold=False), runner)
+    runner.run(module, ["sym-lower-flows"])
     return module, runner
+
+
+def _env_types(sim):
+    return [ctypes.c_void_p] * (3 + len(sim.info.inputs)) + [ctypes.c_int64] * len(sim.info.sizes)
+
+
+_ALIVE = []  # the bound buffers must outlive the raw pointers handed out
+
+
+def _env(sim, q, p, inputs):
+    bound = sim.bind(q, p, None, inputs)
+    _ALIVE.append(bound)
+    return bound.q, bound.p, sim.native.env_args(bound)
 
 
 @pytest.mark.parametrize("source", ["nbody", MIXED, RING], ids=["nbody", "mixed", "ring"])
@@ -260,11 +275,10 @@ def test_gather_form_matches_scatter_gradient(source: str):
     q, p = rng.standard_normal(shape), rng.standard_normal(shape)
     inputs = {"m": rng.random(n) + 0.5} if sim.info.inputs else {}
     ref = sim.gradient(q, p, **inputs)
-    qq, pp, ins, sizes, pb = sim.bind(q, p, None, inputs)
-    env = sim.env_args(qq, pp, pb, ins, sizes)
+    qq, pp, env = _env(sim, q, p, inputs)
     for tag, want in zip("qp", ref):
         got = np.full_like(qq, np.nan)
-        lib.get(f"gather_{tag}_host", None, [*sim._env_types(), ctypes.c_void_p])(
+        lib.get(f"gather_{tag}_host", None, [*_env_types(sim), ctypes.c_void_p])(
             *env, got.ctypes.data)
         assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want)), tag
 
@@ -281,67 +295,6 @@ def test_gather_unsupported_reasons():
         system = next(op for op in module.ops if op.name == "ham.system")
         assert why in gather_unsupported(system)
         assert not list(gpu_kernel_module(system).ops)
-
-
-def test_stash_survives_sym_lower_loops():
-    """sym-gpu-kernels on the ham+sym module stashes the kernels; after sym-lower-loops the
-    second run merges them next to ensemble_run."""
-    from tpc.passes.sym_gpu_kernels import STASH, lower_for_gpu
-
-    from tpc import api
-
-    sim = api.compile(ROOT / "examples" / "nbody.ham", fold=False)
-    module, runner = _sym_module(sim)
-    runner.run(module, ["sym-gpu-kernels"])
-    assert STASH in module.attributes
-    runner.run(module, ["sym-lower-loops", "sym-gpu-kernels"])
-    names = [getattr(op, "sym_name", None) and op.sym_name.data for op in module.ops]
-    assert STASH not in module.attributes
-    assert {"pair_forces", "row_grad_p", "axpy", "ensemble_run", "__tpc_tile_q"} <= set(names)
-    again, runner = _sym_module(sim)
-    lower_for_gpu(again, runner)
-    assert [getattr(op, "sym_name", None) and op.sym_name.data for op in again.ops] == names
-
-
-def test_leapfrog_host_sequence_matches_cpu_run():
-    """CudaSimulation.run_leapfrog's launch sequence (fused half kicks, axpy coefficients),
-    with the kernels played by the CPU's grad_q/grad_p: it must reproduce the CPU run."""
-    import numpy as np
-    from tpc.runtime.cuda import CudaSimulation, Manifest
-
-    from tpc import api
-
-    sim = api.compile(ROOT / "examples" / "nbody.ham", fold=False)
-    man = Manifest(["ensemble_run", "pair_forces", "row_grad_p", "axpy"], {"G": 1.0}, ["m"],
-                   ["N"], ["N", 3], "sm_90")
-    launches = []
-
-    def grad(which):
-        def kernel(q, p, par, m, n, out, block, grid):
-            assert grid[0] * block[0] >= n and block[0] <= 256
-            launches.append(which)
-            g = sim.gradient(q.reshape(-1, 3), p.reshape(-1, 3), {"G": par[0]}, m=m)
-            out[:] = g[0 if which == "q" else 1].ravel()
-        return kernel
-
-    def axpy(y, x, a, n, block, grid):
-        y[:n] += a * x[:n]
-
-    gpu = object.__new__(CudaSimulation)
-    gpu.drv, gpu.manifest = FakeDriver(), man
-    gpu.kernels = {"pair_forces": grad("q"), "row_grad_p": grad("p"), "axpy": axpy}
-    rng = np.random.default_rng(5)
-    n = 40
-    q, p, m = rng.standard_normal((n, 3)) * 3, rng.standard_normal((n, 3)) * .1, rng.random(n) + .5
-    res = gpu.run_leapfrog(q, p, dt=1e-3, steps=7, save_every=3, m=m)
-    ref = sim.run(q, p, dt=1e-3, steps=7, save_every=3, m=m)
-    assert launches.count("q") == 7 + 3 and launches.count("p") == 7  # 3 strides: 3 closings
-    assert np.allclose(res.t, ref.t, rtol=0, atol=1e-15)
-    assert np.max(np.abs(res.q[:, 0] - ref.q)) <= 1e-12 * np.max(np.abs(ref.q))
-    assert np.max(np.abs(res.p[:, 0] - ref.p)) <= 1e-12 * np.max(np.abs(ref.p))
-    assert res.status[0] == -1
-    g = gpu.pair_forces(q, p, m=m)
-    assert np.array_equal(g, sim.gradient(q, p, m=m)[0])
 
 
 # ------------------------------------------------------------------ block_run
@@ -364,7 +317,7 @@ def _block_host(sim):
         op.detach()
         module.body.block.add_op(op)
     lib = compile_llvm_module(module)
-    fn = lib.get("block_run_host", None, [*sim._env_types(), ctypes.c_double, ctypes.c_int64,
+    fn = lib.get("block_run_host", None, [*_env_types(sim), ctypes.c_double, ctypes.c_int64,
                                           ctypes.c_int64, ctypes.c_int64, *[ctypes.c_void_p] * 4])
     return lib, fn
 
@@ -373,8 +326,7 @@ def _block_host_run(sim, fn, q, p, dt, steps, save, **inputs):
     """Snapshots [rows, n] and the status of block_run_host, chunked like the runners."""
     import numpy as np
 
-    qq, pp, ins, sizes, pb = sim.bind(q, p, None, inputs)
-    env = sim.env_args(qq, pp, pb, ins, sizes)
+    qq, pp, env = _env(sim, q, p, inputs)
     n = qq.size
     out_q, out_p = [qq.ravel().copy()], [pp.ravel().copy()]
     status, g, step = np.full(1, -1.0), np.empty(n), 0
@@ -425,12 +377,13 @@ def test_block_run_host_status_matches_cpu_run():
     p = np.array([[0.0, 0.5, 0], [0, -0.5, 0], [1e307, 0, 0]])
     m = np.ones(3)
     got_q, _, status = _block_host_run(sim, fn, q, p, 1e-3, 40, 4, m=m)
-    qq, pp, ins, sizes, pb = sim.bind(q, p, None, {"m": m})
+    bound = sim.bind(q, p, None, {"m": m})
     bufs = [np.full(10 * 9, np.nan), np.full(10 * 9, np.nan), np.empty(10), np.empty(9),
             np.empty(27)]
-    run = sim.fn("run")
-    want = run(*sim.env_args(qq, pp, pb, ins, sizes), 1e-3, 10, 4, 0,
-               *(ctypes.c_void_p(b.ctypes.data) for b in bufs))
+    st = np.full(1, -1.0)
+    sim.native.call("run", bound, dt=1e-3, nsnap=10, stride=4, step0=0, out_q=bufs[0],
+                    out_p=bufs[1], out_H=bufs[2], g=bufs[3], work=bufs[4], status=st)
+    want = int(st[0])
     assert want >= 0 and status == want
     last = want // 4 + 1  # snapshot rows 1..last written
     assert np.array_equal(np.isnan(got_q[1:]).all(1), np.arange(1, 11) > last)
@@ -444,7 +397,7 @@ def test_no_block_run_for_midpoint_or_scatter():
 
     sim = api.compile(ROOT / "examples" / "nbody.ham", integrator="midpoint", fold=False)
     module, _ = _sym_module(sim)
-    assert "implicit stages" in block_unsupported(_system(module), _scheme(module,
+    assert "other than sym.update" in block_unsupported(_system(module), _scheme(module,
                                                                            _system(module)))
     sim = api.compile(ROOT / "examples" / "kepler.ham", fold=False)
     module, _ = _sym_module(sim)

@@ -235,7 +235,7 @@ class IRGen:
             val = self.expr(term.node)
             if val.shape:
                 raise TpcError(
-                    f"H must be a scalar, but this term has {fmt_shape(val.shape)}", term.node.loc
+                    f"H must be a scalar, but it has {fmt_shape(val.shape)}", term.node.loc
                 )
             v = val.at([])
             if total is None:
