@@ -365,7 +365,6 @@ def test_block_run_host_matches_cpu_run(integrator: str):
 def test_block_run_host_status_matches_cpu_run():
     """A state that turns non-finite: the same status (first bad step) as the CPU run, and
     the snapshots up to the bad one written (later ones untouched)."""
-    import ctypes
 
     import numpy as np
 
