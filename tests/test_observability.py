@@ -86,16 +86,16 @@ def test_llvm_passes_follow_the_named_pipeline():
 
 
 def test_print_after_all_labels_each_dump_with_the_pass_that_just_ran():
-    got = run_dumped(["ham-derive", "sym-integrator", "sym-fuse-stages"], print_after_all=True)
-    assert [label for label, _ in got] == ["ham-derive", "sym-integrator", "sym-fuse-stages"]
-    (_, derive), (_, integrate), (_, fuse) = got
+    got = run_dumped(["ham-derive", "sym-integrator", "sym-flow-kinds", "sym-fuse-stages"], print_after_all=True)
+    assert [label for label, _ in got] == ["ham-derive", "sym-integrator", "sym-flow-kinds", "sym-fuse-stages"]
+    (_, derive), (_, integrate), _, (_, fuse) = got
     assert "ham.gradient @V wrt @q" in derive and "sym.scheme" not in derive
     assert "sym.scheme @leapfrog" in integrate and "fsal" not in integrate
     assert "fsal" in fuse
 
 
 def test_print_after_a_pass_in_the_middle():
-    got = run_dumped(["ham-derive", "sym-integrator", "sym-fuse-stages"],
+    got = run_dumped(["ham-derive", "sym-integrator", "sym-flow-kinds", "sym-fuse-stages"],
                      print_after=["sym-integrator"])
     assert [label for label, _ in got] == ["sym-integrator"]
     assert "sym.scheme @leapfrog" in got[0][1] and "fsal" not in got[0][1]
