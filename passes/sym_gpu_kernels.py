@@ -1,13 +1,78 @@
-"""sym-gpu-kernels: GPU entry points around the func-level module of `sym-lower-loops`.
+"""sym-gpu-kernels: GPU kernels built from the ham and sym IR.
 
-Runs after `sym-lower-loops` (the `run`, `energy`, `grad_<x>` func.funcs) and adds kernels:
+Runs on the ham+sym module after sym-lower-flows and before sym-lower-loops, so the kernels are
+built from the IR itself (the gradient regions of H's parts, the scheme's sym.update stages):
 func.funcs marked with the unit attribute `tpc.kernel`, which `tpc.runtime.ptx` gives the
 `ptx_kernel` calling convention (every other function becomes internal and is inlined).
-pair_forces needs the ham IR, so it is built by an earlier run of the same pass on the
-ham+sym module (see "Where it runs: on the ham+sym module after sym-lower-flows and before sym-lower-loops, so the
-kernels are built from the IR itself (the gradient regions of H's parts, the scheme's
-sym.update stages); sym-lower-loops keeps the func.funcs it finds and adds `run`, which
-ensemble_run calls. `tpc.lowering.make_loops(..., gpu=True)` is that sequence.
+sym-lower-loops keeps the func.funcs it finds and adds `run`, which ensemble_run calls;
+`tpc.lowering.make_loops(..., gpu=True)` is that sequence.
+
+ensemble_run -- many independent copies of one small system, one thread per member:
+    ensemble_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
+                 out_q, out_p, out_H, g, work, status, count, params_stride, n)
+    member b = ctaid.x * ntid.x + tid.x; threads with b >= count return at once. With
+    n = one member's state size (passed by the host, which knows it), member b owns
+        q, p, g      [b*n,          (b+1)*n)          (state and gradient scratch)
+        work         [b*3n,         (b+1)*3n)         (implicit-midpoint scratch)
+        out_q, out_p [b*nsnap*n,    (b+1)*nsnap*n)    (snapshots, member-major)
+        out_H        [b*nsnap,      (b+1)*nsnap)
+        params       [b*params_stride, ...)           (params_stride 0: shared params)
+    and runs the whole `run` time loop on them with status[b] as its status (f64,
+    memref<?xf64>, in either precision: -1.0 when all went well, see sym-lower-loops).
+    Inputs and sizes are shared by all members. This is the batched-run layout
+    (`Simulation.run(..., batch=B, device="cuda")`).
+
+    The thread ids are read with `llvm.call_intrinsic` of `llvm.nvvm.read.ptx.sreg.*`, and a
+    member's slice is an `llvm.getelementptr` between two `unrealized_conversion_cast`s
+    (memref<?xf64> <-> !llvm.ptr under the bare-pointer ABI) that the LLVM lowering's
+    `reconcile-unrealized-casts` folds away.
+
+pair_forces -- dH/dq in gather form, one thread per particle (row of the state), for a system
+    whose dH/dq gradient is a set of row loops over all particles (`ham.pair_sum`, kind `<` or
+    `!=`, and single `ham.sum`s, e.g. external fields):
+        pair_forces(q, p, params, inputs..., sizes..., out_g)
+    thread k = ctaid.x * ntid.x + tid.x writes row k of out_g (every component, so out_g
+    needs no clearing) when k < N, N = the state's first dimension:
+      * `i < j` pairs: the accumulates to the FIRST index of body(i=k, j) for j > k, plus
+        those to the SECOND index of body(i=j, j=k) for j < k;
+      * `i != j` pairs: both, for every j != k;
+      * single sums: the accumulates of body(i=k).
+    Only the accumulates that target row k are kept (the others, and the ops only they need,
+    are dropped from a clone of the body before lowering: no atomics, no scatter). Ops of the
+    body that do not depend on j (the loads of row k, m[k] * G...) are hoisted out of the j
+    loop. The j loop is tiled: for each tile of ntid.x rows, every thread of the block
+    (including those with k >= N, guarded by j < N) copies row j = tile + tid.x of each field
+    that the body loads at j (q[j], m[j]: whole rows) into an addrspace(3) array
+    (`llvm.mlir.global internal` in addrspace 3, MAX_TILE rows: blocks of at most MAX_TILE =
+    256 threads), `llvm.nvvm.barrier0`, every thread runs the tile's j from shared memory,
+    `llvm.nvvm.barrier0` again before the next tile is loaded. Threads with k >= N compute
+    with k clamped to N - 1 and store nothing (so all threads reach every barrier; the host
+    launches no block when N = 0).
+    Supported shape: the loops run from 0 to N, every accumulate in a loop body indexes a
+    row by one of the body's indices (further indices constant), the trailing dimensions of
+    the state are static. Anything else: no pair_forces (gather_unsupported says why).
+
+block_run -- many independent copies of a small system, one per BLOCK, one row per thread:
+        block_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
+                  out_q, out_p, status, params_stride)
+    member b = ctaid.x (q, p, out_q, out_p, params sliced as in ensemble_run, n = the state
+    size computed from the sizes), thread k = tid.x owns row k (blockDim.x >= rows, at most
+    MAX_TILE; threads with k >= rows only take part in the barriers). The whole `run` time
+    loop runs in the kernel: the one TimeLoop of sym-lower-loops with the BlockMachine
+    execution model: per sym.update, row k's gradient of the update's parts in gather form
+    (the pair_forces lowering, tiles included), barrier (every thread has read the old
+    state), row k updated with the CPU run's axpy arithmetic, barrier. FSAL and the
+    closing kick at snapshot boundaries as in `run`; thread k writes its row of out_q/out_p
+    at each snapshot. No energy (the runner's H is NaN). Status: status[b] (f64, -1.0 on entry)
+    doubles as the block's flag: after each step each active thread checks its row
+    (x * 0 == 0) and writes the step there if it is non-finite, then a barrier; every step and
+    snapshot starts only while status[b] == -1, so the block stops consistently and, as in
+    `run`, the snapshot holding the bad step is written and no later one.
+    Built when block_unsupported says nothing: schemes of sym.update stages only (leapfrog,
+    yoshida*: an implicit midpoint stage needs a block-wide iteration), every update's
+    gradient in gather form (no pair sum needed). block_run_host (block_host_module) is the
+    same machine for the CPU, the phases as loops over all rows with the gradient rows in a
+    scratch buffer: tests compare it with the CPU `run`.
 
 Shared-memory addresses are ptrtoint(addressof @tile) + 8 * index, inttoptr to !llvm.ptr<3>:
 the xDSL -> llvmlite converter's getelementptr casts its base to an addrspace(0) pointer,
