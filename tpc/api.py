@@ -373,7 +373,7 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
     options = compiler.resolve_integrator(
         program, compiler.Options(integrator, fold, precision, newton3)
     )
-    pipeline.PassRunner().run(module, ["ham-degree"])
+    pipeline.PassRunner().run(module, list(pipeline.HAM_PASSES))
     system = next(op for op in module.walk() if isinstance(op, ham.SystemOp))
     compiler.check_integrator(program, system, options)
     return Simulation(program, module, options, SystemInfo.of(system), source)

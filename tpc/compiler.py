@@ -91,7 +91,7 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
 
     program, module = pipeline.frontend(path)
     options = resolve_integrator(program, options)
-    runner.run(module, ["ham-degree"])
+    runner.run(module, list(pipeline.HAM_PASSES))
     remarks = ham_remarks(module)
     if emit != "ham":
         check_integrator(program, lowering.system_of(module), options)
@@ -126,15 +126,14 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
         return
     if facts.separable or options.integrator == "midpoint":
         return
-    part = next(p for p in system.parts if not read_facts(p).separable
-                or len(read_facts(p).depends_on) == 2)
-    where = part_loc(part, program)
-    notes = (f"{where}: the part @{part.part_name} couples q and p",) if where else ()
+    part = next(p for p in system.parts if not read_facts(p).separable)
+    where = _loc_of(part, program)
+    notes = (f"{where}: the part @{part.part_name} couples q and p",) if loc and where else ()
     raise TpcError(
         f"integrator '{options.integrator}' splits H into kicks and drifts, but H is not "
         "separable (a term couples q and p), so the split would not be symplectic; "
         "use integrator = midpoint",
-        loc or (_loc_of(part, program)), notes if loc else (),
+        loc or where, notes,
     )
 
 
@@ -147,8 +146,3 @@ def _loc_of(op, program: Program):
     if isinstance(loc, FileLineColLoc):
         return Loc(loc.filename.data, loc.line.data, loc.column.data, program.source)
     return None
-
-
-def part_loc(op, program: Program) -> str:
-    loc = _loc_of(op, program)
-    return str(loc) if loc is not None else ""

@@ -130,6 +130,11 @@ class PassRunner:
             print_ir(module, self.dump, self.debuginfo)
 
 
+# The ham-level passes every compilation runs before the integrator is chosen: the facts of
+# each part, then the split of separable parts that read both q and p.
+HAM_PASSES = ("ham-degree", "ham-split-parts")
+
+
 def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Program, ModuleOp]:
     """Parse a .ham file (or source text) and generate its `ham` IR."""
     if path is None:
