@@ -103,6 +103,7 @@ from tpc.passes.sym_lower_loops import (
     env_types,
     float_type,
     make_func,
+    nonfinite_probe,
     part_grad_name,
     run_types,
     state_size,
@@ -725,12 +726,12 @@ class BlockMachine:
 
     def __init__(self, system: ham.SystemOp, scheme, env: Env, ft: Attribute, gpu: bool,
                  e: Emitter, out_q, out_p, status, at, n, g=None):
-        self.system, self.env, self.ft, self.gpu = system, env, ft, gpu
+        self.env, self.ft, self.gpu = env, ft, gpu
         self.out_q, self.out_p, self.status, self.at, self.n, self.g = (
             out_q, out_p, status, at, n, g)
         self.plans = _update_plans(system, scheme)
-        self.rs = next(iter(self.plans.values())).rowsize
-        plan = next(iter(self.plans.values()))
+        plan = next(iter(self.plans.values()))  # block_unsupported: one row size for all
+        self.rs = plan.rowsize
         self.rows = e.i(plan.rows) if isinstance(plan.rows, int) else env.sizes[plan.rows]
         self.q_name, _ = system.state.names
         if gpu:
@@ -788,9 +789,7 @@ class BlockMachine:
             base = ie.imul(k, ie.i(rs))
             tot = zero
             for c in range(rs):
-                idx = ie.iadd(base, ie.i(c))
-                tot = ie.add(tot, ie.add(ie.mul(ie.load(env.q, idx), zero),
-                                         ie.mul(ie.load(env.p, idx), zero)))
+                tot = ie.add(tot, nonfinite_probe(ie, env, ie.iadd(base, ie.i(c)), zero))
             ok = ie(arith.CmpfOp(tot, zero, "oeq"))
             ie.if_(ok, lambda te: [], lambda fe: (loop.fail(fe, gstep), [])[1], [])
 
@@ -865,7 +864,7 @@ def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.F
                             b.offset(env0.params, e.imul(member, pstride)), *args[3:n_env]])
     machine = BlockMachine(system, scheme, env, ft, True, e, b.offset(out_q, bsn),
                            b.offset(out_p, bsn), status, member, n)
-    TimeLoop(system, scheme, machine).emit(e, dt, nsnap, stride, step0)
+    TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
     e(func.ReturnOp())
     fn = func.FuncOp("block_run", (types, []), Region(block))
     fn.attributes[KERNEL_ATTR] = UnitAttr()
@@ -883,7 +882,7 @@ def build_block_host(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.
         dt, nsnap, stride, step0, out_q, out_p, g, status = args[n_env:]
         machine = BlockMachine(system, scheme, env, ft, False, e, out_q, out_p, status,
                                e.i(0), state_size(env, e), g)
-        TimeLoop(system, scheme, machine).emit(e, dt, nsnap, stride, step0)
+        TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
     return make_func("block_run_host",

@@ -112,9 +112,6 @@ class Emitter:
     def imul(self, a, b):
         return self(arith.MuliOp(a, b))
 
-    def sub_i(self, a, k: int):
-        return self(arith.SubiOp(a, self.i(k)))
-
     def load(self, buf, idx):
         return self(memref.LoadOp.get(buf, [idx]))
 
@@ -441,9 +438,8 @@ class TimeLoop:
       after a bad step, so the bad state is the one the check saw.
     """
 
-    def __init__(self, system: ham.SystemOp, scheme: sym.SchemeOp, machine):
-        self.system, self.scheme, self.m = system, scheme, machine
-        self.ft = machine.ft
+    def __init__(self, scheme: sym.SchemeOp, machine):
+        self.scheme, self.m = scheme, machine
 
     def healthy(self, e: Emitter) -> SSAValue:
         return e(arith.CmpfOp(e.load(self.m.status, self.m.at),
@@ -501,7 +497,7 @@ class TimeLoop:
                 he.for_(he.i(0), stride, step)
                 if fsal:
                     # The closing kick completes the last step: check it as part of that step.
-                    last = he.iadd(step0, he.iadd(he.imul(s, stride), he.sub_i(stride, 1)))
+                    last = he.iadd(step0, he.iadd(he.imul(s, stride), he(arith.SubiOp(stride, he.i(1)))))
 
                     def close(te: Emitter) -> list:
                         self.m.update(te, last_up, te.mul(te.f(last_up.c), dt))
@@ -516,6 +512,12 @@ class TimeLoop:
             return []
 
         e.for_(e.i(0), nsnap, snapshot)
+
+
+def nonfinite_probe(e: Emitter, env: Env, k: SSAValue, zero: SSAValue) -> SSAValue:
+    """q[k] * 0 + p[k] * 0: 0 exactly when both are finite, NaN otherwise (sums of probes
+    stay 0 only when every term is)."""
+    return e.add(e.mul(e.load(env.q, k), zero), e.mul(e.load(env.p, k), zero))
 
 
 class CpuMachine:
@@ -546,13 +548,11 @@ class CpuMachine:
         self.axpy(e, self.field(op.target_name), a, self.g)
 
     def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> None:
-        """Record gstep when some q or p is not finite: x * 0 is 0 exactly for finite x."""
+        """Record gstep when some q or p is not finite."""
         zero = e.f(0.0)
 
         def body(inner: Emitter, k: SSAValue, acc: list) -> list:
-            s = inner.add(inner.mul(inner.load(self.env.q, k), zero),
-                          inner.mul(inner.load(self.env.p, k), zero))
-            return [inner.add(acc[0], s)]
+            return [inner.add(acc[0], nonfinite_probe(inner, self.env, k, zero))]
 
         (total,) = e.for_(e.i(0), self.n, body, [zero])
         fin = e(arith.CmpfOp(total, zero, "oeq"))
@@ -669,7 +669,7 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -
         env = bind_env(system, args[:k])
         dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:]
         machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e)
-        TimeLoop(system, scheme, machine).emit(e, dt, nsnap, stride, step0)
+        TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
     return make_func("run", types, [], body, private=False, ft=ft)

@@ -18,6 +18,10 @@ import numpy as np
 DTYPES = {"f64": (np.float64, ctypes.c_double), "f32": (np.float32, ctypes.c_float)}
 
 
+def fold_of(abi: dict) -> dict:
+    return abi.get("fold") or {"method": "", "reason": ""}
+
+
 @dataclass
 class Bound:
     """One run's environment in the compiled code's dtype (q and p may be swapped per call)."""
@@ -51,10 +55,10 @@ class Native:
         return DTYPES[self.abi["precision"]][1]
 
     @property
-    def fold(self) -> dict | None:
+    def fold(self) -> dict:
         """sym-fold-linear's decision: {"method": ..., "reason": ...}; method "" when the
         time loop was not folded."""
-        return self.abi.get("fold")
+        return fold_of(self.abi)
 
     def has(self, name: str) -> bool:
         return name in self.abi["functions"]

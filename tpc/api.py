@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import sys
@@ -15,14 +14,11 @@ import numpy as np
 from tpc import compiler, pipeline
 from tpc.diagnostics import RunError, TpcError
 from tpc.dialects import ham
+from tpc.runtime.native import DTYPES
 
 VERSION = "0.1.0"
-_ptr = ctypes.c_void_p
-_i64 = ctypes.c_int64
-_f64 = ctypes.c_double
-_f32 = ctypes.c_float
 # precision -> (numpy dtype of every buffer, ctypes type of dt and of energy's result)
-PRECISIONS = {"f64": (np.float64, _f64), "f32": (np.float32, _f32)}
+PRECISIONS = DTYPES
 
 
 @dataclass
@@ -129,7 +125,7 @@ class Simulation:
             import json
 
             from tpc.runtime import jit
-            from tpc.runtime.native import Native
+            from tpc.runtime.native import Native, fold_of
 
             t0 = time.perf_counter()
             lib = jit.load_cached(self.cache_key)
@@ -143,9 +139,8 @@ class Simulation:
                 abi = read_abi(module)
                 # A folded run executes the step only 2n+1 times to build its matrix: O1 is
                 # plenty and compiles several times faster than O3.
-                folded = bool((abi.get("fold") or {}).get("method"))
                 lib = jit.compile_llvm_module(module, cache_key=self.cache_key,
-                                              opt_level=1 if folded else 3,
+                                              opt_level=1 if fold_of(abi)["method"] else 3,
                                               meta=json.dumps(abi).encode())
             self._native = Native.of(lib)
             self.compile_time += time.perf_counter() - t0
@@ -154,11 +149,11 @@ class Simulation:
     @property
     def folded(self) -> bool:
         """Whether sym-fold-linear folded the time loop (read from the compiled module)."""
-        return bool((self.native.fold or {}).get("method"))
+        return bool(self.native.fold["method"])
 
     @property
     def fold_reason(self) -> str:
-        return (self.native.fold or {}).get("reason", "")
+        return self.native.fold["reason"]
 
     @property
     def dtype(self) -> type:
