@@ -782,7 +782,7 @@ class BlockMachine:
         self.rows_do(e, phase1)
         self.rows_do(e, phase2)
 
-    def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> None:
+    def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> SSAValue:
         zero, rs, env = e.f(0.0), self.rs, self.env
 
         def check(ie: Emitter, k: SSAValue) -> None:
@@ -795,6 +795,7 @@ class BlockMachine:
 
         self.rows_do(e, check)
         self.sync(e)  # every row sees the status before the next step
+        return loop.healthy(e)  # the whole block's verdict, the same in every thread
 
     def save(self, e: Emitter, s: SSAValue) -> None:
         base = e.imul(s, self.n)

@@ -453,7 +453,9 @@ class TimeLoop:
             return []
         e.if_(self.healthy(e), mark, lambda fe: [], [])
 
-    def stages(self, e: Emitter, stages: Sequence[Operation], gstep: SSAValue) -> None:
+    def stages(self, e: Emitter, stages: Sequence[Operation], gstep: SSAValue) -> SSAValue:
+        """Emit the stages; an i1 that is false when an implicit stage did not converge."""
+        ok = e(arith.ConstantOp(IntegerAttr(1, i1)))
         for st in stages:
             if isinstance(st, sym.UpdateOp):
                 self.m.update(e, st, e.mul(e.f(st.c), self.dt))
@@ -461,57 +463,69 @@ class TimeLoop:
                 conv = self.m.midpoint(e, st, self.dt)
                 e.if_(conv, lambda te: [],
                       lambda fe: (self.fail(fe, fe(arith.SubiOp(fe.i(-2), gstep))), [])[1], [])
+                ok = e(arith.AndIOp(ok, conv))
             elif isinstance(st, sym.RepeatOp):
-                e.for_(e.i(0), e.i(st.n), lambda ie, _k, _a, st=st: (
-                    self.stages(ie, st.stages, gstep), [])[1])
+                (inner,) = e.for_(e.i(0), e.i(st.n), lambda ie, _k, acc, st=st: [
+                    ie(arith.AndIOp(acc[0], self.stages(ie, st.stages, gstep)))], [ok])
+                ok = inner
             else:
                 raise PassFailedException(
                     f"sym-lower-loops: cannot step {st.name} {getattr(st, 'kind', '')} "
                     "(run sym-lower-flows; an exact flow runs only folded)")
+        return ok
 
     def emit(self, e: Emitter, dt, nsnap, stride, step0) -> None:
+        """The loops carry `ok` (the status is STATUS_OK) as a value, so a step reads no
+        memory to know it may run; the status itself is written only when a step fails."""
         self.dt = dt
         stages = self.scheme.stages
         fsal = "fsal" in self.scheme.attributes
         first_up, last_up = stages[0], stages[-1]
 
-        def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> None:
+        def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> SSAValue:
             body = stages
             if fsal:
                 a, b = first_up.c, last_up.c
                 c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
                 self.m.update(se, first_up, se.mul(c, dt))
                 body = stages[1:-1]
-            self.stages(se, body, gstep)
-            self.m.check(se, self, gstep)
+            converged = self.stages(se, body, gstep)
+            return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
 
-        def snapshot(se: Emitter, s: SSAValue, _: list) -> list:
-            def run_it(he: Emitter) -> list:
-                def step(ie: Emitter, kk: SSAValue, _: list) -> list:
-                    gstep = ie.iadd(step0, ie.iadd(ie.imul(s, stride), kk))
-                    first = ie(arith.CmpiOp(kk, ie.i(0), "eq"))
-                    ie.if_(self.healthy(ie), lambda te: (one_step(te, gstep, first), [])[1],
-                           lambda fe: [], [])
-                    return []
+        def keep(fe: Emitter, ok: SSAValue) -> list:
+            return [ok]
 
-                he.for_(he.i(0), stride, step)
-                if fsal:
-                    # The closing kick completes the last step: check it as part of that step.
-                    last = he.iadd(step0, he.iadd(he.imul(s, stride), he(arith.SubiOp(stride, he.i(1)))))
+        def snapshot(se: Emitter, s: SSAValue, ok: SSAValue) -> SSAValue:
+            def step(ie: Emitter, kk: SSAValue, acc: list) -> list:
+                gstep = ie.iadd(step0, ie.iadd(ie.imul(s, stride), kk))
+                first = ie(arith.CmpiOp(kk, ie.i(0), "eq"))
+                return ie.if_(acc[0], lambda te: [one_step(te, gstep, first)],
+                              lambda fe: keep(fe, acc[0]), [i1])
 
-                    def close(te: Emitter) -> list:
-                        self.m.update(te, last_up, te.mul(te.f(last_up.c), dt))
-                        self.m.check(te, self, last)
-                        return []
+            (ok,) = se.for_(se.i(0), stride, step, [ok])
+            if fsal:
+                # The closing kick completes the last step: check it as part of that step.
+                last = se.iadd(step0, se.iadd(se.imul(s, stride),
+                                              se(arith.SubiOp(stride, se.i(1)))))
 
-                    he.if_(self.healthy(he), close, lambda fe: [], [])
-                self.m.save(he, s)
-                return []
+                def close(te: Emitter) -> list:
+                    self.m.update(te, last_up, te.mul(te.f(last_up.c), dt))
+                    return [self.m.check(te, self, last)]
 
-            se.if_(self.healthy(se), run_it, lambda fe: [], [])
-            return []
+                (ok,) = se.if_(ok, close, lambda fe, ok=ok: keep(fe, ok), [i1])
+            self.m.save(se, s)
+            return ok
 
-        e.for_(e.i(0), nsnap, snapshot)
+        # Snapshots stop once a step has failed: a while loop over s.
+        before = Block(arg_types=[INDEX, i1])
+        be = Emitter(before, self.m.ft)
+        s, ok = before.args
+        be(scf.ConditionOp(be(arith.AndIOp(be(arith.CmpiOp(s, nsnap, "slt")), ok)), s, ok))
+        after = Block(arg_types=[INDEX, i1])
+        ae = Emitter(after, self.m.ft)
+        ok_after = snapshot(ae, after.args[0], after.args[1])
+        ae(scf.YieldOp(ae.iadd(after.args[0], ae.i(1)), ok_after))
+        e(scf.WhileOp([e.i(0), self.healthy(e)], [INDEX, i1], Region(before), Region(after)))
 
 
 def nonfinite_probe(e: Emitter, env: Env, k: SSAValue, zero: SSAValue) -> SSAValue:
@@ -547,8 +561,8 @@ class CpuMachine:
         call_gradient(e, self.env, op.wrt_name, op.part_names, self.g)
         self.axpy(e, self.field(op.target_name), a, self.g)
 
-    def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> None:
-        """Record gstep when some q or p is not finite."""
+    def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> SSAValue:
+        """Record gstep when some q or p is not finite; an i1 that is true when all are."""
         zero = e.f(0.0)
 
         def body(inner: Emitter, k: SSAValue, acc: list) -> list:
@@ -557,6 +571,7 @@ class CpuMachine:
         (total,) = e.for_(e.i(0), self.n, body, [zero])
         fin = e(arith.CmpfOp(total, zero, "oeq"))
         e.if_(fin, lambda te: [], lambda fe: (loop.fail(fe, gstep), [])[1], [])
+        return fin
 
     def save(self, e: Emitter, s: SSAValue) -> None:
         base = e.imul(s, self.n)
