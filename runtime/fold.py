@@ -120,12 +120,17 @@ def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
     big = np.zeros((2 * n + 1, 2 * n + 1))
     big[-1, -1] = 1.0
     bufs = env.native.scratch("run", n)
+    q, p = env.zeros()
+    step = env.native.prepare("run", env.env.with_state(q, p), dt=dt, nsnap=1, stride=1,
+                              step0=0, **bufs)
 
     def apply(k: int | None) -> np.ndarray:
-        q, p = _unit(env, k)
+        q.fill(0.0)
+        p.fill(0.0)
+        if k is not None:
+            (q if k < n else p).reshape(-1)[k % n] = 1.0
         bufs["status"][0] = -1.0
-        env.native.call("run", env.env.with_state(q, p), dt=dt, nsnap=1, stride=1, step0=0,
-                        **bufs)
+        step()
         if bufs["status"][0] != -1.0:
             raise _StepFailed(int(bufs["status"][0]))
         return np.concatenate([q.reshape(-1), p.reshape(-1)]).astype(np.float64, copy=False)
@@ -360,11 +365,12 @@ def run_folded(native, env, dt: float, steps: int, save_every: int, method: str 
     t = np.zeros(rows)
     out_q[0], out_p[0] = q.ravel(), p.ravel()
     qb, pb_state = np.empty(q.shape, dtype), np.empty(p.shape, dtype)
+    energy = native.prepare("energy", env.with_state(qb, pb_state))
 
     def h_of(k: int) -> float:
         qb.reshape(-1)[:] = out_q[k]
         pb_state.reshape(-1)[:] = out_p[k]
-        return float(native.call("energy", env.with_state(qb, pb_state)))
+        return float(energy())
 
     out_h[0] = h_of(0)
     result = FoldedRun(t, out_q, out_p, out_h, 1, 0, 0.0)

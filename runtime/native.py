@@ -92,8 +92,9 @@ class Native:
         args += [env.sizes[s] for s in self.abi["sizes"]]
         return args
 
-    def call(self, name: str, env: Bound, **named):
-        """Call `name` with `env` for its env role and `named` for the others (by name)."""
+    def prepare(self, name: str, env: Bound, **named):
+        """`name` bound to `env` (its env role) and `named` (the others, by name): a function
+        of no arguments, for calls repeated on the same buffers (their contents may change)."""
         args: list = []
         for role in self.roles(name):
             if role == "env":
@@ -102,7 +103,17 @@ class Native:
             key = role.split(":")[1]
             value = named[key]
             args.append(value.ctypes.data if isinstance(value, np.ndarray) else value)
-        return self._ctypes(name)(*args)
+        fn = self._ctypes(name)
+
+        def bound():
+            return fn(*args)
+
+        bound.buffers = (env, named)  # the arrays must outlive the raw pointers in args
+        return bound
+
+    def call(self, name: str, env: Bound, **named):
+        """Call `name` with `env` for its env role and `named` for the others (by name)."""
+        return self.prepare(name, env, **named)()
 
     def scratch(self, name: str, n: int, nsnap: int = 1) -> dict[str, np.ndarray]:
         """Fresh buffers for every buffer role of `name` (sized from the state size n)."""
