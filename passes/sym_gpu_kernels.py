@@ -107,6 +107,7 @@ from tpc.passes.sym_lower_loops import (
     part_grad_name,
     run_types,
     state_size,
+    steppable,
 )
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, llvm, scf
@@ -175,13 +176,8 @@ def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
     for op in list(kernels.ops):
         op.detach()
         module.body.block.add_op(op)
-    if scheme is not None and _steppable(scheme):
+    if scheme is not None and steppable(scheme):
         module.body.block.add_op(build_ensemble_run(system, ft))
-
-
-def _steppable(scheme) -> bool:
-    return all(isinstance(op, sym.UpdateOp | sym.MidpointOp | sym.RepeatOp)
-               for op in scheme.walk() if op is not scheme)
 
 
 @dataclass(frozen=True)
