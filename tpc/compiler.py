@@ -111,7 +111,7 @@ def check_integrator(program: Program, info, options: Options) -> None:
         return
     setting = next((s for s in program.settings if s.name == "integrator"), None)
     loc = setting.value_loc if setting is not None and options.integrator == getattr(
-        setting.value, "text", None) else None
+        setting.value, "text", None) else program.system.hamiltonians[0].loc
     raise TpcError(
         f"integrator '{options.integrator}' splits H into kicks and drifts, but H is not "
         "separable (a term couples q and p), so the split would not be symplectic; "

@@ -110,19 +110,20 @@ def _first_line(e: Exception) -> str:
 
 def verify(module: Operation, text: str | None = None, path: str = "<ir>",
            op_starts: dict[Operation, int] | None = None) -> None:
-    """Verify every op, then that every value is defined before it is used. An error names the
-    op, at its source location, else at its place in `text` (`op_starts`)."""
+    """Check that every value is defined before it is used, then verify every op. An error
+    names the op, at its source location, else at its place in `text` (`op_starts`). Dominance
+    comes first: verifiers assume it, and fail obscurely on values defined later."""
+    bad = _use_before_def(module)
+    if bad is not None:
+        op, index = bad
+        raise TpcError(f"invalid IR: operand {index} of '{op.name}' is used before it is defined "
+                       "(or outside its scope)", _op_loc(op, text, path, op_starts))
     try:
         module.verify()
     # Verifiers raise VerifyException; the structural checks of xDSL raise ValueError.
     except (VerifyException, ValueError) as e:
         op, message = _failing_op(module, e)
         raise TpcError(f"invalid IR: {message}", _op_loc(op, text, path, op_starts)) from None
-    bad = _use_before_def(module)
-    if bad is not None:
-        op, index = bad
-        raise TpcError(f"invalid IR: operand {index} of '{op.name}' is used before it is defined "
-                       "(or outside its scope)", _op_loc(op, text, path, op_starts))
 
 
 def _failing_op(module: Operation, e: Exception) -> tuple[Operation | None, str]:

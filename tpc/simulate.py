@@ -244,7 +244,7 @@ def _read_npz(data: bytes, shown: str, where: Loc) -> dict[str, object]:
     except (OSError, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError,
             zipfile.BadZipFile, zlib.error, struct.error, UnicodeDecodeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TpcError(f"cannot read init file '{shown}': damaged .npz archive ({reason})",
+        raise TpcError(f"cannot read init file '{shown}': unreadable .npz archive ({reason})",
                        where) from None
 
 

@@ -391,15 +391,23 @@ def loc_at(path: str, text: str, pos: int) -> Loc:
 
 
 # Tab, newline, carriage return and form feed are whitespace; any other control character
-# means the file is not .ham text (a NUL is the usual sign of a binary file).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+# means the file is not .ham text (a NUL is the usual sign of a binary file). A lone surrogate
+# stands for a byte that is not UTF-8 (read_source decodes with "surrogateescape").
+_BAD_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\udc80-\udcff]")
 
 
 def _check_characters(source: str, path: str) -> None:
-    m = _CONTROL.search(source)
-    if m:
-        raise TpcError(f"control character U+{ord(m.group()):04X} in the source "
-                       "(a .ham file is text)", loc_at(path, source, m.start()))
+    """The first character that cannot be in a .ham file, whichever kind it is."""
+    m = _BAD_CHARACTER.search(source)
+    if m is None:
+        return
+    c = m.group()
+    shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if "\udc80" <= c <= "\udcff":
+        raise TpcError(f"invalid UTF-8 (byte 0x{ord(c) - 0xDC00:02X}); a .ham file must be UTF-8 "
+                       "text", loc_at(path, shown, m.start()))
+    raise TpcError(f"control character U+{ord(c):04X} in the source (a .ham file is text)",
+                   loc_at(path, shown, m.start()))
 
 
 MAX_SOURCE_BYTES = 16 << 20
@@ -422,7 +430,8 @@ def read_bytes(path: str | Path, what: str, limit: int, loc: Loc | None = None) 
 
 
 def read_source(path: str | Path) -> str:
-    return decode_source(read_bytes(path, f"'{path}'", MAX_SOURCE_BYTES), str(path))
+    """A .ham file's text; parse() reports its first byte that is not UTF-8 text."""
+    return read_bytes(path, f"'{path}'", MAX_SOURCE_BYTES).decode("utf-8", "surrogateescape")
 
 
 def decode_source(data: bytes, path: str, kind: str = ".ham") -> str:
