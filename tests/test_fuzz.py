@@ -22,7 +22,9 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,9 +36,13 @@ BUDGET = float(os.environ.get("TPC_FUZZ_BUDGET", "0"))  # seconds per generator;
 SAVE = os.environ.get("TPC_FUZZ_SAVE")
 HANG_SECONDS = 10
 LOCATED = re.compile(r"^\S.*:\d+:\d+: error: ")
-# tpc opt's errors about its command line (the pipeline) and a pass's refusal of IR that
-# verifies have no place in the input to point at.
-PIPELINE_ERROR = re.compile(r"^error: (bad pass pipeline|unknown pass|[a-z0-9-]+: )")
+# Errors with no place in the input to point at: about the command line (a flag's value, tpc
+# opt's pipeline) or a pass refusing IR that verifies.
+COMMAND_LINE_ERROR = {
+    "compile": None,
+    "run": re.compile(r"^error: --"),
+    "opt": re.compile(r"^error: (bad pass pipeline|unknown pass|[a-z0-9-]+: )"),
+}
 
 
 # ------------------------------------------------------------------------- the worker
@@ -50,7 +56,7 @@ class Outcome:
     hang: bool = False
     crash: int | None = None  # the worker's exit status when it died
 
-    def problem(self, input_file: str, opt: bool = False) -> str | None:
+    def problem(self, input_file: str, command: str) -> str | None:
         """What is wrong with this outcome, or None."""
         if self.hang:
             return f"hang (more than {HANG_SECONDS} s)"
@@ -63,13 +69,13 @@ class Outcome:
         if self.rc not in (0, 1):
             return f"exit code {self.rc}"
         if self.rc == 1:
-            return _unlocated(self.stderr, input_file, opt)
+            return _unlocated(self.stderr, input_file, COMMAND_LINE_ERROR[command])
         return None
 
 
-def _unlocated(stderr: str, input_file: str, opt: bool) -> str | None:
+def _unlocated(stderr: str, input_file: str, allowed: re.Pattern | None) -> str | None:
     lines = stderr.splitlines()
-    if opt and lines and PIPELINE_ERROR.match(lines[0]):
+    if allowed and lines and allowed.match(lines[0]):
         return None
     if not lines or not LOCATED.match(lines[0]):
         return "error without FILE:LINE:COL:\n" + stderr
@@ -78,12 +84,22 @@ def _unlocated(stderr: str, input_file: str, opt: bool) -> str | None:
     return None
 
 
-def _run_main(argv: list[str]) -> Outcome:
-    from tpc import cli
+def _no_native_run(sim, q0, p0, **kwargs):
+    """Simulation.run without the JIT: the snapshot at t = 0 only."""
+    from tpc import api
+
+    q, p = np.asarray(q0, float), np.asarray(p0, float)
+    return api.Trajectory(np.zeros(1), q[None], p[None], np.zeros(1), 0)
+
+
+def _run_main(argv: list[str], native: bool = True) -> Outcome:
+    from tpc import api, cli
 
     err = io.StringIO()
+    stub = (contextlib.nullcontext() if native
+            else mock.patch.object(api.Simulation, "run", _no_native_run))
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        with stub, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             rc = cli.main(argv)
     except SystemExit as e:
         rc = e.code
@@ -94,7 +110,7 @@ def _run_main(argv: list[str]) -> Outcome:
 
 def _serve(conn) -> None:
     while True:
-        conn.send(_run_main(conn.recv()))
+        conn.send(_run_main(*conn.recv()))
 
 
 class Worker:
@@ -104,10 +120,11 @@ class Worker:
         self.proc = None
         self.conn = None
 
-    def run(self, argv: list[str]) -> Outcome:
+    def run(self, argv: list[str], native: bool = True) -> Outcome:
+        """`tpc ARGV`; with native=False the simulation itself is skipped (no JIT)."""
         if self.proc is None or not self.proc.is_alive():
             self._start()
-        self.conn.send(argv)
+        self.conn.send((argv, native))
         if not self.conn.poll(HANG_SECONDS):
             self.close()
             return Outcome(None, "", hang=True)
@@ -191,14 +208,15 @@ def fuzz_settings(ci_examples: int):
     )
 
 
-def check(worker: Worker, path: Path, data: bytes, argv: list[str], budget: Budget) -> None:
+def check(worker: Worker, path: Path, data: bytes, argv: list[str], budget: Budget,
+          native: bool = True) -> None:
     if budget.spent():
         return
     budget.tried += 1
     path.write_bytes(data)
-    outcome = worker.run(argv)
+    outcome = worker.run(argv, native)
     budget.count(outcome)
-    problem = outcome.problem(str(path), opt=argv[0] == "opt")
+    problem = outcome.problem(str(path), argv[0])
     if problem is None:
         return
     if SAVE:
@@ -329,7 +347,7 @@ def programs(draw) -> str:
 def test_fuzz_generated_programs(worker, workdir):
     budget = Budget()
 
-    @fuzz_settings(ci_examples=120)
+    @fuzz_settings(ci_examples=350)
     @given(programs())
     def run(source: str) -> None:
         path = workdir / "gen.ham"
@@ -337,6 +355,62 @@ def test_fuzz_generated_programs(worker, workdir):
 
     budget.repeat(run)
     report("generated programs", budget)
+
+
+# ------------------------------------------------------- run settings and init files
+
+json_values = st.recursive(
+    st.one_of(st.integers(-3, 3).map(str), st.sampled_from(
+        ["0.5", "-0", "1e400", "1" + "0" * 400, "true", "null", '"x"', "NaN", "1e-5"])),
+    lambda v: st.lists(v, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+    max_leaves=16,
+)
+JSON_KEYS = ["q", "p", "q", "p", "m", "x", "t", "tpc_version", "input_m"]
+json_objects = st.lists(st.tuples(st.sampled_from(JSON_KEYS), json_values), max_size=4).map(
+    lambda items: "{" + ", ".join(f'"{k}": {v}' for k, v in items) + "}")
+JSON_TOKENS = ["[", "]", "{", "}", ",", ":", '"', "[" * 40, "1e999", "\x00", "\\", "true"]
+RUN_SYSTEMS = [
+    "system S {\n  param k = 1\n  state q[2], p[2]\n  H = sum(p * p) + k * sum(q * q)\n}\n",
+    "system S {\n  input m[N]\n  state q[N, 3], p[N, 3]\n  H = sum(i: dot(p[i], p[i]) / m[i])\n}\n",
+]
+RUN_FLAGS = [[], ["--steps", "5"], ["--dt", "0.1"], ["--steps", str(10**20)], ["--dt", "inf"],
+             ["--save-every", "0"], ["--set", "k=2"], ["--set", "k=1e999"], ["--steps", "-1"]]
+
+
+@st.composite
+def runs(draw) -> tuple[str, bytes, list[str], bool]:
+    """A program, an init file and `tpc run` flags; the init file is named by the simulate
+    block or by --init."""
+    source = draw(st.one_of(programs(), st.sampled_from(RUN_SYSTEMS)))
+    init = draw(json_objects).encode()
+    if draw(st.booleans()):
+        init = draw(mutations(init, JSON_TOKENS))
+    flags = draw(st.sampled_from(RUN_FLAGS))
+    by_flag = "simulate" in source or draw(st.booleans())
+    if not by_flag:
+        source += 'simulate {\n  dt = 0.01\n  steps = 10\n  init = "state.json"\n}\n'
+    elif "simulate" not in source:
+        flags = ["--dt", "0.1", "--steps", "3", *flags]
+    return source, init, flags, by_flag
+
+
+def test_fuzz_run_settings(worker, workdir):
+    """`tpc run` up to the simulation: the simulate block, flags, init files, the output."""
+    budget = Budget()
+
+    @fuzz_settings(ci_examples=250)
+    @given(runs())
+    def run(case) -> None:
+        source, init, flags, by_flag = case
+        path = workdir / "run.ham"
+        (workdir / "state.json").write_bytes(init)
+        argv = ["run", str(path), "-o", str(workdir / "run.npz"), "--quiet", *flags]
+        if by_flag:
+            argv += ["--init", str(workdir / "state.json")]
+        check(worker, path, source.encode(), argv, budget, native=False)
+
+    budget.repeat(run)
+    report("run settings", budget)
 
 
 # --------------------------------------------------------------- mutated examples
@@ -384,7 +458,7 @@ def test_fuzz_mutated_examples(worker, workdir):
     # init files are named relative to the program
     (workdir / "nbody_init.json").write_bytes((ROOT / "examples" / "nbody_init.json").read_bytes())
 
-    @fuzz_settings(ci_examples=120)
+    @fuzz_settings(ci_examples=350)
     @given(mutated_examples())
     def run(case: tuple[str, bytes]) -> None:
         name, data = case
@@ -431,7 +505,7 @@ def ir_texts(workdir) -> list[tuple[str, str, list[str]]]:
 def test_fuzz_mutated_ir(worker, workdir, ir_texts):
     budget = Budget()
 
-    @fuzz_settings(ci_examples=100)
+    @fuzz_settings(ci_examples=300)
     @given(st.data())
     def run(data) -> None:
         name, text, pipelines = data.draw(st.sampled_from(ir_texts))
@@ -469,5 +543,5 @@ def test_fuzz_corpus(worker, workdir, path: Path):
     data = path.read_bytes()
     copy.write_bytes(data)
     argv = corpus_argv(path, copy)
-    problem = worker.run(argv).problem(str(copy), opt=argv[0] == "opt")
+    problem = worker.run(argv).problem(str(copy), argv[0])
     assert problem is None, problem

@@ -42,7 +42,8 @@ def no_work(monkeypatch):
 def unwritable(tmp_path: Path, kind: str) -> tuple[str, str]:
     """An output path of the given kind and the reason tpc gives for it."""
     if kind == "missing-directory":
-        return str(tmp_path / "nowhere" / "out.npz"), f"directory '{tmp_path / 'nowhere'}' does not exist"
+        missing = tmp_path / "nowhere"
+        return str(missing / "out.npz"), f"directory '{missing}' does not exist"
     if kind == "directory":
         return str(tmp_path), "it is a directory"
     (tmp_path / "file").write_text("x")

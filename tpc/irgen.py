@@ -462,7 +462,8 @@ class IRGen:
         if isinstance(exp_node, Num) and exp_node.is_int:
             n = sign * int(exp_node.value)
             if n == 0:  # x^0 is 1, also where x is 0: its derivative n*x^(n-1) would be 0/0
-                return self.eager(base.shape, lambda idx: self.as_type(self.fconst(1.0), base.shape))
+                one = self.fconst(1.0)
+                return self.eager(base.shape, lambda idx: self.as_type(one, base.shape))
             return self.elementwise([base], lambda b: ham.IPowOp(b, n), node.loc, "'^'")
         exponent = self.expr(node.rhs)
         if exponent.shape:

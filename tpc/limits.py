@@ -27,12 +27,12 @@ RECURSION_LIMIT = 40 * MAX_DEPTH
 
 def check(program: Program) -> None:
     """Refuse a program past any limit, at the construct that crosses it."""
-    # Never lowered: only raised to what the accepted depth needs. Python-to-Python calls use no
-    # C stack, so the higher limit cannot overflow it.
+    # Only ever raised, to what the accepted depth needs. Since CPython 3.11 Python-to-Python
+    # calls use no C stack, so the higher limit cannot overflow it.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     system = program.system
     for arr in [*system.inputs, *(a for st in system.states for a in (st.q, st.p))]:
-        _check_shape(arr.name, arr.shape, arr.dim_locs, arr.loc)
+        _check_shape(arr.name, arr.shape, arr.dim_locs)
     for setting in program.settings:
         _check_list_nesting(setting.value, setting.value_loc)
     lets = {d.name: d.expr for d in system.lets}
@@ -42,11 +42,10 @@ def check(program: Program) -> None:
         _measure(root, lets, depths)
 
 
-def _check_shape(name: str, shape: list, locs: list[Loc], loc: Loc) -> None:
+def _check_shape(name: str, shape: list, locs: list[Loc]) -> None:
     if len(shape) > MAX_RANK:
-        raise TpcError(
-            f"'{name}' has {len(shape)} dimensions, more than the limit of {MAX_RANK}", locs[MAX_RANK]
-        )
+        raise TpcError(f"'{name}' has {len(shape)} dimensions, more than the limit of {MAX_RANK}",
+                       locs[MAX_RANK])
     size = 1
     for d, dloc in zip(shape, locs):
         if isinstance(d, int):

@@ -262,8 +262,9 @@ def _read_json(data: bytes, file: str, shown: str) -> InitFile:
         raise TpcError(f"cannot parse init file '{shown}': {e.msg}",
                        Loc(file, e.lineno, e.colno, text)) from None
     if not isinstance(obj, dict):
+        start = len(text) - len(text.lstrip())
         raise TpcError(f"cannot use init file '{shown}': expected a JSON object of arrays, "
-                       f"got a {type(obj).__name__}", loc_at(file, text, len(text) - len(text.lstrip())))
+                       f"got a {type(obj).__name__}", loc_at(file, text, start))
     return InitFile(obj, locs, Loc(file, 1, 1, text))
 
 

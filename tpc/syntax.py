@@ -402,7 +402,7 @@ def _check_characters(source: str, path: str) -> None:
     if m is None:
         return
     c = m.group()
-    shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    shown = re.sub("[\ud800-\udfff]", "\ufffd", source)  # one for one: columns stay
     if "\udc80" <= c <= "\udcff":
         raise TpcError(f"invalid UTF-8 (byte 0x{ord(c) - 0xDC00:02X}); a .ham file must be UTF-8 "
                        "text", loc_at(path, shown, m.start()))
@@ -434,7 +434,7 @@ def read_source(path: str | Path) -> str:
     return read_bytes(path, f"'{path}'", MAX_SOURCE_BYTES).decode("utf-8", "surrogateescape")
 
 
-def decode_source(data: bytes, path: str, kind: str = ".ham") -> str:
+def decode_source(data: bytes, path: str, kind: str) -> str:
     """UTF-8 text, or an error at the first byte that is not."""
     try:
         return data.decode("utf-8")
