@@ -45,7 +45,7 @@ def write_file(path: str, write: Writer) -> None:
     file or the complete new one. On failure the result goes to a fallback file in the temp
     directory and the error says where."""
     try:
-        _write_atomic(Path(path), write)
+        _write_atomic(Path(os.path.realpath(path)), write)  # through a symlink, as open() would
     except OSError as e:
         reason = e.strerror or str(e)
         saved = _write_fallback(Path(path), write)
