@@ -38,7 +38,7 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import HasParent, NoTerminator, SymbolOpInterface
+from xdsl.traits import HasParent, NoTerminator, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
 
@@ -87,6 +87,8 @@ class SchemeOp(IRDLOperation):
     def verify_(self) -> None:
         if not self.stages:
             raise VerifyException("a sym.scheme needs at least one stage")
+        if self.parent is not None and SymbolTable.lookup_symbol(self, self.system) is None:
+            raise VerifyException(f"the scheme's system {self.system} is not in the module")
         for st in self.stages:
             if not isinstance(st, StageOp):
                 raise VerifyException(f"{st.name} is not a sym stage")
