@@ -297,13 +297,15 @@ shapes = st.one_of(
 )
 
 
+list_values = st.recursive(
+    st.one_of(numbers, st.sampled_from(["nan", "inf", "x", '"s"', "-1", "[]"])),
+    lambda v: st.lists(v, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+    max_leaves=12,
+)
+
+
 @st.composite
 def simulate_blocks(draw) -> str:
-    list_values = st.recursive(
-        st.one_of(numbers, st.sampled_from(["nan", "inf", "x", '"s"', "-1", "[]"])),
-        lambda v: st.lists(v, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
-        max_leaves=12,
-    )
     keys = st.sampled_from(["integrator", "dt", "steps", "save_every", "q", "p", "m", "init",
                             "tmax", "dt"])
     values = st.one_of(numbers, list_values, st.sampled_from(
