@@ -41,7 +41,7 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import NoTerminator, SymbolOpInterface
+from xdsl.traits import NoTerminator, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
 
@@ -88,6 +88,8 @@ class SchemeOp(IRDLOperation):
         return op
 
     def verify_(self) -> None:
+        if self.parent is not None and SymbolTable.lookup_symbol(self, self.system) is None:
+            raise VerifyException(f"the scheme's system {self.system} is not in the module")
         _verify_stages(self.stages, "sym.scheme")
 
 

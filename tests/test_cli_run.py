@@ -36,7 +36,7 @@ def test_run_writes_npz_and_summary(tmp_path, capsys):
     rc, stdout, _ = run_cli(capsys, "run", KEPLER, "--steps", 2000, "-o", out)
     assert rc == 0
     with np.load(out) as d:
-        assert sorted(d.files) == ["H", "p", "q", "t"]
+        assert {"H", "p", "q", "t"} <= set(d.files)
         rows = 2000 // 100 + 1  # the simulate block saves every 100 steps
         assert d["t"].shape == (rows,)
         assert d["q"].shape == (rows, 3) and d["p"].shape == (rows, 3)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
 from tpc.diagnostics import TpcError
+from tpc.output import check_writable, write_text
+from tpc.syntax import MAX_SOURCE_BYTES, decode_source, read_bytes
 
 EMIT_STAGES = ("ham", "sym", "loops", "llvm", "ptx")  # the --emit ladder, in order
 
@@ -65,31 +68,44 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _open_out(path: str | None):
+def _emit(path: str | None, text: str) -> None:
+    """Write an output (stdout for None or '-'), atomically for a file."""
     if path in (None, "-"):
-        return sys.stdout
-    return open(path, "w")
+        sys.stdout.write(text)
+    else:
+        write_text(path, text)
+
+
+def _check_output(path: str | None) -> None:
+    if path not in (None, "-"):
+        check_writable(path)
 
 
 def cmd_opt(args: argparse.Namespace) -> int:
     from tpc.pipeline import PassRunner, parse_ir, print_ir
 
+    _check_output(args.output)
     path = args.file
-    text = sys.stdin.read() if path == "-" else _read(path)
+    text = _read_stdin() if path == "-" else _read(path)
     module = parse_ir(text, path)
     runner = PassRunner(args.print_ir_after_all, _split(args.print_ir_after),
                         debuginfo=args.debuginfo)
     runner.run(module, args.passes)
-    with _open_out(args.output) as out:
-        print_ir(module, out, args.debuginfo)
+    out = io.StringIO()
+    print_ir(module, out, args.debuginfo)
+    _emit(args.output, out.getvalue())
     return 0
 
 
 def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as e:
-        raise TpcError(f"cannot read '{path}': {e.strerror}") from None
+    return decode_source(read_bytes(path, f"'{path}'", MAX_SOURCE_BYTES), path, ".mlir")
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise TpcError(f"cannot read stdin: larger than the limit of {MAX_SOURCE_BYTES >> 20} MiB")
+    return decode_source(data, "-", ".mlir")
 
 
 def _split(s: str) -> list[str]:
@@ -109,16 +125,16 @@ def cmd_passes(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from tpc import compiler
 
+    out_path = args.output
+    if out_path is None and args.emit == "ptx":
+        out_path = str(Path(args.file).with_suffix(".ptx"))
+    _check_output(out_path)
     options = compiler.options_from_args(args)
     result = compiler.compile_stage(args.file, args.emit, options, runner_args=args)
     if args.remarks:
         for line in result.remarks:
             print(line, file=sys.stderr)
-    out_path = args.output
-    if out_path is None and args.emit == "ptx":
-        out_path = str(Path(args.file).with_suffix(".ptx"))
-    with _open_out(out_path) as out:
-        out.write(result.text)
+    _emit(out_path, result.text)
     return 0
 
 
@@ -140,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -117,12 +117,13 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
     loc = setting.value_loc if setting is not None and options.integrator == getattr(
         setting.value, "text", None) else None
     facts = read_facts(system.hamiltonian)
+    h_loc = program.system.hamiltonians[0].loc if program.system.hamiltonians else None
     if options.integrator == "exact":
         if not options.fold:
-            raise TpcError(EXACT_NEEDS_FOLD, loc)
+            raise TpcError(EXACT_NEEDS_FOLD, loc or h_loc)
         if not facts.quadratic:
             raise TpcError("integrator 'exact' needs a quadratic H (a linear Hamiltonian "
-                           f"vector field), but {facts.why or 'H is not quadratic'}", loc)
+                           f"vector field), but {facts.why or 'H is not quadratic'}", loc or h_loc)
         return
     if facts.separable or options.integrator == "midpoint":
         return

@@ -17,6 +17,24 @@ class Loc:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+def source_lines(text: str) -> list[str]:
+    """The lines as the lexer counts them: only '\\n' ends a line (not '\\f', '\\v', U+2028,
+    which `str.splitlines` also splits on), and a '\\r' before it belongs to the line break."""
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+
+
+def shown_line(line: str) -> str:
+    """A source line for the terminal: one column per character, so the caret lines up, and no
+    control character that would move the cursor."""
+    return "".join(c if c.isprintable() else " " for c in line)
+
+
+def printable(text: str) -> str:
+    """A message quoting user input, with its control characters escaped (\\x00)."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
 class TpcError(Exception):
     """An error in the user's input, reported as `file:line:col: error: message` plus a caret."""
 
@@ -27,14 +45,14 @@ class TpcError(Exception):
         self.notes = notes
 
     def render(self) -> str:
+        message = printable(self.message)
         if self.loc is None:
-            return f"error: {self.message}"
-        lines = [f"{self.loc}: error: {self.message}"]
+            return f"error: {message}"
+        lines = [f"{self.loc}: error: {message}"]
         if self.loc.source is not None:
-            src_lines = self.loc.source.splitlines()
+            src_lines = source_lines(self.loc.source)
             if 1 <= self.loc.line <= len(src_lines):
-                text = src_lines[self.loc.line - 1].expandtabs(1)
-                lines.append(text)
+                lines.append(shown_line(src_lines[self.loc.line - 1]))
                 lines.append(" " * (self.loc.col - 1) + "^")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)

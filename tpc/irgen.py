@@ -134,6 +134,7 @@ class IRGen:
         seen: dict[str, tuple[str, Loc]] = {}
 
         def declare(name: str, kind: str, loc: Loc) -> None:
+            check_not_builtin(name, kind, loc)
             if name in seen:
                 prev = seen[name][1]
                 raise TpcError(
@@ -161,6 +162,7 @@ class IRGen:
                 if isinstance(d, str):
                     if d in seen and seen[d][0] != "size":
                         raise TpcError(f"'{d}' is {_a(seen[d][0])}, not a size", dloc)
+                    check_not_builtin(d, "size", dloc)
                     seen.setdefault(d, ("size", dloc))
         return seen
 
@@ -183,11 +185,9 @@ class IRGen:
             raise TpcError(
                 f"H is defined twice (first at {sys.hamiltonians[0].loc})", sys.hamiltonians[1].loc
             )
-        if len(sys.boxes) > 1:
-            raise TpcError("at most one 'box' declaration", sys.boxes[1].loc)
-        for b in sys.boxes:
-            if not b.value > 0:
-                raise TpcError(f"box length must be positive, got {b.value}", b.loc)
+        if sys.boxes:
+            raise TpcError("periodic boxes are not supported yet", sys.boxes[0].loc)
+        check_state_sizes(st.q)
 
     # ------------------------------------------------------------------ generation
     def generate(self) -> ModuleOp:
@@ -472,6 +472,8 @@ class IRGen:
     def expr_BinOp(self, node: BinOp) -> Val:
         if node.op == "^":
             return self.power(node)
+        if node.op == "/" and is_zero_literal(node.rhs):
+            raise TpcError("division by zero", node.rhs.loc)
         lhs, rhs = self.expr(node.lhs), self.expr(node.rhs)
         make = {"+": arith.AddfOp, "-": arith.SubfOp, "*": arith.MulfOp, "/": arith.DivfOp}
         return self.elementwise([lhs, rhs], make[node.op], node.loc, f"'{node.op}'")
@@ -484,6 +486,9 @@ class IRGen:
             exp_node, sign = exp_node.operand, -sign
         if isinstance(exp_node, Num) and exp_node.is_int:
             n = sign * int(exp_node.value)
+            if n == 0:  # x^0 is 1, also where x is 0: its derivative n*x^(n-1) would be 0/0
+                one = self.fconst(1.0)
+                return self.eager(base.shape, lambda idx: self.as_type(one, base.shape))
             return self.elementwise([base], lambda b: ham.IPowOp(b, n), node.loc, "'^'")
         exponent = self.expr(node.rhs)
         if exponent.shape:
@@ -523,6 +528,12 @@ class IRGen:
         if not shape or not isinstance(shape[-1], int):
             raise TpcError(
                 f"'{fn}' needs vectors with a fixed-length last dimension, got {fmt_shape(shape)}",
+                node.loc,
+            )
+        if fn != "cross" and len(shape) > 1 and isinstance(shape[-2], int):
+            raise TpcError(
+                f"'{fn}' of {fmt_shape(shape)} would give a fixed-length vector of results, "
+                f"which is not supported; apply it to one row at a time ({fn}(x[k]))",
                 node.loc,
             )
         if fn == "cross":
@@ -675,6 +686,31 @@ class IRGen:
             return self.emit(ham.SumOp(self.iconst(0), self.dim(dims[depth]), Region(block)), loc)
 
         return self.scalar(build(0, []))
+
+
+BUILTINS = frozenset([*UNARY_MATH, *VECTOR_FUNCS, "sum"])
+
+
+def check_not_builtin(name: str, kind: str, loc: Loc) -> None:
+    if name in BUILTINS:
+        raise TpcError(f"'{name}' is a built-in function; it cannot also be {_a(kind)}", loc)
+
+
+def check_state_sizes(q) -> None:
+    """The trajectory is reshaped from the state's length, which determines only one size."""
+    sizes = [(d, dloc) for d, dloc in zip(q.shape, q.dim_locs) if isinstance(d, str)]
+    if len(sizes) > 1:
+        (first, _), (second, loc) = sizes[:2]
+        what = f"'{first}' twice" if first == second else f"two size symbols, {first} and {second}"
+        raise TpcError(
+            f"the state shape uses {what}; a state shape may use one size symbol, once", loc
+        )
+
+
+def is_zero_literal(node: Node) -> bool:
+    while isinstance(node, Neg):
+        node = node.operand
+    return isinstance(node, Num) and node.value == 0
 
 
 def generate(program: Program) -> ModuleOp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -9,14 +10,46 @@ import numpy as np
 
 from tpc import api, compiler
 from tpc.diagnostics import TpcError
-from tpc.simulate import load_run_config
+from tpc.output import check_writable, write_file
+from tpc.simulate import OUTPUT_INPUT_PREFIX, OUTPUT_MARK, RunConfig, load_run_config
 
 
-def write_npz(path: str, traj: api.Trajectory, info: api.SystemInfo) -> None:
-    np.savez(path, t=traj.t, q=traj.q, p=traj.p, H=traj.H)
+def output_path(args) -> str:
+    """The .npz the run writes: -o (with .npz added, as numpy would), else FILE.npz."""
+    if args.output is None:
+        return str(Path(args.file).with_suffix(".npz"))
+    if Path(args.output).is_dir():
+        raise TpcError(f"cannot write '{args.output}': it is a directory")
+    return args.output if args.output.endswith(".npz") else args.output + ".npz"
+
+
+def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig) -> dict:
+    """The snapshots plus what produced them, so that the file describes itself and a later
+    `tpc run --init` can continue from its last snapshot."""
+    arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H}
+    arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
+    arrays |= {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
+    arrays |= {
+        OUTPUT_MARK: np.str_(api.VERSION),
+        "system": np.str_(sim.info.name),
+        "source_sha256": np.str_(hashlib.sha256(sim.source.encode()).hexdigest()),
+        "integrator": np.str_("folded" if traj.folded else sim.options.integrator),
+        "precision": np.str_(sim.options.precision),
+        "dt": np.float64(cfg.dt),
+        "save_every": np.int64(cfg.save_every),
+        "steps_done": np.int64(traj.steps_done),
+        "t_final": np.float64(traj.t[-1] if len(traj.t) else 0.0),
+    }
+    return arrays
+
+
+def write_npz(path: str, arrays: dict) -> None:
+    write_file(path, lambda f: np.savez(f, **arrays))
 
 
 def main(args) -> int:
+    out = output_path(args)
+    check_writable(out)
     options = compiler.options_from_args(args)
     sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
                       precision=options.precision, newton3=options.newton3)
@@ -25,7 +58,6 @@ def main(args) -> int:
             print(line, file=sys.stderr)
     cfg = load_run_config(sim.program, sim.system, steps=args.steps, dt=args.dt,
                           save_every=args.save_every, sets=args.set, init=args.init)
-    out = args.output or str(Path(args.file).with_suffix(".npz"))
     if args.device == "cuda":
         from tpc.runtime.cuda import require_cuda
 
@@ -35,9 +67,9 @@ def main(args) -> int:
                        params=cfg.params, progress=not args.quiet, device=args.device,
                        **cfg.inputs)
     except api.PartialRun as e:
-        write_npz(out, e.trajectory, sim.info)
+        write_npz(out, trajectory_arrays(e.trajectory, sim, cfg))
         raise TpcError(f"{e.message}; wrote {out}") from None
-    write_npz(out, traj, sim.info)
+    write_npz(out, trajectory_arrays(traj, sim, cfg))
     if not args.quiet:
         rate = traj.steps_done / traj.wall_time if traj.wall_time > 0 else float("inf")
         how = "folded into matrix powers" if traj.folded else sim.options.integrator

@@ -8,9 +8,14 @@ the offending key or value; errors in command-line values have no source locatio
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import numbers
+import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +24,8 @@ import numpy as np
 
 from tpc.diagnostics import Loc, TpcError
 from tpc.dialects import ham
-from tpc.syntax import Program, Setting, Word
+from tpc.limits import MAX_LIST_NESTING, MAX_STEPS
+from tpc.syntax import Program, Setting, Word, abbreviate, decode_source, loc_at, read_bytes
 
 RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init")
 
@@ -53,6 +59,9 @@ def _as_float_array(name: str, value: object, loc: Loc | None) -> np.ndarray:
         isinstance(value, list) and _contains_text(value)
     ):
         raise TpcError(f"initial value of '{name}' must be numbers, got {_show(value)}", loc)
+    bad = _non_number(value)
+    if bad is not None:
+        raise TpcError(f"initial value of '{name}' must be numbers, got {bad}", loc)
     try:
         arr = np.array(value, dtype=np.float64, order="C")
     except (ValueError, TypeError):
@@ -66,6 +75,32 @@ def _contains_text(value: list) -> bool:
     return any(
         isinstance(v, (str, Word)) or (isinstance(v, list) and _contains_text(v)) for v in value
     )
+
+
+def _non_number(value: object) -> str | None:
+    """What in `value` is not a real number (booleans, complex, dates, objects, too large for a
+    float), or None. numpy would silently turn most of these into floats."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, np.ndarray):
+            if v.dtype.kind not in "iuf":
+                return f"an array of {v.dtype}"
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+        elif isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
+            return f"a value of type {type(v).__name__} ({abbreviate(repr(v))})"
+        elif isinstance(v, numbers.Integral) and _overflows(v):
+            return "a number too large for a 64-bit float"
+    return None
+
+
+def _overflows(v: numbers.Integral) -> bool:
+    try:
+        float(v)
+    except OverflowError:
+        return True
+    return False
 
 
 def _show(value: object) -> str:
@@ -167,36 +202,126 @@ def bind_arrays(
 # --------------------------------------------------------------------------- init files
 
 
-def read_init_file(path: Path, shown: str, loc: Loc | None) -> dict[str, object]:
-    """The arrays of a .json object or .npz archive, by name."""
+MAX_INIT_BYTES = 1 << 30
+# The keys by which tpc's own .npz output is recognized and read back (see tpc.runner).
+OUTPUT_MARK = "tpc_version"
+OUTPUT_INPUT_PREFIX = "input_"
+
+
+@dataclass
+class InitFile:
+    arrays: dict[str, object]
+    locs: dict[str, Loc]  # where each array is, for errors about its value
+    where: Loc  # the file itself, for errors with no finer place
+
+
+def read_init_file(path: Path, shown: str, loc: Loc | None) -> InitFile:
+    """The arrays of a .json object or .npz archive, by name. `loc` is where the file is named
+    (None on the command line); errors in its content point into the file where they can."""
     suffix = path.suffix.lower()
     if suffix not in (".json", ".npz"):
         raise TpcError(f"init file '{shown}' must be a .json or .npz file", loc)
+    data = read_bytes(path, f"init file '{shown}'", MAX_INIT_BYTES, loc)
+    where = loc or Loc(str(path), 1, 1)
+    if suffix == ".json":
+        return _read_json(data, str(path), shown)
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise TpcError(f"cannot read init file '{shown}': not an .npz (zip) archive", where)
+    return InitFile(_read_npz(data, shown, where), {}, where)
+
+
+def _read_npz(data: bytes, shown: str, where: Loc) -> dict[str, object]:
     try:
-        if suffix == ".json":
-            with open(path) as f:
-                data = json.load(f)
-            if not isinstance(data, dict):
-                raise TpcError(
-                    f"cannot use init file '{shown}': expected a JSON object of arrays, "
-                    f"got a {type(data).__name__}",
-                    loc,
-                )
-            return dict(data)
-        if not zipfile.is_zipfile(path):
-            open(path, "rb").close()  # a missing or unreadable file reports as OSError
-            raise TpcError(f"cannot read init file '{shown}': not an .npz (zip) archive", loc)
-        with np.load(path, allow_pickle=False) as npz:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+            if unpacked > MAX_INIT_BYTES:
+                raise TpcError(f"cannot read init file '{shown}': it unpacks to {unpacked} bytes, "
+                               f"more than the limit of {MAX_INIT_BYTES >> 20} MiB", where)
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except OSError as e:
-        reason = e.strerror or str(e)
-        raise TpcError(f"cannot read init file '{shown}': {reason}", loc) from None
+    # A damaged archive fails in zipfile, zlib, the .npy header parser or the array reader, each
+    # with its own exception types.
+    except (OSError, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError,
+            zipfile.BadZipFile, zlib.error, struct.error, UnicodeDecodeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TpcError(f"cannot read init file '{shown}': unreadable .npz archive ({reason})",
+                       where) from None
+
+
+# A JSON token as the pre-scan needs it. A string stops at the end of its line (JSON strings hold
+# no raw newlines), so an unterminated one costs one line, not the rest of the file.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|"|[\[\]{}]|-?[0-9][0-9.eE+-]*|true|false|null')
+
+
+def _read_json(data: bytes, file: str, shown: str) -> InitFile:
+    text = decode_source(data, file, ".json")
+    locs = _scan_json(text, file, shown)
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise TpcError(
-            f"cannot parse init file '{shown}': {e.msg} at line {e.lineno} column {e.colno}", loc
-        ) from None
-    except (ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise TpcError(f"cannot read init file '{shown}': {e}", loc) from None
+        raise TpcError(f"cannot parse init file '{shown}': {e.msg}",
+                       Loc(file, e.lineno, e.colno, text)) from None
+    if not isinstance(obj, dict):
+        start = len(text) - len(text.lstrip())
+        raise TpcError(f"cannot use init file '{shown}': expected a JSON object of arrays, "
+                       f"got a {type(obj).__name__}", loc_at(file, text, start))
+    return InitFile(obj, locs, Loc(file, 1, 1, text))
+
+
+def _scan_json(text: str, file: str, shown: str) -> dict[str, Loc]:
+    """Before json.loads (whose C parser recurses once per nesting level): refuse deep nesting,
+    numbers beyond a float and values that are not numbers, each at its place in the file.
+    Returns where the value of each top-level key starts."""
+    depth, key, locs = 0, None, {}
+    for m in _JSON_TOKEN.finditer(text):
+        tok = m.group()
+        if tok == '"':
+            break  # an unterminated string: json.loads reports it
+        if tok in "[{":
+            depth += 1
+            if depth > MAX_LIST_NESTING + 1:
+                raise TpcError(f"init file '{shown}': arrays nested deeper than "
+                               f"{MAX_LIST_NESTING} levels", loc_at(file, text, m.start()))
+        elif tok in "]}":
+            depth -= 1
+        elif tok.startswith('"') and depth == 1 and text[m.end():].lstrip().startswith(":"):
+            key = tok[1:-1]
+            continue
+        elif depth >= 1:
+            bad = _json_non_number(tok)
+            if bad:
+                raise TpcError(f"init file '{shown}': {bad}", loc_at(file, text, m.start()))
+        if key is not None:
+            locs[key] = loc_at(file, text, m.start())
+            key = None
+    return locs
+
+
+def _json_non_number(tok: str) -> str | None:
+    if tok.startswith('"'):
+        return f"expected a number, got the string {abbreviate(tok)}"
+    if tok in ("true", "false", "null"):
+        return f"expected a number, got {tok}"
+    try:
+        value = float(tok)
+    except ValueError:
+        return None  # not JSON: json.loads reports it
+    if math.isinf(value):
+        return f"the number {abbreviate(tok)} is too large for a 64-bit float"
+    return None
+
+
+def from_tpc_output(data: dict[str, object], q_name: str, p_name: str) -> dict[str, object]:
+    """A trajectory written by `tpc run` continues from its last snapshot, with its inputs."""
+    if OUTPUT_MARK not in data:
+        return data
+    out = {k[len(OUTPUT_INPUT_PREFIX):]: v for k, v in data.items()
+           if k.startswith(OUTPUT_INPUT_PREFIX)}
+    for key, name in (("q", q_name), ("p", p_name)):
+        rows = data.get(key)
+        if isinstance(rows, np.ndarray) and rows.ndim >= 1 and len(rows):
+            out[name] = rows[-1]
+    return out
 
 
 # ------------------------------------------------------------------------- the config
@@ -276,9 +401,7 @@ def load_run_config(
         if s.name not in RUN_KEYS and s.name not in array_names:
             known = ", ".join([*RUN_KEYS, *array_names])
             raise TpcError(f"unknown simulate setting '{s.name}' (known: {known})", s.loc)
-        if s.name in settings:
-            raise TpcError(f"'{s.name}' is set twice (first at {settings[s.name].loc})", s.loc)
-        settings[s.name] = s
+        settings[s.name] = s  # each at most once: the parser refuses a second
 
     # integrator: only carried here; its name is checked by the compiler
     integrator = None
@@ -297,13 +420,15 @@ def load_run_config(
         "dt", dt, settings, _number, lambda v: math.isfinite(v) and v > 0, "a finite number > 0",
         "> 0", missing=missing("time step", "dt", "--dt"),
     )
+    steps_need = f"between 0 and {MAX_STEPS:,}"
     steps_value = _run_value(
-        "steps", steps, settings, _integer, lambda v: v >= 0, ">= 0", ">= 0",
-        missing=missing("step count", "steps", "--steps"),
+        "steps", steps, settings, _integer, lambda v: 0 <= v <= MAX_STEPS, steps_need,
+        steps_need, missing=missing("step count", "steps", "--steps"),
     )
+    save_need = f"between 1 and {MAX_STEPS:,}"
     save_value = _run_value(
-        "save_every", save_every, settings, _integer, lambda v: v >= 1, ">= 1", ">= 1",
-        default=max(1, steps_value // 1000),
+        "save_every", save_every, settings, _integer, lambda v: 1 <= v <= MAX_STEPS, save_need,
+        save_need, default=max(1, steps_value // 1000),
     )
 
     # params
@@ -322,8 +447,7 @@ def load_run_config(
             locs[name] = settings[name].value_loc
     if init is not None:
         # the command line's file replaces the block's init and any inline values it names
-        path = Path(init)
-        data = read_init_file(path, init, None)
+        data = read_init_file(Path(init), init, None)
         _take_init(data, array_names, init, None, values, locs, override=True)
     elif "init" in settings:
         s = settings["init"]
@@ -345,7 +469,7 @@ def load_run_config(
 
 
 def _take_init(
-    data: dict[str, object],
+    init: InitFile,
     names: list[str],
     shown: str,
     loc: Loc | None,
@@ -354,19 +478,19 @@ def _take_init(
     *,
     override: bool,
 ) -> None:
-    for key, value in data.items():
+    """Merge the init file's arrays into `values`. `loc` is where the file is named in the .ham
+    (errors point there), None for --init (they point into the file)."""
+    for key, value in from_tpc_output(init.arrays, names[0], names[1]).items():
+        where = loc or init.locs.get(key, init.where)
         if key not in names:
             raise TpcError(
                 f"init file '{shown}' has an array '{key}' that the system does not declare "
                 f"(expected {', '.join(names)})",
-                loc,
+                where,
             )
         if key in values and not override:
             raise TpcError(
-                f"'{key}' is given both inline (at {locs[key]}) and in init file '{shown}'", loc
+                f"'{key}' is given both inline (at {locs[key]}) and in init file '{shown}'", where
             )
         values[key] = value
-        if loc is not None:
-            locs[key] = loc
-        else:
-            locs.pop(key, None)
+        locs[key] = where

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lark
 
-from tpc.diagnostics import Loc, TpcError
+from tpc.diagnostics import Loc, TpcError, source_lines
 
 # ------------------------------------------------------------------------------ AST
 
@@ -163,7 +166,9 @@ def _describe_expected(expected: set[str]) -> str:
     return " (expected " + ", ".join(words) + ")"
 
 
-class _Builder(lark.Transformer):
+class _Builder(lark.visitors.Transformer_NonRecursive):
+    """Parse tree -> AST. Non-recursive: a 500-term sum is a 500-deep tree."""
+
     def __init__(self, path: str, source: str):
         super().__init__()
         self.path, self.source = path, source
@@ -174,8 +179,12 @@ class _Builder(lark.Transformer):
     # numbers -------------------------------------------------------------
     def _number(self, tok: lark.Token) -> Num:
         text = str(tok).replace("_", "")
-        is_int = text.isdigit()
-        return Num(self.loc(tok), float(int(text)) if is_int else float(text), is_int)
+        # float() straight from the text: int() refuses more than 4,300 digits
+        value = float(text)
+        if not math.isfinite(value):
+            raise TpcError(f"number {abbreviate(text)} is too large for a 64-bit float "
+                           "(the largest is about 1.8e308)", self.loc(tok))
+        return Num(self.loc(tok), value, text.isdigit())
 
     @lark.v_args(meta=True)
     def number(self, meta, children):
@@ -239,7 +248,13 @@ class _Builder(lark.Transformer):
 
     # declarations --------------------------------------------------------
     def dim_int(self, children):
-        return (int(children[0]), self.loc(children[0]))
+        from tpc.limits import MAX_DIM
+
+        tok = children[0]
+        if len(tok) > len(str(MAX_DIM)) or int(tok) > MAX_DIM:  # int() refuses 4,300 digits
+            raise TpcError(f"dimension {abbreviate(tok)} exceeds the limit of {MAX_DIM}",
+                           self.loc(tok))
+        return (int(tok), self.loc(tok))
 
     def dim_name(self, children):
         return (str(children[0]), self.loc(children[0]))
@@ -273,9 +288,10 @@ class _Builder(lark.Transformer):
     def h_decl(self, meta, children):
         return ("hamiltonians", [HDecl(self.loc(meta), children[0])])
 
-    def box_decl(self, children):
+    @lark.v_args(meta=True)
+    def box_decl(self, meta, children):
         name, num = children
-        return ("boxes", [BoxDecl(self.loc(name), str(name), num.value)])
+        return ("boxes", [BoxDecl(self.loc(meta), str(name), num.value)])
 
     @lark.v_args(meta=True)
     def system(self, meta, children):
@@ -313,6 +329,11 @@ class _Builder(lark.Transformer):
         return Setting(self.loc(name), str(name), self._plain(value), loc)
 
     def simulate(self, children):
+        first: dict[str, Setting] = {}
+        for s in children:
+            if s.name in first:
+                raise TpcError(f"'{s.name}' is set twice (first at {first[s.name].loc})", s.loc)
+            first[s.name] = s
         return children
 
     def start(self, children):
@@ -321,31 +342,108 @@ class _Builder(lark.Transformer):
 
 
 def parse(source: str, path: str = "<input>") -> Program:
+    from tpc import limits
+
+    source = source.removeprefix("\ufeff")
+    _check_characters(source, path)
     try:
         tree = _parser().parse(source)
+        system, settings = _Builder(path, source).transform(tree)
     except lark.UnexpectedCharacters as e:
         loc = Loc(path, e.line, e.column, source)
         raise TpcError(f"unexpected character {source[e.pos_in_stream]!r}", loc) from None
     except lark.UnexpectedToken as e:
-        tok = e.token
-        if tok.type == "$END":
-            lines = source.splitlines() or [""]
-            loc = Loc(path, len(lines), len(lines[-1]) + 1, source)
-            raise TpcError("unexpected end of file" + _describe_expected(e.expected), loc) from None
-        loc = Loc(path, tok.line, tok.column, source)
-        raise TpcError(f"unexpected {str(tok)!r}" + _describe_expected(e.expected), loc) from None
+        if e.token.type == "$END":
+            raise _end_of_file(source, path, e.expected) from None
+        loc = Loc(path, e.token.line, e.token.column, source)
+        raise TpcError(f"unexpected {abbreviate(str(e.token))!r}"
+                       + _describe_expected(e.expected), loc) from None
     except lark.UnexpectedEOF as e:
-        lines = source.splitlines() or [""]
-        loc = Loc(path, len(lines), len(lines[-1]) + 1, source)
-        raise TpcError("unexpected end of file" + _describe_expected(set(e.expected)), loc) from None
-    system, settings = _Builder(path, source).transform(tree)
-    return Program(system, settings, path, source)
+        raise _end_of_file(source, path, set(e.expected)) from None
+    except lark.exceptions.VisitError as e:
+        if isinstance(e.orig_exc, TpcError):
+            raise e.orig_exc from None
+        raise
+    program = Program(system, settings, path, source)
+    limits.check(program)
+    return program
+
+
+def _end_of_file(source: str, path: str, expected: set[str]) -> TpcError:
+    lines = source_lines(source)
+    if all(not ln.strip() or ln.lstrip().startswith("#") for ln in lines):
+        return TpcError("the file is empty (expected 'system NAME { ... }')",
+                        Loc(path, 1, 1, source))
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    loc = Loc(path, len(lines), len(lines[-1]) + 1, source)
+    return TpcError("unexpected end of file" + _describe_expected(expected), loc)
+
+
+def abbreviate(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}...{text[-8:]} ({len(text)} characters)"
+
+
+def loc_at(path: str, text: str, pos: int) -> Loc:
+    """The location of character `pos`, counting lines the way the lexer does."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    return Loc(path, text.count("\n", 0, pos) + 1, pos - line_start + 1, text)
+
+
+# Tab, newline, carriage return and form feed are whitespace; any other control character
+# means the file is not .ham text (a NUL is the usual sign of a binary file). A lone surrogate
+# stands for a byte that is not UTF-8 (read_source decodes with "surrogateescape").
+_BAD_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\udc80-\udcff]")
+
+
+def _check_characters(source: str, path: str) -> None:
+    """The first character that cannot be in a .ham file, whichever kind it is."""
+    m = _BAD_CHARACTER.search(source)
+    if m is None:
+        return
+    c = m.group()
+    shown = re.sub("[\ud800-\udfff]", "\ufffd", source)  # one for one: columns stay
+    if "\udc80" <= c <= "\udcff":
+        raise TpcError(f"invalid UTF-8 (byte 0x{ord(c) - 0xDC00:02X}); a .ham file must be UTF-8 "
+                       "text", loc_at(path, shown, m.start()))
+    raise TpcError(f"control character U+{ord(c):04X} in the source (a .ham file is text)",
+                   loc_at(path, shown, m.start()))
+
+
+MAX_SOURCE_BYTES = 16 << 20
+
+
+def read_bytes(path: str | Path, what: str, limit: int, loc: Loc | None = None) -> bytes:
+    """A regular file's bytes, at most `limit` of them; `what` names it in errors ("'f.ham'").
+    A FIFO or a device would block or never end, so the type is checked before opening."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise TpcError(f"cannot read {what}: not a regular file", loc)
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise TpcError(f"cannot read {what}: {e.strerror or e}", loc) from None
+    if len(data) > limit:
+        raise TpcError(f"cannot read {what}: larger than the limit of {limit >> 20} MiB",
+                       loc)
+    return data
+
+
+def read_source(path: str | Path) -> str:
+    """A .ham file's text; parse() reports its first byte that is not UTF-8 text."""
+    return read_bytes(path, f"'{path}'", MAX_SOURCE_BYTES).decode("utf-8", "surrogateescape")
+
+
+def decode_source(data: bytes, path: str, kind: str) -> str:
+    """UTF-8 text, or an error at the first byte that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        shown = data.decode("utf-8", errors="replace")
+        loc = loc_at(path, shown, len(data[: e.start].decode("utf-8")))
+        raise TpcError(f"invalid UTF-8 (byte 0x{data[e.start]:02X}); a {kind} file must be UTF-8 "
+                       "text", loc) from None
 
 
 def parse_file(path: str | Path) -> Program:
-    path = Path(path)
-    try:
-        source = path.read_text()
-    except OSError as e:
-        raise TpcError(f"cannot read '{path}': {e.strerror}") from None
-    return parse(source, str(path))
+    return parse(read_source(path), str(path))

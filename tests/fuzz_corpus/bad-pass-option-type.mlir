@@ -1,0 +1,3 @@
+// passes: sym-lower-loops{newton3=maybe}
+builtin.module {
+}

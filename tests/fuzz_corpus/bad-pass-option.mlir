@@ -1,0 +1,3 @@
+// passes: ham-degree{foo=1}
+builtin.module {
+}
