@@ -787,20 +787,23 @@ class PairSumOp(_LoopOp):
             result_types=[[result_type] if result_type else []], regions=[body],
         )
 
+    # `!=` cannot be printed: the MLIR lexer reads `!` as the start of a type alias, so the
+    # text would not parse back. The ordered-pairs kind is the keyword `ne` instead.
     def _print_ivs(self, printer: Printer) -> None:
         i, j = self.body.block.args
         printer.print_ssa_value(i)
-        printer.print_string(" < " if self.kind.data == "lt" else " != ")
+        printer.print_string(" < " if self.kind.data == "lt" else " ne ")
         printer.print_ssa_value(j)
 
     @classmethod
     def _parse_ivs(cls, parser: Parser) -> tuple[list[Parser.UnresolvedArgument], dict]:
         i = parser.parse_argument(expect_type=False)
-        if parser.parse_optional_punctuation("<"):
+        if parser.parse_optional_punctuation("<") or parser.parse_optional_keyword("lt"):
             kind = "lt"
-        else:
-            parser.parse_punctuation("!=")
+        elif parser.parse_optional_keyword("ne"):
             kind = "ne"
+        else:
+            parser.raise_error("expected '<' or 'ne' between the two indices of ham.pair_sum")
         j = parser.parse_argument(expect_type=False)
         return [i, j], {"kind": StringAttr(kind)}
 
