@@ -11,6 +11,7 @@ Roles:
   index:NAME     an integer (nsnap, stride, step0, count, ...)
   buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
   buf:NAME:SNAP  a buffer of one value per snapshot (out_H)
+  buf:NAME:parts a buffer of one value per part of H, in the table's `parts` order
   f64:NAME       a float64 buffer of one element (status)
 """
 
@@ -36,6 +37,7 @@ ENV = "env"
 RESULTS = {"energy": "real"}
 SIGNATURES: dict[str, list[str]] = {
     "energy": [ENV],
+    "energy_parts": [ENV, "buf:out:parts"],
     "run": [ENV, "real:dt", "index:nsnap", "index:stride", "index:step0", "buf:out_q:snap_n",
             "buf:out_p:snap_n", "buf:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
 }
@@ -57,6 +59,7 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "precision": precision,
         "state": [q, p],
         "shape": list(system.state.shape.shape),
+        "parts": system.hamiltonian.part_names,
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],

@@ -370,6 +370,20 @@ def lower_energy(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
     return make_func("energy", env_types(system, ft), [ft], body, private=False, ft=ft)
 
 
+def lower_energy_parts(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
+    """energy_parts(env..., out): out[k] = the energy of H's k-th part (ham.hamiltonian's
+    order), so that a non-finite H can be traced to the part that makes it so."""
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args[:-1])
+        for k, name in enumerate(system.hamiltonian.part_names):
+            (v,) = RegionLowering(env, e).block(system.part(name).body.block, e)[0]
+            e.store(v, args[-1], e.i(k))
+        return []
+
+    return make_func("energy_parts", [*env_types(system, ft), buf_type(ft)], [], body,
+                     private=False, ft=ft)
+
+
 def part_grad_name(part: str, wrt: str) -> str:
     return f"grad_{part}_{wrt}"
 
@@ -725,7 +739,8 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
                 fold = {"method": op.method.data, "reason": op.reason.data}
             elif "not_folded" in op.attributes:
                 fold = {"method": "", "reason": op.attributes["not_folded"].data}
-            funcs += [lower_energy(system, ft), *gradient_funcs(system, newton3, ft)]
+            funcs += [lower_energy(system, ft), lower_energy_parts(system, ft),
+                      *gradient_funcs(system, newton3, ft)]
             if steppable(scheme):
                 funcs.append(build_run(system, scheme, ft))
             elif isinstance(op, sym.EvolveOp):

@@ -123,7 +123,8 @@ class Native:
             if kind not in ("buf", "f64"):
                 continue
             key, size = rest
-            count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1}[size]
+            count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1,
+                     "parts": len(self.abi.get("parts", ()))}[size]
             out[key] = (np.full(1, -1.0) if kind == "f64"
                         else np.empty(count, self.dtype))
         return out

@@ -185,6 +185,33 @@ class Simulation:
     def energy(self, q0, p0, params: dict | None = None, **inputs) -> float:
         return float(self.native.call("energy", self.bind(q0, p0, params, inputs)))
 
+    def check_start(self, env) -> None:
+        """Refuse an initial state at which H is not finite, naming the part (and its place in
+        the source) that is not: a run from it would fail at step 1 with no hint why."""
+        parts = self.native.abi.get("parts") or []
+        if not self.native.has("energy_parts") or not parts:
+            return
+        values = np.empty(len(parts), self.dtype)
+        self.native.call("energy_parts", env, out=values)
+        total = self.native.call("energy", env)
+        bad = [k for k, v in enumerate(values) if not np.isfinite(v)]
+        in_f32 = " in float32" if self.dtype == np.float32 else ""
+        if not bad:
+            if np.isfinite(total):
+                return
+            hs = self.program.system.hamiltonians
+            raise TpcError(f"H is not finite at the initial state{in_f32}: its parts are, but "
+                           f"their sum is {total}", hs[0].loc if hs else None)
+        from tpc.compiler import loc_of
+
+        system = self.system
+        first, *more = bad
+        notes = tuple(f"{loc_of(system.part(parts[k]), self.program) or 'part'}: part "
+                      f"{parts[k]} is {values[k]} too" for k in more)
+        raise TpcError(f"H is not finite at the initial state{in_f32}: its part {parts[first]} "
+                       f"is {values[first]}", loc_of(system.part(parts[first]), self.program),
+                       notes)
+
     def gradient(self, q0, p0, params: dict | None = None, **inputs) -> tuple[np.ndarray, ...]:
         """(dH/dq, dH/dp) at the given state, from the compiled derived code."""
         env = self.bind(q0, p0, params, inputs)
@@ -202,6 +229,9 @@ class Simulation:
             raise TpcError(f"dt must be a finite number > 0, got {dt}")
         if steps < 0 or save_every < 1:
             raise TpcError(f"need steps >= 0 and save_every >= 1, got {steps} and {save_every}")
+        members = [(q0, p0)] if batch is None else zip(np.asarray(q0), np.asarray(p0))
+        for qb, pb in members:
+            self.check_start(self.bind(qb, pb, params, inputs))
         if device == "cuda":
             from tpc.runtime.cuda import run_on_cuda
 

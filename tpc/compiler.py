@@ -128,7 +128,7 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
     if facts.separable or options.integrator == "midpoint":
         return
     part = next(p for p in system.parts if not read_facts(p).separable)
-    where = _loc_of(part, program)
+    where = loc_of(part, program)
     notes = (f"{where}: the part @{part.part_name} couples q and p",) if loc and where else ()
     raise TpcError(
         f"integrator '{options.integrator}' splits H into kicks and drifts, but H is not "
@@ -138,7 +138,8 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
     )
 
 
-def _loc_of(op, program: Program):
+def loc_of(op, program: Program):
+    """The source location of an op, with the source text for the caret (None if it has none)."""
     from xdsl.dialects.builtin import FileLineColLoc
 
     from tpc.diagnostics import Loc
