@@ -444,7 +444,9 @@ class TimeLoop:
 
     - stages: `sym.update` (target += c dt grad), `sym.midpoint`, `sym.repeat` (an scf.for);
     - first-same-as-last schemes fuse the closing kick of a step with the opening kick of the
-      next (coefficient a + b); the closing kick is applied alone only at snapshot boundaries;
+      next (coefficient a + b); the closing kick is applied alone only at snapshot boundaries.
+      A step's result exists only once its closing kick has run, so its check comes after the
+      fused kick (or, at a snapshot boundary, after the closing kick) and names that step;
     - the status: a float in memory, STATUS_OK (-1) while all is well, else the index of the
       step that turned the state non-finite, or -2 - step when an implicit stage did not
       converge. Steps and snapshots start only while it is STATUS_OK, so the snapshot that
@@ -497,14 +499,22 @@ class TimeLoop:
         first_up, last_up = stages[0], stages[-1]
 
         def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> SSAValue:
-            body = stages
-            if fsal:
-                a, b = first_up.c, last_up.c
-                c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
-                self.m.update(se, first_up, se.mul(c, dt))
-                body = stages[1:-1]
-            converged = self.stages(se, body, gstep)
-            return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
+            if not fsal:
+                converged = self.stages(se, stages, gstep)
+                return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
+            a, b = first_up.c, last_up.c
+            c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
+            self.m.update(se, first_up, se.mul(c, dt))
+            # A fused kick holds the closing kick of the previous step: only after it is that
+            # step's result known, so the check here is the previous step's. Checking before
+            # it would name the next step when the closing kick is what goes non-finite. The
+            # first step of a snapshot follows a checked snapshot and has nothing to check.
+            true = se(arith.ConstantOp(IntegerAttr(1, i1)))
+            (ok,) = se.if_(first, lambda te: [true], lambda fe: [
+                self.m.check(fe, self, fe(arith.SubiOp(gstep, fe.i(1))))], [i1])
+            (ok,) = se.if_(ok, lambda te: [self.stages(te, stages[1:-1], gstep)],
+                           lambda fe: [ok], [i1])
+            return ok
 
         def keep(fe: Emitter, ok: SSAValue) -> list:
             return [ok]

@@ -109,7 +109,8 @@ def test_partial_run_keeps_finite_snapshots(tmp_path, capsys):
     out = tmp_path / "r.npz"
     rc, _, err = run_cli(capsys, "run", src, "-o", out, "--quiet")
     assert rc == 1
-    assert "error:" in err and "step 99" in err
+    # step 98's closing kick overflows p (a numpy leapfrog agrees: tests/test_nonfinite.py)
+    assert "error:" in err and "non-finite at step 98 " in err
     with np.load(out) as d:
         assert d["t"].shape == (20,) and d["q"].shape == (20, 1)
         assert np.all(np.isfinite(d["q"])) and np.all(np.isfinite(d["H"]))
