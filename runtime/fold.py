@@ -1,36 +1,51 @@
-"""Run a folded (linear) simulation: the time loop replaced by powers of the one-step map.
+"""Run a folded (linear) simulation: the time loop replaced by the flow of a linear map.
 
 For a quadratic H every integrator maps z = (q, p) to M z + b. With the augmented state
 (q, p, 1) this is one (2n+1) x (2n+1) matrix, and s steps are its s-th power.
 
 Algorithm:
-  1. The one-step map of the CHOSEN integrator, exactly: the compiled stepped code (`run`,
-     nsnap = 1, stride = 1) applied to z = 0 gives b, applied to z = e_k gives column k of M
-     plus b. So M is the matrix of the very code a stepped run executes, round-off included.
-     `integrator = exact` instead takes A = J Hess(H) (the linear Hamiltonian vector field; the
-     Hessian and the constant force from the compiled gradients at the unit vectors and at 0)
-     and M = expm(dt A) by scaling and squaring with a degree-13 Pade approximant (Higham 2005).
-  2. The power M^s, by one of two methods:
-       - "squaring": binary exponentiation, floor(log2 s) + popcount(s) - 1 dense products of
-         size N = 2n + 1, each 2 N^3 flops. Any linear H, Jordan blocks included.
-       - "eigen" (modal): for a separable H = p'Tp/2 + q'Vq/2 + linear terms with T positive
-         definite, T = L L' (Cholesky) and the symmetric eigenproblem L'VL = U diag(w) U'
-         give a symplectic change of variables q = L U a, p = L^-T U b in which every
-         integrator built from kicks, drifts and midpoint stages (any function of A) splits
-         into independent 2x2 maps, one per normal mode. M is brought to this basis, its
-         per-mode 3x3 (affine) blocks are read off, checked to be the whole map (a random probe
-         must agree to 1e-9), normalised to determinant 1, and powered mode by mode: O(n log s).
-     Rule (`choose_method`): eigen when it applies, n >= 32 and the squaring would take at
-     least 2 products (its ~14 n^3 flops, Cholesky + eigh + four n x n products, then beat
-     the 2 (2n)^3 = 16 n^3 flops of each dense product); squaring otherwise.
-  3. Snapshots: the state advances by P = M^save_every per row (one matrix-vector product, or
-     O(n) per row in modal coordinates), a last row by M^rem for a remainder; H per row from
-     the compiled `energy`. Rows and times are those of the stepped run.
-  4. A non-finite state ends the run early: the rows computed before it are kept and
+  1. The map. A stepped integrator: its one-step map exactly: the compiled stepped code
+     (`run`, nsnap = 1, stride = 1) applied to z = 0 gives b, applied to z = e_k gives column
+     k of M plus b, so M is the matrix of the very code a stepped run executes, round-off
+     included. `integrator = exact`: the linear vector field A = J Hess(H) and its constant
+     term J c (the Hessian and c = grad H(0) from the compiled gradients at the unit vectors
+     and at 0).
+  2. The evolution to each snapshot (`Evolution`), by one of four methods:
+       - "eigen" (modal), a stepped integrator and a separable H = p'Tp/2 + q'Vq/2 + linear
+         terms with T positive definite: T = L L' (Cholesky) and the symmetric eigenproblem
+         L'VL = U diag(w) U' give a symplectic change of variables q = L U a, p = L^-T U b in
+         which every integrator built from kicks, drifts and midpoint stages splits into
+         independent 2x2 maps, one per normal mode. M is brought to this basis, its per-mode
+         3x3 (affine) blocks are read off, checked to be the whole map (a random probe must
+         agree to 1e-9), normalised to determinant 1, and powered mode by mode. A mode whose
+         w is below the eigensolver's round-off (8 n eps max|w|: a translation of a periodic
+         chain, a free particle) gets w = 0 and the exact block of a free drift, [[1, h],
+         [0, 1]]: its momentum then never moves, so the folded map conserves the total
+         momentum as the stepped one does (round-off in a dense M^s multiplies the drifting
+         centre of mass and makes it grow like t^2).
+       - "squaring", any other stepped linear map: P = M^stride by binary exponentiation,
+         then z -> P z per snapshot.
+       - "exact", `integrator = exact`: the exact flow at t = step * dt, evaluated at each
+         snapshot from the initial state, so its error does not grow with the number of
+         steps. H is first split into the blocks the flow never mixes (the connected
+         components of its Hessian). A block with a separable H and positive definite T flows
+         in closed form in its normal modes (a rotation, a free drift under a constant force
+         (w = 0, exact), or a hyperbolic mode), the phase in long double: round-off at any t.
+         Any other block by exp(t A) of its augmented field (scaling and squaring, Pade 13;
+         Higham 2005), whose error grows like eps t |A|, the conditioning of the flow itself,
+         where powering exp(dt A) grows like eps * steps.
+     Rule (`choose_method`): eigen when it applies (the probe passes), squaring otherwise.
+  3. Snapshots: rows and times are those of the stepped run; H per row from the compiled
+     `energy`. The method's state (`Carry`: the powered state for eigen and squaring, the
+     initial state for the exact methods) at the last full-stride row is returned, so that a
+     resumed run continues bitwise as if it had never stopped.
+  4. A non-finite state or Ctrl-C ends the run early: the rows computed before it are kept and
      `FoldedRun.error` says where (the API turns it into a PartialRun).
-  5. Precision: the compiled code runs in the simulation's precision (`native.dtype`, float32 for
-     precision="f32"): M is read off the float32 step (or gradients), but the matrix and its
-     powers are float64 numpy, and the rows are rounded to float32 when stored.
+  5. Precision f32: folding must not cost accuracy, and a map read off float32 code is not
+     symplectic (det M - 1 ~ 5e-8, raised to the number of steps). So the map is built from
+     the float64 twin of the compiled code (`twin`), with the f32 run's data (q0, p0, params,
+     inputs and dt rounded to float32), evaluated and powered in float64; the state is carried
+     in float64 and rounded to float32 once per snapshot, when the row is stored.
 """
 
 from __future__ import annotations
@@ -170,18 +185,7 @@ def gradient_affine(env: _Env) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (hess + hess.T), c
 
 
-def exact_map(env: _Env, dt: float) -> np.ndarray:
-    """Augmented expm(dt [[J Hess, J c], [0, 0]]): the exact flow of the linear system."""
-    n = env.n
-    hess, c = gradient_affine(env)
-    j = symplectic_form(n)
-    a = np.zeros((2 * n + 1, 2 * n + 1))
-    a[:-1, :-1] = j @ hess
-    a[:-1, -1] = j @ c
-    return expm(dt * a)
-
-
-# ------------------------------------------------------------------------ powers
+# ------------------------------------------------------------------------ normal modes
 
 
 class Modal:
@@ -221,7 +225,8 @@ class Modal:
 
 
 def modal_basis(hess: np.ndarray) -> tuple[np.ndarray, ...] | None:
-    """(wq, wp, wq_inv, wp_inv, w) for a separable Hessian with positive definite T, else None."""
+    """(wq, wp, wq_inv, wp_inv, w) for a separable Hessian with positive definite T, else None.
+    A w below the eigensolver's backward error is returned as exactly 0 (a zero mode)."""
     n = len(hess) // 2
     hqq, hpp, hqp = hess[:n, :n], hess[n:, n:], hess[:n, n:]
     scale = max(float(np.max(np.abs(hess))), 1e-300)
@@ -233,6 +238,10 @@ def modal_basis(hess: np.ndarray) -> tuple[np.ndarray, ...] | None:
         return None
     s = chol.T @ hqq @ chol
     w, u = np.linalg.eigh(0.5 * (s + s.T))
+    # eigh is backward stable: its w are exact for a matrix within ~n eps |s| of s, so a w
+    # below that cannot be told from 0, and a translation mode computed as 1e-17 instead of 0
+    # would turn a free drift into a slow rotation that feeds momentum back.
+    w = np.where(np.abs(w) <= ZERO_MODE_EPS * n * max(float(np.max(np.abs(w))), 1e-300), 0.0, w)
     wq = chol @ u
     wp_inv = u.T @ chol.T
     wq_inv = u.T @ np.linalg.solve(chol, np.eye(n))
@@ -240,9 +249,12 @@ def modal_basis(hess: np.ndarray) -> tuple[np.ndarray, ...] | None:
     return wq, wp, wq_inv, wp_inv, w
 
 
+ZERO_MODE_EPS = 8 * np.finfo(np.float64).eps
+
+
 def modal_map(big: np.ndarray, basis) -> Modal | None:
     """Per-mode blocks of the augmented map `big` in `basis`; None when they miss part of it."""
-    wq, wp, wq_inv, wp_inv, _ = basis
+    wq, wp, wq_inv, wp_inv, w = basis
     n = len(wq)
     lin, b = big[:-1, :-1], big[:-1, -1]
     blocks = np.zeros((n, 3, 3))
@@ -255,6 +267,12 @@ def modal_map(big: np.ndarray, basis) -> Modal | None:
     blocks[:, 0, 2] = wq_inv @ b[:n]
     blocks[:, 1, 2] = wp_inv @ b[n:]
     blocks[:, 2, 2] = 1.0
+    # A zero mode feels no force from its own coordinate: every kick leaves its momentum as it
+    # was and every drift moves it by c h p, so its block is exactly [[1, h], [0, 1]] (h read
+    # off M, the sum of the drifts), plus whatever the linear terms of H add.
+    zero = w == 0.0
+    blocks[zero, 0, 0] = blocks[zero, 1, 1] = 1.0
+    blocks[zero, 1, 0] = 0.0
     det = blocks[:, 0, 0] * blocks[:, 1, 1] - blocks[:, 0, 1] * blocks[:, 1, 0]
     if np.any(det <= 0):
         return None
@@ -271,12 +289,40 @@ def modal_map(big: np.ndarray, basis) -> Modal | None:
     return modal
 
 
+def exact_modal_state(basis, force: np.ndarray, y0: np.ndarray, t) -> np.ndarray:
+    """The exact flow for time t (long double) of H = sum over modes of b^2/2 + w a^2/2 + f a
+    + g b, from modal coordinates y0 (columns a, b): per mode, with C = cos(wt') etc.,
+        a(t) = a0 C + (b0 + g) S - f D,   b(t) = -g + (b0 + g) C - a0 w S - f S,
+    S = sin(sqrt(w) t)/sqrt(w), D = (1 - C)/w: the rotation for w > 0, cosh/sinh for w < 0,
+    and for w = 0 their limits C = 1, S = t, D = t^2/2 (a free drift under a constant force).
+    """
+    wq, wp, _, _, w = basis
+    n = len(wq)
+    ld = np.longdouble
+    f = ld(1) * (wq.T @ force[:n])
+    g = ld(1) * (wp.T @ force[n:])
+    a0, b0 = ld(1) * y0[:, 0], ld(1) * y0[:, 1]
+    w = w.astype(ld)
+    c, s, d = np.ones(n, ld), np.full(n, t, ld), np.full(n, t * t / 2, ld)
+    pos, neg = w > 0, w < 0
+    om = np.sqrt(w[pos])
+    x = om * t
+    c[pos], s[pos], d[pos] = np.cos(x), np.sin(x) / om, 2 * np.sin(x / 2) ** 2 / w[pos]
+    ka = np.sqrt(-w[neg])
+    x = ka * t
+    c[neg], s[neg], d[neg] = np.cosh(x), np.sinh(x) / ka, 2 * np.sinh(x / 2) ** 2 / ka**2
+    a = a0 * c + (b0 + g) * s - f * d
+    b = -g + (b0 + g) * c - a0 * w * s - f * s
+    return np.concatenate([wq @ a.astype(np.float64), wp @ b.astype(np.float64)])
+
+
+# ------------------------------------------------------------------------ the methods
+
+
 def choose_method(n: int, steps: int, save_every: int, separable: bool) -> str:
-    """'eigen' or 'squaring' by cost (the rule in the module docstring)."""
-    k = products(min(save_every, max(steps, 1)))
-    if separable and n >= EIGEN_MIN_N and k >= 2:
-        return "eigen"
-    return "squaring"
+    """'eigen' or 'squaring' (the rule in the module docstring; eigen can still fall back to
+    squaring when its probe fails)."""
+    return "eigen" if separable else "squaring"
 
 
 FLOPS_PER_SECOND = 3e9  # dense numpy linear algebra on a small machine, conservatively
@@ -295,28 +341,142 @@ def fold_seconds(n: int, steps: int, save_every: int, separable: bool, step_seco
 
 
 @dataclass
-class Propagator:
-    """The one-step map of a run and its powers, by the chosen method."""
+class Carry:
+    """What a folded run needs to go on from `step`, bitwise as if it had not stopped: the
+    powered state there (eigen: modal coordinates, squaring: the augmented z), or, for the
+    exact methods, the initial state at `step` (every snapshot is evaluated from it)."""
 
     method: str
-    big: np.ndarray  # augmented one-step matrix
-    modal: Modal | None = None
+    step: int
+    data: np.ndarray
+
+
+class Propagator:
+    """A powered one-step map (eigen or squaring): z -> M^stride z per snapshot."""
+
+    def __init__(self, method: str, big: np.ndarray, modal: Modal | None = None):
+        self.method, self.big, self.modal = method, big, modal
+        self._powers: dict[int, np.ndarray] = {}
 
     def power_dense(self, s: int) -> np.ndarray:
         if self.modal is not None:
             return self.modal.dense(self.modal.power(s))
         return np.linalg.matrix_power(self.big, s)
 
+    def _power(self, stride: int) -> np.ndarray:
+        if stride not in self._powers:
+            self._powers[stride] = (self.modal.power(stride) if self.modal is not None
+                                    else np.linalg.matrix_power(self.big, stride))
+        return self._powers[stride]
+
+    def start(self, z: np.ndarray, step: int) -> Carry:
+        data = self.modal.to_modes(z) if self.modal is not None else np.append(z, 1.0)
+        return Carry(self.method, step, data)
+
+    def advance(self, carry: Carry, step: int) -> tuple[Carry, np.ndarray]:
+        """The carry at `step` (after carry.step) and the state there."""
+        power = self._power(step - carry.step)
+        if self.modal is not None:
+            data = np.einsum("kij,kj->ki", power, carry.data)
+            z = self.modal.from_modes(data)
+        else:
+            data = power @ carry.data
+            z = data[:-1]
+        return Carry(self.method, step, data), z
+
+
+def decoupled(hess: np.ndarray) -> list[np.ndarray]:
+    """The index sets of z = (q, p) that a linear flow never mixes: the connected components of
+    the Hessian's nonzero pattern, a coordinate always with its momentum (J pairs them)."""
+    n = len(hess) // 2
+    root = list(range(n))
+
+    def find(k: int) -> int:
+        while root[k] != k:
+            root[k] = root[root[k]]
+            k = root[k]
+        return k
+
+    for i, j in np.argwhere(hess != 0):
+        root[find(int(i) % n)] = find(int(j) % n)
+    groups: dict[int, list[int]] = {}
+    for k in range(n):
+        groups.setdefault(find(k), []).append(k)
+    return [np.concatenate([np.array(ks), np.array(ks) + n]) for ks in groups.values()]
+
+
+class ExactFlow:
+    """The exact flow of a linear system (method "exact"), evaluated at each snapshot's t from
+    the state at `Carry.step`. H is split first into the blocks it never mixes (`decoupled`:
+    the guiding centre and the free drift along B of a charge in a magnetic field, say); a
+    block with a separable H and positive definite T flows in closed form in its normal modes
+    (`exact_modal_state`), any other by exp(t A) of its augmented field."""
+
+    method = "exact"
+
+    def __init__(self, dt: float, hess: np.ndarray, force: np.ndarray):
+        self.dt = dt
+        self.blocks = []
+        for idx in decoupled(hess):
+            h, c = hess[np.ix_(idx, idx)], force[idx]
+            basis = modal_basis(h)
+            if basis is not None:
+                self.blocks.append((idx, "modal", (basis, c)))
+                continue
+            m = len(idx) // 2
+            field = np.zeros((2 * m + 1, 2 * m + 1))
+            j = symplectic_form(m)
+            field[:-1, :-1] = j @ h
+            field[:-1, -1] = j @ c
+            self.blocks.append((idx, "expm", field))
+
+    def describe(self) -> str:
+        modal = sum(1 for _, how, _ in self.blocks if how == "modal")
+        expm_ = len(self.blocks) - modal
+        what = [f"{modal} block(s) in closed form in normal modes"] if modal else []
+        what += [f"{expm_} block(s) by exp(t A)"] if expm_ else []
+        return ", ".join(what)
+
+    def start(self, z: np.ndarray, step: int) -> Carry:
+        return Carry(self.method, step, z.copy())
+
+    def advance(self, carry: Carry, step: int) -> tuple[Carry, np.ndarray]:
+        """The carry (unchanged: the flow starts from it at every snapshot) and the state at
+        `step`."""
+        return carry, self.at(carry, step)
+
+    def at(self, carry: Carry, step: int) -> np.ndarray:
+        z = np.empty(len(carry.data))
+        for idx, how, data in self.blocks:
+            z0 = carry.data[idx]
+            if how == "modal":
+                basis, force = data
+                _, _, wq_inv, wp_inv, _ = basis
+                m = len(wq_inv)
+                y0 = np.stack([wq_inv @ z0[:m], wp_inv @ z0[m:]], axis=1)
+                t = np.longdouble(step - carry.step) * np.longdouble(self.dt)
+                z[idx] = exact_modal_state(basis, force, y0, t)
+            else:
+                t = float(step - carry.step) * self.dt
+                z[idx] = (expm(t * data) @ np.append(z0, 1.0))[:-1]
+        return z
+
+
+POWERED = ("eigen", "squaring")
+METHODS = (*POWERED, "exact")
+
 
 def build_propagator(env: _Env, dt: float, method: str = "auto", steps: int = 1,
-                     save_every: int = 1, separable: bool = False) -> Propagator:
-    if method == "expm":
-        big = exact_map(env, dt)
-        method = "auto"
-    else:
-        big, status = step_map(env, dt)
-        if status != -1:
-            raise _StepFailed(status)
+                     save_every: int = 1, separable: bool = False):
+    """The evolution of a folded run: a Propagator (eigen, squaring) for a stepped integrator,
+    an ExactFlow for method "expm" (the exact integrator). `method` may name the one to use
+    (a resumed run must use the method of the run it continues)."""
+    if method in ("expm", "exact"):
+        hess, c = gradient_affine(env)
+        return ExactFlow(dt, hess, c)
+    big, status = step_map(env, dt)
+    if status != -1:
+        raise _StepFailed(status)
     if method == "auto":
         method = choose_method(env.n, steps, save_every, separable)
     if method == "eigen":
@@ -327,7 +487,7 @@ def build_propagator(env: _Env, dt: float, method: str = "auto", steps: int = 1,
             return Propagator("eigen", big, modal)
         method = "squaring"
     if method != "squaring":
-        raise TpcError(f"unknown fold method '{method}' (known: auto, squaring, eigen, expm)")
+        raise TpcError(f"unknown fold method '{method}' (known: auto, {', '.join(METHODS)})")
     return Propagator("squaring", big)
 
 
@@ -347,12 +507,18 @@ class FoldedRun:
     steps: int
     wall: float
     error: str = ""
+    interrupted: bool = False
+    method: str = ""  # the method used (METHODS)
+    carry: Carry | None = None  # at the last full-stride row, for a resumed run
 
 
 def run_folded(native, env, dt: float, steps: int, save_every: int, method: str = "auto",
-               separable: bool = False) -> FoldedRun:
-    """The folded time loop: M (or exp(dt A) for method expm) and its powers, with the
-    compiled energy per row. `native`: tpc.runtime.native.Native; `env`: its Bound."""
+               separable: bool = False, *, twin=None, step0: int = 0,
+               carry: Carry | None = None) -> FoldedRun:
+    """The folded time loop with the compiled energy per row. `native`:
+    tpc.runtime.native.Native; `env`: its Bound, the state at step `step0`. `twin`: (Native,
+    Bound, dt) of float64 code and data to build the map from, when the run's own code is
+    float32. `carry`: the state of the method (`method` names it) when continuing a run."""
     t0 = time.perf_counter()
     q, p = env.q, env.p
     n = q.size
@@ -363,6 +529,7 @@ def run_folded(native, env, dt: float, steps: int, save_every: int, method: str 
     out_p = np.empty((rows, n), dtype)
     out_h = np.empty(rows, dtype)
     t = np.zeros(rows)
+    t[0] = step0 * dt
     out_q[0], out_p[0] = q.ravel(), p.ravel()
     qb, pb_state = np.empty(q.shape, dtype), np.empty(p.shape, dtype)
     energy = native.prepare("energy", env.with_state(qb, pb_state))
@@ -373,43 +540,44 @@ def run_folded(native, env, dt: float, steps: int, save_every: int, method: str 
         return float(energy())
 
     out_h[0] = h_of(0)
-    result = FoldedRun(t, out_q, out_p, out_h, 1, 0, 0.0)
-    if steps == 0:
+    result = FoldedRun(t, out_q, out_p, out_h, 1, step0, 0.0)
+    if steps == 0 and carry is None:
         result.wall = time.perf_counter() - t0
         return result
+    map_native, map_env, map_dt = twin if twin is not None else (native, env, dt)
     with np.errstate(over="ignore", invalid="ignore"):
-        _propagate(_Env(native, env, q.shape, n), dt, steps, save_every, method, separable,
-                   full, rem, result, h_of)
+        try:
+            _propagate(_Env(map_native, map_env, q.shape, n), map_dt, dt, steps, save_every,
+                       method, separable, full, rem, result, h_of, carry)
+        except KeyboardInterrupt:
+            result.error = f"interrupted at step {result.steps}"
+            result.interrupted = True
     result.wall = time.perf_counter() - t0
     return result
 
 
-def _propagate(env: _Env, dt, steps, save_every, method, separable, full, rem, res, h_of):
+def _propagate(env: _Env, map_dt, dt, steps, save_every, method, separable, full, rem, res,
+               h_of, carry):
     try:
-        prop = build_propagator(env, dt, method, steps, save_every, separable)
+        evo = build_propagator(env, map_dt, method, steps, save_every, separable)
     except _StepFailed as e:
         what = ("the state became non-finite" if e.status >= 0
                 else "the implicit midpoint iteration did not converge")
         res.error = f"{what} while building the one-step map (step 1, t = {dt:g})"
         return
+    res.method = evo.method
     n = env.n
+    if carry is None:
+        z0 = np.concatenate([env.env.q.ravel(), env.env.p.ravel()]).astype(np.float64)
+        carry = evo.start(z0, res.steps)
+    elif carry.method != evo.method or (evo.method in POWERED and carry.step != res.steps):
+        raise TpcError(f"cannot continue a folded run ({carry.method} at step {carry.step}) "
+                       f"with {evo.method} at step {res.steps}")
+    res.carry = carry
     plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
-    if prop.modal is not None:
-        y = prop.modal.to_modes(np.concatenate([res.q[0], res.p[0]]))
-    else:
-        z = np.concatenate([res.q[0], res.p[0], [1.0]])
     for stride, count in plan:
-        if prop.modal is not None:
-            power = prop.modal.power(stride)
-        else:
-            power = np.linalg.matrix_power(prop.big, stride)
         for _ in range(count):
-            if prop.modal is not None:
-                y = np.einsum("kij,kj->ki", power, y)
-                zz = prop.modal.from_modes(y)
-            else:
-                z = power @ z
-                zz = z[:-1]
+            carry, zz = evo.advance(carry, res.steps + stride)
             if not np.all(np.isfinite(zz)):
                 res.error = (f"the state became non-finite between step {res.steps} and step "
                              f"{res.steps + stride} (t = {(res.steps + stride) * dt:g})")
@@ -420,3 +588,5 @@ def _propagate(env: _Env, dt, steps, save_every, method, separable, full, rem, r
             res.t[k] = res.steps * dt
             res.h[k] = h_of(k)
             res.rows += 1
+            if stride == save_every:
+                res.carry = carry

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class Trajectory:
     wall_time: float = 0.0
     folded: bool = False
     note: str = ""  # a run-time decision worth telling the user (e.g. folding skipped)
+    fold_method: str = ""  # how a folded run evolved its map (tpc.runtime.fold.METHODS)
+    carry: object = None  # a folded run's own state at its last full-stride row (fold.Carry)
 
     def energy_error(self) -> float:
         """max |H - H0| / |H0| (absolute when H0 is 0)."""
@@ -45,9 +47,10 @@ class Trajectory:
 class PartialRun(RunError):
     """A run stopped early; `trajectory` holds every snapshot computed before the failure."""
 
-    def __init__(self, message: str, trajectory: Trajectory):
+    def __init__(self, message: str, trajectory: Trajectory, interrupted: bool = False):
         super().__init__(message)
         self.trajectory = trajectory
+        self.interrupted = interrupted  # stopped by Ctrl-C (not by the state)
 
 
 @dataclass
@@ -111,6 +114,7 @@ class Simulation:
     compile_time: float = 0.0
     cache_hit: bool = False
     _native: object = field(default=None, repr=False)
+    _twin: Simulation | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ building
     @property
@@ -145,6 +149,18 @@ class Simulation:
             self._native = Native.of(lib)
             self.compile_time += time.perf_counter() - t0
         return self._native
+
+    def twin_native(self):
+        """The float64 build of this (float32) simulation, from which a folded run builds its
+        map (see tpc.runtime.fold, precision)."""
+        if self._twin is None:
+            self._twin = Simulation(self.program, self.module,
+                                    replace(self.options, precision="f64"), self.info,
+                                    self.source)
+        native = self._twin.native
+        self.compile_time, self._twin.compile_time = (self.compile_time
+                                                      + self._twin.compile_time, 0.0)
+        return native
 
     @property
     def folded(self) -> bool:
@@ -260,14 +276,25 @@ class Simulation:
         traj.note = note
         return traj
 
-    def _run_folded(self, env, dt, steps, save_every, method) -> Trajectory:
+    def _run_folded(self, env, dt, steps, save_every, method, step0=0, carry=None) -> Trajectory:
         from tpc.runtime.fold import run_folded
+        from tpc.runtime.native import Bound
 
-        r = run_folded(self.native, env, dt, steps, save_every, method, self.info.separable)
+        twin = None
+        if self.dtype != np.float64:
+            def wide(a):
+                return a.astype(np.float64)
+
+            wide_env = Bound(wide(env.q), wide(env.p), wide(env.params),
+                             {k: wide(v) for k, v in env.inputs.items()}, env.sizes)
+            twin = (self.twin_native(), wide_env, float(self.dtype(dt)))
+        r = run_folded(self.native, env, dt, steps, save_every, method, self.info.separable,
+                       twin=twin, step0=step0, carry=carry)
         traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall)
-        traj.folded = True
+        traj.folded, traj.fold_method, traj.carry = True, r.method, r.carry
         if r.error:
-            raise PartialRun(f"{r.error}; {r.rows} snapshot(s) kept", traj)
+            raise PartialRun(f"{r.error}; {r.rows} snapshot(s) kept", traj,
+                             interrupted=r.interrupted)
         return traj
 
     def _step_seconds(self, env, dt: float, k: int) -> float:
