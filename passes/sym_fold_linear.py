@@ -12,14 +12,16 @@ Algorithm, for each `sym.evolve`:
      neither state nor input).
   2. Folding: the evolve becomes `sym.propagate @scheme method "auto" reason "..."`; the scheme
      stays, as the one-step code from which the runtime builds M exactly (it applies the
-     compiled step to the unit vectors). An `exact` scheme gets method "expm": the matrix
-     exponential of the linear vector field, built from the compiled gradients.
+     compiled step to the unit vectors). An `exact` scheme gets method "expm": the exact flow
+     of the linear vector field (built from the compiled gradients), which the runtime
+     evaluates at each snapshot's t.
   3. Not folding: the evolve keeps its loop and records why in `not_folded` (the op and its
      location from ham-degree, e.g. "H has degree 4 via ham.ipow at kepler.ham:3:12"). An
      `exact` scheme cannot be stepped, so with folding disabled the pass fails and says so.
   4. The runtime reads the decision (method and reason) from the module's ABI table and picks
-     the power method when the sizes are known: dense repeated squaring, or a modal
-     eigen-decomposition for large separable systems.
+     the power method when the sizes are known: normal modes for a separable H, dense
+     repeated squaring otherwise (tpc.runtime.fold); a run that is cheaper stepped is stepped,
+     and `tpc run --remarks` reports what the run did, not only what this pass allowed.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class FoldEvolve(RewritePattern):
         facts = read_facts(system.hamiltonian)
         integrator = scheme.attributes.get("integrator")
         name = integrator.data if isinstance(integrator, StringAttr) else scheme.sym_name.data
-        how = ("the exact flow exp(dt A) built from the derived gradients" if exact
+        how = ("the exact flow of its linear vector field, from the derived gradients" if exact
                else f"one-step map of {name} built exactly")
         reason = (f"time loop folded into matrix powers: H is quadratic (degree "
                   f"{facts.degree_text}), {how}")

@@ -358,6 +358,11 @@ class Propagator:
         self.method, self.big, self.modal = method, big, modal
         self._powers: dict[int, np.ndarray] = {}
 
+    def describe(self) -> str:
+        if self.modal is not None:
+            return "the one-step map powered mode by mode in normal coordinates"
+        return "the one-step map powered by repeated squaring"
+
     def power_dense(self, s: int) -> np.ndarray:
         if self.modal is not None:
             return self.modal.dense(self.modal.power(s))
@@ -432,10 +437,11 @@ class ExactFlow:
 
     def describe(self) -> str:
         modal = sum(1 for _, how, _ in self.blocks if how == "modal")
-        expm_ = len(self.blocks) - modal
-        what = [f"{modal} block(s) in closed form in normal modes"] if modal else []
-        what += [f"{expm_} block(s) by exp(t A)"] if expm_ else []
-        return ", ".join(what)
+        other = len(self.blocks) - modal
+        what = [f"{modal} in closed form in normal modes"] if modal else []
+        what += [f"{other} by exp(t A)"] if other else []
+        return (f"the exact flow evaluated at each snapshot's t, H in {len(self.blocks)} "
+                f"decoupled block(s): {', '.join(what)}")
 
     def start(self, z: np.ndarray, step: int) -> Carry:
         return Carry(self.method, step, z.copy())
@@ -509,6 +515,7 @@ class FoldedRun:
     error: str = ""
     interrupted: bool = False
     method: str = ""  # the method used (METHODS)
+    how: str = ""  # the method in words, for remarks
     carry: Carry | None = None  # at the last full-stride row, for a resumed run
 
 
@@ -565,7 +572,7 @@ def _propagate(env: _Env, map_dt, dt, steps, save_every, method, separable, full
                 else "the implicit midpoint iteration did not converge")
         res.error = f"{what} while building the one-step map (step 1, t = {dt:g})"
         return
-    res.method = evo.method
+    res.method, res.how = evo.method, evo.describe()
     n = env.n
     if carry is None:
         z0 = np.concatenate([env.env.q.ravel(), env.env.p.ravel()]).astype(np.float64)

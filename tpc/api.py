@@ -34,6 +34,7 @@ class Trajectory:
     folded: bool = False
     note: str = ""  # a run-time decision worth telling the user (e.g. folding skipped)
     fold_method: str = ""  # how a folded run evolved its map (tpc.runtime.fold.METHODS)
+    fold_how: str = ""  # the same, in words
     carry: object = None  # a folded run's own state at its last full-stride row (fold.Carry)
 
     def energy_error(self) -> float:
@@ -291,7 +292,7 @@ class Simulation:
         r = run_folded(self.native, env, dt, steps, save_every, method, self.info.separable,
                        twin=twin, step0=step0, carry=carry)
         traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall)
-        traj.folded, traj.fold_method, traj.carry = True, r.method, r.carry
+        traj.folded, traj.fold_method, traj.fold_how, traj.carry = True, r.method, r.how, r.carry
         if r.error:
             raise PartialRun(f"{r.error}; {r.rows} snapshot(s) kept", traj,
                              interrupted=r.interrupted)

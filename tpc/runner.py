@@ -54,7 +54,7 @@ def main(args) -> int:
     sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
                       precision=options.precision, newton3=options.newton3)
     if args.remarks:
-        for line in sim_remarks(sim):
+        for line in compiler.ham_remarks(sim.module):
             print(line, file=sys.stderr)
     cfg = load_run_config(sim.program, sim.system, steps=args.steps, dt=args.dt,
                           save_every=args.save_every, sets=args.set, init=args.init)
@@ -68,21 +68,51 @@ def main(args) -> int:
                        **cfg.inputs)
     except api.PartialRun as e:
         write_npz(out, trajectory_arrays(e.trajectory, sim, cfg))
+        if args.remarks:
+            print(run_remark(sim, e.trajectory, args.device), file=sys.stderr)
         raise TpcError(f"{e.message}; wrote {out}") from None
     write_npz(out, trajectory_arrays(traj, sim, cfg))
+    if args.remarks:
+        print(run_remark(sim, traj, args.device), file=sys.stderr)
     if not args.quiet:
-        rate = traj.steps_done / traj.wall_time if traj.wall_time > 0 else float("inf")
-        how = "folded into matrix powers" if traj.folded else sim.options.integrator
-        print(f"{sim.info.name}: {traj.steps_done} steps ({how}), dt = {cfg.dt:g}, "
-              f"{len(traj.t)} snapshots -> {out}")
+        print(f"{sim.info.name}: {traj.steps_done} steps ({how_run(sim, traj)}), "
+              f"dt = {cfg.dt:g}, {len(traj.t)} snapshots -> {out}")
         print(f"  compile {sim.compile_time * 1e3:.1f} ms{' (cache hit)' if sim.cache_hit else ''}"
-              f", run {traj.wall_time:.3f} s, {rate:.3g} steps/s")
+              f", run {traj.wall_time:.3f} s{work_done(traj)}")
         print(f"  max relative energy error {traj.energy_error():.3e}")
         if traj.note:
             print(f"  note: {traj.note}")
     return 0
 
 
-def sim_remarks(sim: api.Simulation) -> list[str]:
-    how = "remark: " if sim.folded else "remark: not folded: "
-    return compiler.ham_remarks(sim.module) + [how + sim.fold_reason]
+def how_run(sim: api.Simulation, traj: api.Trajectory) -> str:
+    if not traj.folded:
+        return sim.options.integrator
+    if traj.fold_method == "exact":
+        return "exact flow, evaluated at each snapshot"
+    return f"{sim.options.integrator}, folded into matrix powers"
+
+
+def work_done(traj: api.Trajectory) -> str:
+    """What the run time bought: steps per second when stepped; a folded run has no per-step
+    cost (its time is the map and one evaluation per snapshot), so it says that instead."""
+    if traj.folded:
+        return f", the map evaluated at {max(len(traj.t) - 1, 0)} snapshot(s)"
+    rate = traj.steps_done / traj.wall_time if traj.wall_time > 0 else float("inf")
+    return f", {rate:.3g} steps/s"
+
+
+def run_remark(sim: api.Simulation, traj: api.Trajectory, device: str = "cpu") -> str:
+    """The folding remark of this run, from the decision the run itself took (the compile-time
+    one of sym-fold-linear can be overruled at run time by the cost of folding)."""
+    if traj.folded:
+        text = f"remark: {sim.fold_reason}; {traj.fold_how}"
+        if sim.options.precision == "f32":
+            text += ("; float32 run: the map built and powered in float64 from the float32 "
+                     "data, the state rounded to float32 once per snapshot")
+        return text
+    if traj.note:
+        return f"remark: not folded: {traj.note}"
+    if sim.folded and device != "cpu":
+        return f"remark: not folded: the time loop runs stepped on the {device} device"
+    return f"remark: not folded: {sim.fold_reason}"
