@@ -277,6 +277,46 @@ class Simulation:
         traj.note = note
         return traj
 
+    def resume(self, prev: Trajectory, *, dt: float, steps: int, save_every: int,
+               params: dict | None = None, progress: bool = False, **inputs) -> Trajectory:
+        """`prev`, a run of this simulation with these dt, save_every, params and inputs,
+        continued by `steps` more steps: the same trajectory, bitwise (t included), as one run
+        of prev.steps_done + steps steps. It restarts from the last row on the snapshot grid
+        (a last row after a remainder of steps is dropped and recomputed on the grid, where
+        the uninterrupted run has its rows); a folded run continues folded, by the method and
+        from the state (prev.carry) it stopped with. Returns every row, prev's included."""
+        if not (np.isfinite(dt) and dt > 0) or steps < 0 or save_every < 1:
+            raise TpcError(f"need dt > 0, steps >= 0 and save_every >= 1, got {dt}, {steps} "
+                           f"and {save_every}")
+        full = prev.steps_done // save_every
+        if len(prev.t) not in (full + 1, full + 2):
+            raise TpcError(f"cannot resume: {len(prev.t)} rows do not fit {prev.steps_done} "
+                           f"steps saved every {save_every}")
+        start = full * save_every
+        todo = prev.steps_done + steps - start
+        env = self.bind(prev.q[full], prev.p[full], params, inputs)
+
+        def joined(new: Trajectory) -> Trajectory:
+            def cat(a, b):  # b's first row is a's row `full`, where it restarted
+                return np.concatenate([a[:full + 1], b[1:]])
+
+            return Trajectory(cat(prev.t, new.t), cat(prev.q, new.q), cat(prev.p, new.p),
+                              cat(prev.H, new.H), new.steps_done, new.wall_time,
+                              new.folded, new.note,
+                              new.fold_method, new.fold_how, new.carry)
+
+        try:
+            if prev.folded:
+                if prev.carry is None or not self.folded:
+                    raise TpcError("cannot resume a folded run without its fold state")
+                new = self._run_folded(env, dt, todo, save_every, prev.fold_method,
+                                       step0=start, carry=prev.carry)
+            else:
+                new = self._run_stepped(env, dt, todo, save_every, progress, step0=start)
+        except PartialRun as e:
+            raise PartialRun(e.message, joined(e.trajectory), e.interrupted) from None
+        return joined(new)
+
     def _run_folded(self, env, dt, steps, save_every, method, step0=0, carry=None) -> Trajectory:
         from tpc.runtime.fold import run_folded
         from tpc.runtime.native import Bound
@@ -318,7 +358,9 @@ class Simulation:
                           np.stack([r.p for r in runs], 1), np.stack([r.H for r in runs], 1),
                           steps, sum(r.wall_time for r in runs), runs[0].folded)
 
-    def _run_stepped(self, env, dt, steps, save_every, progress) -> Trajectory:
+    def _run_stepped(self, env, dt, steps, save_every, progress, step0=0) -> Trajectory:
+        """`steps` steps from the state of env, which is that at step `step0` (rows, times and
+        step numbers count from there)."""
         native = self.native
         n = env.q.size
         full, rem = divmod(steps, save_every)
@@ -327,16 +369,17 @@ class Simulation:
         out_p = np.empty((rows, n), self.dtype)
         out_h = np.empty(rows, self.dtype)
         t = np.zeros(rows)
+        t[0] = step0 * dt
         out_q[0], out_p[0] = env.q.ravel(), env.p.ravel()
         out_h[0] = native.call("energy", env)
         bufs = native.scratch("run", n)
         status = bufs["status"]
-        done_rows, step = 1, 0
+        done_rows, step = 1, step0
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
         t0 = time.perf_counter()
-        bar = _Progress(steps) if progress else None
+        bar = _Progress(steps, step0) if progress else None
         try:
             for stride, count in plan:
                 left = count
@@ -370,7 +413,7 @@ class Simulation:
             traj = self._trajectory(t, out_q, out_p, out_h, done_rows, step,
                                     time.perf_counter() - t0)
             raise PartialRun(f"interrupted at step {step}; {done_rows} snapshot(s) kept",
-                             traj) from None
+                             traj, interrupted=True) from None
         finally:
             if bar:
                 bar.close()
@@ -389,13 +432,13 @@ class Simulation:
 
 
 class _Progress:
-    def __init__(self, total: int):
-        self.total = max(total, 1)
+    def __init__(self, total: int, start: int = 0):
+        self.total, self.start = max(total, 1), start
         self.enabled = sys.stderr.isatty()
 
     def update(self, done: int) -> None:
         if self.enabled:
-            frac = done / self.total
+            frac = (done - self.start) / self.total
             bar = "#" * int(40 * frac)
             sys.stderr.write(f"\r[{bar:<40}] {100 * frac:5.1f}%")
             sys.stderr.flush()

@@ -25,10 +25,13 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--integrator", help="override the simulate block's integrator")
     p.add_argument("--no-fold", action="store_true", help="never replace the time loop by a "
                    "matrix power, even for quadratic H")
-    p.add_argument("--precision", choices=("f64", "f32"), default="f64",
-                   help="floating-point type of the state and of all generated arithmetic")
-    p.add_argument("--newton3", action=argparse.BooleanOptionalAction, default=True,
-                   help="symmetric pair forces (each pair once) on the CPU")
+    # None when not given (f64, and newton3 on), so that a resumed run can tell a flag that
+    # repeats its file's setting from one that contradicts it.
+    p.add_argument("--precision", choices=("f64", "f32"), default=None,
+                   help="floating-point type of the state and of all generated arithmetic "
+                   "(default f64)")
+    p.add_argument("--newton3", action=argparse.BooleanOptionalAction, default=None,
+                   help="symmetric pair forces (each pair once) on the CPU (default on)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a param")
     r.add_argument("--init", help="initial state file (.json or .npz)")
-    r.add_argument("-o", "--output", help="output .npz (default: FILE.npz)")
-    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    r.add_argument("--resume", metavar="OUT.npz", help="continue the run that wrote OUT.npz, "
+                   "bitwise as if uninterrupted (--steps N: N more steps)")
+    r.add_argument("-o", "--output", help="output .npz (default: FILE.npz, or the file "
+                   "resumed from)")
+    r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     r.add_argument("--remarks", action="store_true")
     r.add_argument("--quiet", action="store_true")
     _add_compile_options(r)

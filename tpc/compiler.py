@@ -30,8 +30,8 @@ def options_from_args(args) -> Options:
     return Options(
         integrator=getattr(args, "integrator", None),
         fold=not getattr(args, "no_fold", False),
-        precision=getattr(args, "precision", "f64"),
-        newton3=getattr(args, "newton3", True),
+        precision=getattr(args, "precision", None) or "f64",
+        newton3=getattr(args, "newton3", None) is not False,
         arch=getattr(args, "arch", "sm_90"),
     )
 

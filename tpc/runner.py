@@ -8,38 +8,53 @@ from pathlib import Path
 
 import numpy as np
 
-from tpc import api, compiler
+from tpc import api, compiler, resume
 from tpc.diagnostics import TpcError
 from tpc.output import check_writable, write_file
 from tpc.simulate import OUTPUT_INPUT_PREFIX, OUTPUT_MARK, RunConfig, load_run_config
 
 
 def output_path(args) -> str:
-    """The .npz the run writes: -o (with .npz added, as numpy would), else FILE.npz."""
+    """The .npz the run writes: -o (with .npz added, as numpy would), else the file resumed
+    from (it is replaced, atomically, by the longer run), else FILE.npz."""
     if args.output is None:
+        if getattr(args, "resume", None) is not None:
+            return args.resume
         return str(Path(args.file).with_suffix(".npz"))
     if Path(args.output).is_dir():
         raise TpcError(f"cannot write '{args.output}': it is a directory")
     return args.output if args.output.endswith(".npz") else args.output + ".npz"
 
 
-def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig) -> dict:
-    """The snapshots plus what produced them, so that the file describes itself and a later
-    `tpc run --init` can continue from its last snapshot."""
+def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
+                      device: str = "cpu") -> dict:
+    """The snapshots plus what produced them, so that the file describes itself, a later
+    `tpc run --init` can start from its last snapshot and `tpc run --resume` can continue the
+    run bitwise (tpc.resume reads these back)."""
     arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H}
     arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
     arrays |= {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
     arrays |= {
         OUTPUT_MARK: np.str_(api.VERSION),
+        "compiler": np.str_(api.compiler_fingerprint()),
         "system": np.str_(sim.info.name),
         "source_sha256": np.str_(hashlib.sha256(sim.source.encode()).hexdigest()),
-        "integrator": np.str_("folded" if traj.folded else sim.options.integrator),
+        "integrator": np.str_(sim.options.integrator),
         "precision": np.str_(sim.options.precision),
+        "fold_enabled": np.bool_(sim.options.fold),
+        "newton3": np.bool_(sim.options.newton3),
+        "device": np.str_(device),
         "dt": np.float64(cfg.dt),
         "save_every": np.int64(cfg.save_every),
+        "steps_total": np.int64(cfg.steps),
         "steps_done": np.int64(traj.steps_done),
         "t_final": np.float64(traj.t[-1] if len(traj.t) else 0.0),
+        "folded": np.bool_(traj.folded),
+        "fold_method": np.str_(traj.fold_method),
     }
+    if traj.carry is not None:
+        arrays["fold_carry"] = np.asarray(traj.carry.data, dtype=np.float64)
+        arrays["fold_carry_step"] = np.int64(traj.carry.step)
     return arrays
 
 
@@ -48,37 +63,61 @@ def write_npz(path: str, arrays: dict) -> None:
 
 
 def main(args) -> int:
+    resumed = resume.read(args.resume) if args.resume is not None else None
     out = output_path(args)
     check_writable(out)
-    options = compiler.options_from_args(args)
-    sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
-                      precision=options.precision, newton3=options.newton3)
+    device = args.device or "cpu"
+    if resumed is not None:
+        sim = api.compile(args.file, **resume.compile_options(resumed, args))
+        resume.check_source(resumed, sim, args.file)
+    else:
+        options = compiler.options_from_args(args)
+        sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
+                          precision=options.precision, newton3=options.newton3)
     if args.remarks:
         for line in compiler.ham_remarks(sim.module):
             print(line, file=sys.stderr)
-    cfg = load_run_config(sim.program, sim.system, steps=args.steps, dt=args.dt,
-                          save_every=args.save_every, sets=args.set, init=args.init)
-    if args.device == "cuda":
+    if resumed is not None:
+        cfg, _ = resume.run_config(resumed, sim, args)
+        prev = resume.trajectory(resumed, sim.dtype)
+        if note := resume.build_note(resumed):
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        cfg = load_run_config(sim.program, sim.system, steps=args.steps, dt=args.dt,
+                              save_every=args.save_every, sets=args.set, init=args.init)
+    if device == "cuda":
         from tpc.runtime.cuda import require_cuda
 
         require_cuda()
     try:
-        traj = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps, save_every=cfg.save_every,
-                       params=cfg.params, progress=not args.quiet, device=args.device,
-                       **cfg.inputs)
+        if resumed is not None:
+            traj = sim.resume(prev, dt=cfg.dt, steps=cfg.steps - prev.steps_done,
+                              save_every=cfg.save_every, params=cfg.params,
+                              progress=not args.quiet, **cfg.inputs)
+        else:
+            traj = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps,
+                           save_every=cfg.save_every, params=cfg.params,
+                           progress=not args.quiet, device=device, **cfg.inputs)
     except api.PartialRun as e:
-        write_npz(out, trajectory_arrays(e.trajectory, sim, cfg))
+        write_npz(out, trajectory_arrays(e.trajectory, sim, cfg, device))
         if args.remarks:
-            print(run_remark(sim, e.trajectory, args.device), file=sys.stderr)
+            print(run_remark(sim, e.trajectory, device), file=sys.stderr)
+        if e.interrupted:
+            # Ctrl-C: the conventional status, one line, and the rows computed are on disk.
+            print(f"error: {e.message}; wrote {out} (continue with --resume {out})",
+                  file=sys.stderr)
+            return 130
         raise TpcError(f"{e.message}; wrote {out}") from None
-    write_npz(out, trajectory_arrays(traj, sim, cfg))
+    write_npz(out, trajectory_arrays(traj, sim, cfg, device))
     if args.remarks:
-        print(run_remark(sim, traj, args.device), file=sys.stderr)
+        print(run_remark(sim, traj, device), file=sys.stderr)
     if not args.quiet:
-        print(f"{sim.info.name}: {traj.steps_done} steps ({how_run(sim, traj)}), "
+        start = 0 if resumed is None else prev.steps_done
+        how = how_run(sim, traj) + (f", resumed at step {start}" if resumed is not None else "")
+        print(f"{sim.info.name}: {traj.steps_done} steps ({how}), "
               f"dt = {cfg.dt:g}, {len(traj.t)} snapshots -> {out}")
         print(f"  compile {sim.compile_time * 1e3:.1f} ms{' (cache hit)' if sim.cache_hit else ''}"
-              f", run {traj.wall_time:.3f} s{work_done(traj)}")
+              f", run {traj.wall_time:.3f} s{work_done(traj, traj.steps_done - start)}")
         print(f"  max relative energy error {traj.energy_error():.3e}")
         if traj.note:
             print(f"  note: {traj.note}")
@@ -93,12 +132,13 @@ def how_run(sim: api.Simulation, traj: api.Trajectory) -> str:
     return f"{sim.options.integrator}, folded into matrix powers"
 
 
-def work_done(traj: api.Trajectory) -> str:
-    """What the run time bought: steps per second when stepped; a folded run has no per-step
-    cost (its time is the map and one evaluation per snapshot), so it says that instead."""
+def work_done(traj: api.Trajectory, steps: int) -> str:
+    """What the run time bought (`steps` of this run): steps per second when stepped; a folded
+    run has no per-step cost (its time is the map and one evaluation per snapshot), so it says
+    that instead."""
     if traj.folded:
         return f", the map evaluated at {max(len(traj.t) - 1, 0)} snapshot(s)"
-    rate = traj.steps_done / traj.wall_time if traj.wall_time > 0 else float("inf")
+    rate = steps / traj.wall_time if traj.wall_time > 0 else float("inf")
     return f", {rate:.3g} steps/s"
 
 
