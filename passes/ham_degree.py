@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tpc.dialects import ham
+from tpc.passes.refusal import Refusal
 from xdsl.context import Context
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
@@ -42,7 +43,6 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.utils.exceptions import PassFailedException
 
 NONPOLY = 10**9  # larger than any real degree; keeps max/sum arithmetic uniform
 ZERO = -1  # identically zero
@@ -214,7 +214,7 @@ def read_facts(op) -> Facts:
     """The facts on a ham.part or ham.hamiltonian (ham-degree must have run)."""
     attrs = op.attributes
     if "degree" not in attrs:
-        raise PassFailedException(f"{op.name} has no degree facts (run ham-degree first)")
+        raise Refusal(op, f"{op.name} has no degree facts (run ham-degree first)")
     deps = attrs.get("depends_on")
     return Facts(
         degree_of_attr(attrs["degree"]), attrs["quadratic"].value.data != 0,

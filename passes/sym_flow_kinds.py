@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from tpc.dialects import ham, sym
 from tpc.passes.ham_degree import read_facts
+from tpc.passes.refusal import Refusal
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation
@@ -25,7 +26,6 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.utils.exceptions import PassFailedException
 
 
 def scheme_of(op: Operation) -> sym.SchemeOp | None:
@@ -41,7 +41,7 @@ def system_of(scheme: sym.SchemeOp) -> ham.SystemOp:
     for op in module.body.block.ops if module is not None else ():
         if isinstance(op, ham.SystemOp) and op.sym_name.data == name:
             return op
-    raise PassFailedException(f"no ham.system @{name} for scheme @{scheme.sym_name.data}")
+    raise Refusal(scheme, f"no ham.system @{name} for scheme @{scheme.sym_name.data}")
 
 
 def flow_parts(system: ham.SystemOp, flow) -> list[ham.PartOp]:
@@ -49,7 +49,7 @@ def flow_parts(system: ham.SystemOp, flow) -> list[ham.PartOp]:
     for name in flow.part_names:
         part = system.part(name)
         if part is None:
-            raise PassFailedException(f"{flow.name} names @{name}, which is not a ham.part")
+            raise Refusal(flow, f"{flow.name} names @{name}, which is not a ham.part")
         parts.append(part)
     return parts
 
@@ -62,8 +62,8 @@ def kind_of(system: ham.SystemOp, flow: sym.FlowOp, exact: bool) -> str:
         for part, f in zip(flow.part_names, facts):
             if not f.quadratic:
                 why = f.why or f"@{part} has degree {f.degree_text}"
-                raise PassFailedException(
-                    "integrator 'exact' needs a quadratic H (a linear Hamiltonian vector "
+                raise Refusal(
+                    flow, "integrator 'exact' needs a quadratic H (a linear Hamiltonian vector "
                     f"field), but {why}")
         return "exact"
     if deps == {p}:
@@ -80,7 +80,7 @@ class DecideFlowKind(RewritePattern):
             return
         scheme = scheme_of(op)
         if scheme is None:
-            raise PassFailedException("sym.flow outside a sym.scheme")
+            raise Refusal(op, "sym.flow outside a sym.scheme")
         kind = kind_of(system_of(scheme), op, "exact" in scheme.attributes)
         op.kind = StringAttr(kind)
         rewriter.notify_op_modified(op)

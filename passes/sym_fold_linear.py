@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from tpc.dialects import ham, sym
 from tpc.passes.ham_degree import describe, read_facts
+from tpc.passes.refusal import Refusal
 from tpc.passes.sym_flow_kinds import system_of
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
@@ -40,11 +41,10 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.utils.exceptions import PassFailedException
 
 EXACT_NEEDS_FOLD = (
-    "integrator 'exact' is the exact flow exp(dt A) of a linear (quadratic-H) system, built "
-    "as a matrix; it needs matrix-power folding, which is disabled (--no-fold / fold=False)"
+    "integrator 'exact' is the exact flow of a linear (quadratic-H) system, evaluated at each "
+    "snapshot's t; it needs matrix-power folding, which is disabled (--no-fold / fold=False)"
 )
 DISABLED = "matrix-power folding disabled by --no-fold"
 
@@ -68,11 +68,11 @@ def why_not(system: ham.SystemOp) -> str:
     return non_constant(system)
 
 
-def scheme_named(module: ModuleOp, name: str) -> sym.SchemeOp:
+def scheme_named(module: ModuleOp, name: str, user=None) -> sym.SchemeOp:
     for op in module.body.block.ops:
         if isinstance(op, sym.SchemeOp) and op.sym_name.data == name:
             return op
-    raise PassFailedException(f"sym-fold-linear: no sym.scheme @{name}")
+    raise Refusal(user, f"sym-fold-linear: no sym.scheme @{name}")
 
 
 @dataclass
@@ -83,13 +83,13 @@ class FoldEvolve(RewritePattern):
     def match_and_rewrite(self, op: sym.EvolveOp, rewriter: PatternRewriter) -> None:
         if "not_folded" in op.attributes:
             return
-        scheme = scheme_named(op.parent_op(), op.scheme.string_value())
+        scheme = scheme_named(op.parent_op(), op.scheme.string_value(), op)
         system = system_of(scheme)
         exact = "exact" in scheme.attributes
         save = [s.data for s in op.save.data]
         if not self.enabled:
             if exact:
-                raise PassFailedException(EXACT_NEEDS_FOLD)
+                raise Refusal(op, EXACT_NEEDS_FOLD)
             op.attributes["not_folded"] = StringAttr(DISABLED)
             rewriter.notify_op_modified(op)
             return

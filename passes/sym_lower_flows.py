@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tpc.dialects import sym
+from tpc.passes.refusal import Refusal
 from tpc.passes.sym_flow_kinds import scheme_of, system_of
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -25,13 +26,12 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.utils.exceptions import PassFailedException
 
 
 def _fields(op: sym.FlowOp) -> tuple[str, str]:
     scheme = scheme_of(op)
     if scheme is None:
-        raise PassFailedException("sym.flow outside a sym.scheme")
+        raise Refusal(op, "sym.flow outside a sym.scheme")
     return system_of(scheme).state.names
 
 
@@ -62,8 +62,8 @@ class RequireKind(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
         if op.kind_name is None:
-            raise PassFailedException(
-                f"sym-lower-flows: sym.flow {op.parts} has no kind (run sym-flow-kinds)")
+            raise Refusal(
+                op, f"sym-lower-flows: sym.flow {op.parts} has no kind (run sym-flow-kinds)")
 
 
 @dataclass(frozen=True)

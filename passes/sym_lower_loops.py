@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from tpc.dialects import ham, sym
 from tpc.passes.abi import ABI_ATTR, abi_table
+from tpc.passes.refusal import Refusal
 from xdsl.context import Context
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
@@ -282,7 +283,7 @@ class RegionLowering:
             case ham.SumOp() | ham.PairSumOp():
                 self.loop(op, e)
             case _:
-                raise PassFailedException(f"sym-lower-loops: cannot lower {op.name}")
+                raise Refusal(op, f"sym-lower-loops: cannot lower {op.name}")
 
     @staticmethod
     def get_width(t: Attribute) -> list[int]:
@@ -485,8 +486,8 @@ class TimeLoop:
                     ie(arith.AndIOp(acc[0], self.stages(ie, st.stages, gstep)))], [ok])
                 ok = inner
             else:
-                raise PassFailedException(
-                    f"sym-lower-loops: cannot step {st.name} {getattr(st, 'kind', '')} "
+                raise Refusal(
+                    st, f"sym-lower-loops: cannot step {st.name} {getattr(st, 'kind', '')} "
                     "(run sym-lower-flows; an exact flow runs only folded)")
         return ok
 
@@ -753,10 +754,12 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
                       *gradient_funcs(system, newton3, ft)]
             if steppable(scheme):
                 funcs.append(build_run(system, scheme, ft))
+            elif isinstance(op, sym.EvolveOp) and "exact" in scheme.attributes:
+                raise Refusal(op, f"sym-lower-loops: scheme @{scheme.sym_name.data} has an exact "
+                              "flow, which only the folded time loop (sym.propagate) can run")
             elif isinstance(op, sym.EvolveOp):
-                raise PassFailedException(
-                    f"sym-lower-loops: scheme @{scheme.sym_name.data} has an exact flow, which "
-                    "only the folded time loop (sym.propagate) can run")
+                raise Refusal(op, f"sym-lower-loops: scheme @{scheme.sym_name.data} still has "
+                              "sym.flow stages (run sym-lower-flows first)")
             abi = abi_table(system, [f.sym_name.data for f in funcs], precision, fold, scheme)
     if not funcs:
         raise PassFailedException("sym-lower-loops: no sym.evolve to lower (run sym-integrator)")

@@ -417,6 +417,49 @@ def test_opt_reparses_an_ordered_pair_sum(tmp_path):
     assert "ham.pair_sum" in again.read_text() and " ne " in again.read_text()
 
 
+def sym_ir(capsys, tmp_path, src: Path, *flags: str) -> str:
+    out = tmp_path / "s.mlir"
+    assert tpc(capsys, "compile", src, "--emit=sym", "-o", out, *flags)[0] == 0
+    return out.read_text()
+
+
+def line_of(text: str, needle: str) -> tuple[int, str]:
+    k, line = next((k, ln) for k, ln in enumerate(text.split("\n"), 1) if needle in ln)
+    return k, line
+
+
+def test_opt_refusal_points_at_the_op(capsys, tmp_path):
+    """A pass that refuses an op (here: a time loop whose flows were not lowered) reports it at
+    that op's line in the IR text, and names it, as a verifier error would."""
+    text = sym_ir(capsys, tmp_path, KEPLER)
+    rc, err, path = opt_error(capsys, tmp_path, text, "sym-lower-loops")
+    line, shown = line_of(text, "sym.evolve @leapfrog")
+    assert_error(rc, err, path, line, 3, "sym-lower-loops: scheme @leapfrog still has sym.flow "
+                 "stages (run sym-lower-flows first) (in sym.evolve)", shown)
+
+
+def test_opt_refusal_of_an_exact_loop_without_folding(capsys, tmp_path):
+    ham_ir, text = tmp_path / "h.mlir", tmp_path / "s.mlir"
+    assert tpc(capsys, "compile", ROOT / "examples" / "harmonic_chain.ham", "--emit=ham",
+               "-o", ham_ir)[0] == 0
+    assert tpc(capsys, "opt", ham_ir, "-p", "ham-derive,sym-integrator{integrator=exact},"
+               "sym-flow-kinds,sym-fuse-stages", "-o", text)[0] == 0
+    rc, err, path = opt_error(capsys, tmp_path, text.read_text(), "sym-fold-linear{enabled=false}")
+    line, shown = line_of(text.read_text(), "sym.evolve @exact")
+    assert_error(rc, err, path, line, 3, "integrator 'exact' is the exact flow of a linear "
+                 "(quadratic-H) system, evaluated at each snapshot's t; it needs matrix-power "
+                 "folding, which is disabled (--no-fold / fold=False) (in sym.evolve)", shown)
+
+
+def test_opt_refusal_of_an_op_made_by_the_pipeline(capsys, tmp_path, kepler_ir):
+    """An op a pass of the same pipeline created has no place in the text: the error still
+    names it."""
+    rc, err, _ = opt_error(capsys, tmp_path, kepler_ir,
+                           "ham-derive,sym-integrator,sym-flow-kinds,sym-lower-loops")
+    assert rc == 1 and err == ("error: sym-lower-loops: scheme @leapfrog still has sym.flow "
+                               "stages (run sym-lower-flows first) (in sym.evolve)\n")
+
+
 @pytest.mark.parametrize("backslashes", [28, 200])
 def test_opt_unterminated_string_is_fast(capsys, tmp_path, backslashes):
     text = 'builtin.module attributes {a = "' + "\\\\" * backslashes + " x}\n"

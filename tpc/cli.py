@@ -88,14 +88,14 @@ def _check_output(path: str | None) -> None:
 
 
 def cmd_opt(args: argparse.Namespace) -> int:
-    from tpc.pipeline import PassRunner, parse_ir, print_ir
+    from tpc.pipeline import PassRunner, parse_ir_text, print_ir
 
     _check_output(args.output)
     path = args.file
     text = _read_stdin() if path == "-" else _read(path)
-    module = parse_ir(text, path)
+    module, ir = parse_ir_text(text, path)
     runner = PassRunner(args.print_ir_after_all, _split(args.print_ir_after),
-                        debuginfo=args.debuginfo)
+                        debuginfo=args.debuginfo, ir=ir)
     runner.run(module, args.passes)
     out = io.StringIO()
     print_ir(module, out, args.debuginfo)

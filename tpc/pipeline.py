@@ -48,7 +48,25 @@ _IR_TOKEN = re.compile(
 _OPENERS, _CLOSERS = "{([<", "})]>"
 
 
+@dataclass
+class IrText:
+    """The IR text a module was parsed from, and where each of its ops starts in it, so that
+    errors about ops without a location (a verifier's, a pass's refusal) point into it."""
+
+    text: str
+    path: str
+    op_starts: dict[Operation, int]
+
+    def loc(self, op: Operation | None) -> Loc | None:
+        return _op_loc(op, self.text, self.path, self.op_starts)
+
+
 def parse_ir(text: str, path: str) -> ModuleOp:
+    return parse_ir_text(text, path)[0]
+
+
+def parse_ir_text(text: str, path: str) -> tuple[ModuleOp, IrText]:
+    """The module of an IR text, and the text with the ops' places in it."""
     _prescan_ir(text, path)
     parser: _SpanParser | None = None
     try:
@@ -62,7 +80,7 @@ def parse_ir(text: str, path: str) -> ModuleOp:
         at = parser.in_progress[-1] if parser is not None and parser.in_progress else 0
         raise TpcError(f"invalid IR: {_first_line(e)}", _offset_loc(path, text, at)) from None
     verify(module, text, path, parser.op_starts)
-    return module
+    return module, IrText(text, path, parser.op_starts)
 
 
 class _SpanParser(Parser):
@@ -203,6 +221,7 @@ class PassRunner:
     print_after: Sequence[str] = ()
     dump: TextIO = field(default_factory=lambda: sys.stderr)
     debuginfo: bool = False
+    ir: IrText | None = None  # the text the module came from, to point refusals into it
 
     def run(self, module: ModuleOp, spec: str | Sequence[str]) -> ModuleOp:
         from xdsl.passes import ModulePass, PassPipeline
@@ -239,11 +258,23 @@ class PassRunner:
         try:
             PassPipeline(tuple(passes), callback).apply(ctx, module)
         except PassFailedException as e:
-            raise TpcError(_first_line(e)) from None
+            raise self._refusal(e) from None
         if not dumped or dumped[-1] is not passes[-1]:
             self._dump_after(passes[-1].name, module)
         verify(module)
         return module
+
+    def _refusal(self, e: PassFailedException) -> TpcError:
+        """A pass's refusal, at the op it refused (tpc.passes.refusal) when it says which:
+        its place in the IR text read, else its source location; the message names it."""
+        message = _first_line(e)
+        op = getattr(e, "op", None)
+        if op is None:
+            return TpcError(message)
+        if op.name not in message:
+            message = f"{message} (in {op.name})"
+        loc = self.ir.loc(op) if self.ir is not None else _op_loc(op, None, "<ir>", None)
+        return TpcError(message, loc)
 
     def wants_dump(self, name: str) -> bool:
         return self.print_after_all or name in self.print_after
