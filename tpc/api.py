@@ -455,8 +455,10 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
     precision: "f64" (default) or "f32". In f32 every native buffer, the arithmetic, dt and
     H are float32 (`Simulation.dtype`): q0, p0, params and inputs are rounded to float32, and
     the returned Trajectory's q, p, H are float32 arrays (t stays float64), gradient() gives
-    float32 arrays. A folded run builds its matrix from the float32 one-step code and powers
-    it in float64, rounding the rows to float32."""
+    float32 arrays. A folded run builds and powers its map in float64, from the float64 build
+    of the same code with the float32-rounded data, and rounds the state to float32 once per
+    snapshot (a map read off float32 code is not symplectic, so folding it would cost
+    accuracy)."""
     if precision not in PRECISIONS:
         raise TpcError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     text = str(path_or_source)
