@@ -294,6 +294,9 @@ class Simulation:
                            f"steps saved every {save_every}")
         start = full * save_every
         todo = prev.steps_done + steps - start
+        if start == 0:  # nothing to continue: the run from the start, deciding as it would
+            return self.run(prev.q[0], prev.p[0], dt=dt, steps=todo, save_every=save_every,
+                            params=params, progress=progress, **inputs)
         env = self.bind(prev.q[full], prev.p[full], params, inputs)
 
         def joined(new: Trajectory) -> Trajectory:
