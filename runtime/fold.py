@@ -59,7 +59,6 @@ import numpy as np
 from tpc.diagnostics import TpcError
 
 PROBE_TOL = 1e-9
-EIGEN_MIN_N = 32
 
 
 # ------------------------------------------------------------------------ matrix functions
@@ -291,11 +290,11 @@ def modal_map(big: np.ndarray, basis) -> Modal | None:
 
 def exact_modal_state(basis, force: np.ndarray, y0: np.ndarray, t) -> np.ndarray:
     """The exact flow for time t (long double) of H = sum over modes of b^2/2 + w a^2/2 + f a
-    + g b, from modal coordinates y0 (columns a, b): per mode, with C = cos(wt') etc.,
+    + g b, from modal coordinates y0 (columns a, b), in (q, p). Per mode,
         a(t) = a0 C + (b0 + g) S - f D,   b(t) = -g + (b0 + g) C - a0 w S - f S,
-    S = sin(sqrt(w) t)/sqrt(w), D = (1 - C)/w: the rotation for w > 0, cosh/sinh for w < 0,
-    and for w = 0 their limits C = 1, S = t, D = t^2/2 (a free drift under a constant force).
-    """
+    with C = cos(sqrt(w) t), S = sin(sqrt(w) t) / sqrt(w), D = (1 - C) / w = 2 sin^2(...) / w
+    (no cancellation for small w): a rotation for w > 0, cosh and sinh for w < 0, and for
+    w = 0 the limits C = 1, S = t, D = t^2/2 (a free drift under a constant force)."""
     wq, wp, _, _, w = basis
     n = len(wq)
     ld = np.longdouble
@@ -421,6 +420,7 @@ class ExactFlow:
 
     def __init__(self, dt: float, hess: np.ndarray, force: np.ndarray):
         self.dt = dt
+        self._modes_of = None
         self.blocks = []
         for idx in decoupled(hess):
             h, c = hess[np.ix_(idx, idx)], force[idx]
@@ -451,15 +451,28 @@ class ExactFlow:
         `step`."""
         return carry, self.at(carry, step)
 
+    def _modes(self, carry: Carry) -> list:
+        """The carry's state in each block's normal modes (None for an exp(t A) block), once
+        per carry: every snapshot starts from it."""
+        if self._modes_of is None or self._modes_of[0] is not carry.data:
+            modes = []
+            for idx, how, data in self.blocks:
+                z0 = carry.data[idx]
+                if how == "modal":
+                    _, _, wq_inv, wp_inv, _ = data[0]
+                    m = len(wq_inv)
+                    modes.append(np.stack([wq_inv @ z0[:m], wp_inv @ z0[m:]], axis=1))
+                else:
+                    modes.append(None)
+            self._modes_of = (carry.data, modes)
+        return self._modes_of[1]
+
     def at(self, carry: Carry, step: int) -> np.ndarray:
         z = np.empty(len(carry.data))
-        for idx, how, data in self.blocks:
+        for (idx, how, data), y0 in zip(self.blocks, self._modes(carry)):
             z0 = carry.data[idx]
             if how == "modal":
                 basis, force = data
-                _, _, wq_inv, wp_inv, _ = basis
-                m = len(wq_inv)
-                y0 = np.stack([wq_inv @ z0[:m], wp_inv @ z0[m:]], axis=1)
                 t = np.longdouble(step - carry.step) * np.longdouble(self.dt)
                 z[idx] = exact_modal_state(basis, force, y0, t)
             else:
