@@ -21,7 +21,7 @@ def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
     from tpc.passes.sym_fold_linear import fold_remarks
 
     runner.run(module, [
-        "ham-derive", f"sym-integrator{{integrator={options.integrator}}}", "sym-flow-kinds",
+        "ham-derive", f"sym-integrator{{integrator=\"{options.integrator}\"}}", "sym-flow-kinds",
         "sym-fuse-stages",
         "sym-fold-linear" if options.fold else "sym-fold-linear{enabled=false}",
     ])
