@@ -93,7 +93,7 @@ class SchemeOp(IRDLOperation):
         _verify_stages(self.stages, "sym.scheme")
 
 
-STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.midpoint"
+STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.linear, sym.midpoint"
 
 
 def _parts_attr(parts: Sequence[str]) -> ArrayAttr:
@@ -117,7 +117,7 @@ class _PartsStage(IRDLOperation):
             raise VerifyException(f"{self.name} needs at least one part")
 
 
-FLOW_KINDS = ("kick", "drift", "midpoint", "exact")
+FLOW_KINDS = ("kick", "drift", "linear", "midpoint", "exact")
 
 
 @irdl_op_definition
@@ -126,8 +126,9 @@ class FlowOp(_PartsStage):
 
     How it flows is decided by `sym-flow-kinds` from the parts' facts and recorded as `kind`:
     `kick` (the parts depend on q alone: p -= c dt dV/dq), `drift` (p alone: q += c dt dT/dp),
-    `midpoint` (both: the implicit midpoint rule, exact to second order), `exact` (a quadratic
-    H flowed by its matrix exponential; only the folded time loop can run it).
+    `linear` (quadratic parts of both: the exact flow of their linear vector field, a matrix
+    exponential), `midpoint` (both, not quadratic: the implicit midpoint rule, second order),
+    `exact` (the whole quadratic H for the whole step; only the folded time loop runs it).
 
         sym.flow [@V] 5.000000e-01 as "kick"
     """
@@ -200,6 +201,23 @@ class MidpointOp(_PartsStage):
 
 
 @irdl_op_definition
+class LinearOp(_PartsStage):
+    """z <- exp(c dt A) z for the linear vector field A z + a = J grad(sum of `parts`) of
+    quadratic parts: the exact flow, applied as an affine map of the whole state z = (q, p).
+    The run-time builds the map from the parts' gradients once per dt (the ABI table's
+    `linear` list, in the order these ops appear), so the step does one matrix-vector product.
+
+        sym.linear [@T, @Vtrap] 1.000000e+00
+    """
+
+    name = "sym.linear"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
+@irdl_op_definition
 class RepeatOp(IRDLOperation):
     """A sub-scheme run `count` times in a row (the inner steps of a multiple-time-step
     method); its stages are those of a scheme."""
@@ -228,7 +246,7 @@ class RepeatOp(IRDLOperation):
         _verify_stages(self.stages, "sym.repeat")
 
 
-STAGE_TYPES = (FlowOp, UpdateOp, MidpointOp, RepeatOp)
+STAGE_TYPES = (FlowOp, UpdateOp, LinearOp, MidpointOp, RepeatOp)
 
 
 def _verify_stages(stages: Sequence[Operation], where: str) -> None:
@@ -287,5 +305,6 @@ class PropagateOp(_RunOp):
 
 
 Sym = Dialect(
-    "sym", [SchemeOp, FlowOp, UpdateOp, MidpointOp, RepeatOp, EvolveOp, PropagateOp], []
+    "sym", [SchemeOp, FlowOp, UpdateOp, LinearOp, MidpointOp, RepeatOp, EvolveOp, PropagateOp],
+    [],
 )

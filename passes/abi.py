@@ -12,13 +12,16 @@ Roles:
   buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
   buf:NAME:SNAP  a buffer of one value per snapshot (out_H)
   f64:NAME       a float64 buffer of one element (status)
+  buf:maps:maps  the augmented (2n+1)^2 matrices of the scheme's exact linear flows, in the
+                 order of the table's `linear` list ({parts, c, grad}); the run-time fills it
+                 for each dt from the flows' gradient functions (`linear_<k>_<field>`)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tpc.dialects import ham
+from tpc.dialects import ham, sym
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
@@ -41,17 +44,27 @@ SIGNATURES: dict[str, list[str]] = {
 }
 
 
-def signature(name: str) -> list[str]:
-    if name.startswith("grad_"):
+def signature(name: str, linear: bool = False) -> list[str]:
+    if name.startswith(("grad_", "linear_")):
         return [ENV, "buf:out:n"]
+    if name == "run" and linear:
+        return [*SIGNATURES[name], "buf:maps:maps"]
     return SIGNATURES[name]
+
+
+def linear_table(scheme, fields: Sequence[str]) -> list[dict]:
+    flows = [op for op in scheme.walk() if isinstance(op, sym.LinearOp)]
+    return [{"parts": op.part_names, "c": op.c,
+             "grad": {f: f"linear_{k}_{f}" for f in fields}} for k, op in enumerate(flows)]
 
 
 def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
               fold: dict | None, scheme) -> StringAttr:
     """The `tpc.abi` attribute for the exported functions of a lowered module."""
     q, p = system.state.names
-    exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")]
+    linear = linear_table(scheme, (q, p))
+    exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")
+                or f.startswith("linear_")]
     table = {
         "system": system.sym_name.data,
         "precision": precision,
@@ -60,7 +73,9 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
-        "functions": {f: {"args": signature(f), "result": RESULTS.get(f)} for f in exported},
+        "functions": {f: {"args": signature(f, bool(linear)), "result": RESULTS.get(f)}
+                      for f in exported},
+        "linear": linear,
         "fold": fold,
         "scheme": {
             "integrator": _attr(scheme, "integrator"),

@@ -199,6 +199,7 @@ def check_names(m: Method) -> None:
 class Flow:
     parts: tuple[str, ...]
     c: float
+    kind: str | None = None  # None: sym-flow-kinds decides from the parts' facts
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ KNOWN = ("leapfrog", "yoshida4", "yoshida6", "yoshida8", "midpoint", "exact", "c
 
 
 def _scale(stages: Sequence, w: float) -> list:
-    return [Flow(s.parts, s.c * w) if isinstance(s, Flow) else Repeat(s.n, tuple(_scale(
+    return [Flow(s.parts, s.c * w, s.kind) if isinstance(s, Flow) else Repeat(s.n, tuple(_scale(
         s.stages, w))) for s in stages]
 
 
@@ -313,7 +314,7 @@ class Builder:
             if m.args:
                 raise MethodError(f"'{m.name}' flows all of H and takes no arguments",
                                   m.args[0].offset)
-            stages = [Flow(self.sides.parts, 1.0)]
+            stages = [Flow(self.sides.parts, 1.0, "midpoint" if m.name == "midpoint" else None)]
             return Scheme(stages, 0 if m.name == "exact" else 2, exact=m.name == "exact")
         base, order, notes = self.base(m)
         if m.name == "leapfrog":

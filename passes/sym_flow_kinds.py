@@ -3,9 +3,12 @@
 Algorithm, for each flow without a `kind`:
   1. The parts' `depends_on` (ham-degree), united: q alone -> `kick` (p moves, q does not, so
      the flow p -= c dt dV/dq is exact); p alone -> `drift` (q += c dt dT/dp, exact).
-  2. Both: in a scheme marked `exact`, `exact` when every part is quadratic (the flow is the
-     matrix exponential of a linear vector field), else the pass fails naming the part that is
-     not; otherwise `midpoint` (the implicit midpoint rule).
+  2. Both: in a scheme marked `exact`, `exact` when every part is quadratic (the flow of the
+     whole step is the matrix exponential of a linear vector field, folded), else the pass
+     fails naming the part that is not. Otherwise `linear` when every part is quadratic (the
+     exact flow of the parts, an affine map per stage: the interaction picture of a stiff
+     harmonic part), else `midpoint` (the implicit midpoint rule). The midpoint integrator
+     sets `midpoint` itself: it asked for the rule, not for the flow.
   3. A flow of parts that depend on nothing moves nothing: `kick` of a zero gradient.
 """
 
@@ -70,7 +73,7 @@ def kind_of(system: ham.SystemOp, flow: sym.FlowOp, exact: bool) -> str:
         return "drift"
     if deps <= {q}:
         return "kick"
-    return "midpoint"
+    return "linear" if all(f.quadratic for f in facts) else "midpoint"
 
 
 class DecideFlowKind(RewritePattern):
@@ -88,7 +91,8 @@ class DecideFlowKind(RewritePattern):
 
 @dataclass(frozen=True)
 class SymFlowKindsPass(ModulePass):
-    """Decide how each sym.flow runs (kick, drift, midpoint, exact) from its parts' facts."""
+    """Decide how each sym.flow runs (kick, drift, linear, midpoint, exact) from its parts'
+    facts."""
 
     name = "sym-flow-kinds"
 

@@ -136,7 +136,7 @@ def plan(system: ham.SystemOp, integrator: str) -> methods.Scheme:
 
 
 def _ops(stages) -> list:
-    return [sym.FlowOp(s.parts, s.c) if isinstance(s, methods.Flow)
+    return [sym.FlowOp(s.parts, s.c, s.kind) if isinstance(s, methods.Flow)
             else sym.RepeatOp(s.n, _ops(s.stages)) for s in stages]
 
 

@@ -459,6 +459,12 @@ class TimeLoop:
         for st in stages:
             if isinstance(st, sym.UpdateOp):
                 self.m.update(e, st, e.mul(e.f(st.c), self.dt))
+            elif isinstance(st, sym.LinearOp):
+                if not hasattr(self.m, "linear"):
+                    raise PassFailedException(
+                        f"{self.m.__class__.__name__}: the exact linear flow (sym.linear) of "
+                        f"{st.parts} is not lowered for this target yet")
+                self.m.linear(e, linear_flows(self.scheme).index(st))
             elif isinstance(st, sym.MidpointOp):
                 conv = self.m.midpoint(e, st, self.dt)
                 e.if_(conv, lambda te: [],
@@ -666,24 +672,65 @@ class CpuMachine:
         return loop.results[1]
 
 
+    def linear(self, e: Emitter, k: int) -> None:
+        """z <- M z + b with M the k-th augmented (2n+1)^2 matrix of `maps` (row-major): each
+        new row from the old state into `work`, then copied back."""
+        n, work, maps = self.n, self.work, self.maps
+        q, p = self.env.q, self.env.p
+        two_n = e.imul(n, e.i(2))
+        width = e.iadd(two_n, e.i(1))
+        base = e.imul(e.i(k), e.imul(width, width))
+
+        def row(re: Emitter, i: SSAValue, _: list) -> list:
+            at = re.iadd(base, re.imul(i, width))
+
+            def over(field: SSAValue, offset: SSAValue):
+                def dot(de: Emitter, j: SSAValue, acc: list) -> list:
+                    m = de.load(maps, de.iadd(at, de.iadd(offset, j)))
+                    return [de.add(acc[0], de.mul(m, de.load(field, j)))]
+                return dot
+
+            (acc,) = re.for_(re.i(0), n, over(q, re.i(0)), [re.load(maps, re.iadd(at, two_n))])
+            (acc,) = re.for_(re.i(0), n, over(p, n), [acc])
+            re.store(acc, work, i)
+            return []
+
+        e.for_(e.i(0), two_n, row)
+
+        def back(be: Emitter, j: SSAValue, _: list) -> list:
+            be.store(be.load(work, j), q, j)
+            be.store(be.load(work, be.iadd(j, n)), p, j)
+            return []
+
+        e.for_(e.i(0), n, back)
+
+
 RUN_ARGS = ("dt", "nsnap", "stride", "step0", "out_q", "out_p", "out_H", "g", "work", "status")
 
 
-def run_types(system: ham.SystemOp, ft: Attribute = f64) -> list[Attribute]:
+def linear_flows(scheme: sym.SchemeOp) -> list[sym.LinearOp]:
+    """The scheme's exact linear flows, in order: the k-th uses the k-th matrix of `maps`."""
+    return [op for op in scheme.walk() if isinstance(op, sym.LinearOp)]
+
+
+def run_types(system: ham.SystemOp, ft: Attribute = f64, maps: bool = False) -> list[Attribute]:
     buf = buf_type(ft)
-    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF]
+    extra = [buf] if maps else []
+    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF, *extra]
 
 
 def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -> func.FuncOp:
     """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status): the time
     loop on the CPU (dt and every buffer in the precision's float type but status, f64)."""
-    types = run_types(system, ft)
+    maps = bool(linear_flows(scheme))
+    types = run_types(system, ft, maps)
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
         env = bind_env(system, args[:k])
-        dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:]
+        dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:k + 10]
         machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e)
+        machine.maps = args[k + 10] if maps else None
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
@@ -692,6 +739,22 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -
 
 def steppable(scheme: sym.SchemeOp) -> bool:
     return all(not isinstance(op, sym.FlowOp) for op in scheme.walk())
+
+
+def flow_gradient_funcs(system: ham.SystemOp, scheme: sym.SchemeOp,
+                        ft: Attribute = f64) -> list[func.FuncOp]:
+    """linear_<k>_<field>(env..., out): out = d(parts of the k-th linear flow)/d(field), from
+    which the run-time builds that flow's matrix (the gradient of a quadratic is affine)."""
+    funcs = []
+    for k, op in enumerate(linear_flows(scheme)):
+        for wrt in system.state.names:
+            def body(e: Emitter, args: list[SSAValue], wrt=wrt, op=op) -> list[SSAValue]:
+                call_gradient(e, bind_env(system, args[:-1]), wrt, op.part_names, args[-1])
+                return []
+
+            funcs.append(make_func(f"linear_{k}_{wrt}", [*env_types(system, ft), buf_type(ft)],
+                                   [], body, private=False, ft=ft))
+    return funcs
 
 
 def gradient_funcs(system: ham.SystemOp, newton3: bool, ft: Attribute = f64) -> list:
@@ -727,6 +790,7 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
                 fold = {"method": "", "reason": op.attributes["not_folded"].data}
             funcs += [lower_energy(system, ft), *gradient_funcs(system, newton3, ft)]
             if steppable(scheme):
+                funcs += flow_gradient_funcs(system, scheme, ft)
                 funcs.append(build_run(system, scheme, ft))
             elif isinstance(op, sym.EvolveOp):
                 raise PassFailedException(

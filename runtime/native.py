@@ -115,15 +115,81 @@ class Native:
         """Call `name` with `env` for its env role and `named` for the others (by name)."""
         return self.prepare(name, env, **named)()
 
-    def scratch(self, name: str, n: int, nsnap: int = 1) -> dict[str, np.ndarray]:
-        """Fresh buffers for every buffer role of `name` (sized from the state size n)."""
+    def scratch(self, name: str, n: int, nsnap: int = 1, env: Bound | None = None,
+                dt: float | None = None) -> dict[str, np.ndarray]:
+        """Fresh buffers for every buffer role of `name` (sized from the state size n). With
+        `env` and `dt`, buffers that depend on them (the linear flows' `maps`) are filled."""
         out = {}
+        width = (2 * n + 1) ** 2
         for role in self.roles(name):
             kind, *rest = role.split(":")
             if kind not in ("buf", "f64"):
                 continue
             key, size = rest
-            count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1}[size]
+            count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1,
+                     "maps": len(self.abi.get("linear") or ()) * width}[size]
             out[key] = (np.full(1, -1.0) if kind == "f64"
                         else np.empty(count, self.dtype))
+        if "maps" in out:
+            if env is None or dt is None:
+                raise ValueError(f"'{name}' runs exact linear flows: scratch needs env and dt")
+            out["maps"][:] = self.linear_maps(env, dt).ravel()
         return out
+
+    def linear_maps(self, env: Bound, dt: float) -> np.ndarray:
+        """The augmented matrices exp(c dt [[A, a], [0, 0]]) of the scheme's exact linear
+        flows, where A z + a = J grad(parts)(z): the gradient of quadratic parts is affine,
+        so n + 1 gradient calls give it exactly; the exponential is taken in float64."""
+        from tpc.runtime.fold import expm
+
+        n = env.q.size
+        q_name, p_name = self.abi["state"]
+        out = []
+        for flow in self.abi.get("linear") or ():
+            def grad(z: np.ndarray, flow=flow) -> np.ndarray:
+                q = z[:n].astype(self.dtype).reshape(env.q.shape)
+                p = z[n:].astype(self.dtype).reshape(env.p.shape)
+                at = env.with_state(q, p)
+                gq, gp = np.empty(n, self.dtype), np.empty(n, self.dtype)
+                self.call(flow["grad"][q_name], at, out=gq)
+                self.call(flow["grad"][p_name], at, out=gp)
+                return np.concatenate([gq, gp]).astype(np.float64)
+
+            zero = np.zeros(2 * n)
+            g0 = grad(zero)
+            big = np.zeros((2 * n + 1, 2 * n + 1))
+            for k in range(2 * n):
+                e = zero.copy()
+                e[k] = 1.0
+                col = grad(e) - g0
+                # J grad: dq/dt = dH/dp, dp/dt = -dH/dq
+                big[:n, k], big[n:2 * n, k] = col[n:], -col[:n]
+            big[:n, -1], big[n:2 * n, -1] = g0[n:], -g0[:n]
+            d = balance(big)
+            m = expm(flow["c"] * dt * (big * d[None, :] / d[:, None]))
+            out.append(m * d[:, None] / d[None, :])
+        return np.array(out)
+
+
+def balance(a: np.ndarray, sweeps: int = 32) -> np.ndarray:
+    """Diagonal d (powers of two) with D^-1 A D balanced (Parlett and Reinsch 1969): a stiff
+    trap's [[0, 1], [-k, 0]] has columns 1e6 apart, and scaling and squaring loses that ratio
+    times eps per squaring; balanced, it is a rotation and exp is accurate to round-off. numpy
+    has no gebal and scipy is not a run-time dependency, hence these few lines."""
+    n = len(a)
+    d = np.ones(n)
+    off = np.abs(a) * (1.0 - np.eye(n))
+    for _ in range(sweeps):
+        done = True
+        for i in range(n):
+            c = float(np.sum(off[:, i] * d[i] / d))  # column i of D^-1 A D
+            r = float(np.sum(off[i, :] * d / d[i]))  # row i
+            if c == 0.0 or r == 0.0:
+                continue
+            f = 2.0 ** round(0.5 * np.log2(r / c))
+            if f != 1.0:
+                d[i] *= f
+                done = False
+        if done:
+            break
+    return d

@@ -77,6 +77,17 @@ def integrator_source(program: Program, given: str | None) -> tuple[str | None, 
     return given, Loc("--integrator", 1, 1, given or "")
 
 
+def located_at_integrator(e: TpcError, program: Program, options: Options) -> TpcError:
+    """A lowering pass refuses the scheme (a flow a target cannot run): point at the
+    integrator the user wrote, else at H."""
+    if e.loc is not None:
+        return e
+    text, loc = integrator_source(program, options.integrator)
+    if text is None:
+        loc = program.system.hamiltonians[0].loc if program.system.hamiltonians else None
+    return TpcError(e.message, loc, e.notes)
+
+
 def shifted(base: Loc, text: str, offset: int) -> Loc:
     """The location of character `offset` of `text`, which starts at `base`."""
     before = text[:offset].split("\n")
@@ -120,7 +131,10 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
     remarks = ham_remarks(module)
     if emit != "ham":
         check_integrator(program, lowering.system_of(module), options)
-        module, more = lowering.lower(module, emit, options, runner)
+        try:
+            module, more = lowering.lower(module, emit, options, runner)
+        except TpcError as e:
+            raise located_at_integrator(e, program, options) from None
         remarks += more
     if emit in ("llvm", "ptx"):
         text = lowering.render(module, emit, options)
