@@ -114,7 +114,7 @@ class SplitSeparablePart(RewritePattern):
         q, p = system.state.names
         name = op.part_name
         new = [split(op, system, _fresh(system, f"{name}_{f}"), f) for f in (q, p)]
-        rewriter.insert_op(new, InsertPoint.after(op))
+        rewriter.insert(new, InsertPoint.after(op))
         h = system.hamiltonian
         names = []
         for n in h.part_names:

@@ -8,7 +8,9 @@ Algorithm:
      same as last): the time loop then fuses the last kick of one step with the first kick of
      the next, so a leapfrog step costs one force evaluation. The loop lowering splits the
      fused kick again only where a snapshot needs p at a whole step.
-  3. Record `force_evals`, the kicks per step once fused.
+  3. A sym.repeat whose body is one kick or drift is that flow for n times the time (a RESPA
+     fast scheme of a single part); merge again around it.
+  4. Record `force_evals`, the kicks per step once fused.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ class FuseScheme(RewritePattern):
     def match_and_rewrite(self, op: sym.SchemeOp, rewriter: PatternRewriter) -> None:
         if "force_evals" in op.attributes:
             return
+        for rep in reversed([r for r in op.walk() if isinstance(r, sym.RepeatOp)]):
+            merge_block(rep.body.block, rewriter)
+            only = rep.stages
+            if (len(only) == 1 and isinstance(only[0], sym.FlowOp)
+                    and only[0].kind_name in _MERGEABLE):
+                f = only[0]
+                rewriter.replace(rep, sym.FlowOp(f.part_names, f.c * rep.n, f.kind_name))
         for rep in [r for r in op.walk() if isinstance(r, sym.RepeatOp)]:
             merge_block(rep.body.block, rewriter)
         merge_block(op.body.block, rewriter)

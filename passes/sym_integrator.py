@@ -171,7 +171,7 @@ class BuildScheme(RewritePattern):
                for s in module.body.block.ops):
             return
         scheme = build_scheme(op, self.integrator)
-        rewriter.insert_op([scheme, sym.EvolveOp(scheme.sym_name.data)], InsertPoint.after(op))
+        rewriter.insert([scheme, sym.EvolveOp(scheme.sym_name.data)], InsertPoint.after(op))
 
 
 @dataclass(frozen=True)
