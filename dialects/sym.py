@@ -93,7 +93,7 @@ class SchemeOp(IRDLOperation):
         _verify_stages(self.stages, "sym.scheme")
 
 
-STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.linear, sym.midpoint"
+STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.linear, sym.kepler, sym.midpoint"
 
 
 def _parts_attr(parts: Sequence[str]) -> ArrayAttr:
@@ -117,7 +117,7 @@ class _PartsStage(IRDLOperation):
             raise VerifyException(f"{self.name} needs at least one part")
 
 
-FLOW_KINDS = ("kick", "drift", "linear", "midpoint", "exact")
+FLOW_KINDS = ("kick", "drift", "linear", "kepler", "midpoint", "exact")
 
 
 @irdl_op_definition
@@ -127,7 +127,9 @@ class FlowOp(_PartsStage):
     How it flows is decided by `sym-flow-kinds` from the parts' facts and recorded as `kind`:
     `kick` (the parts depend on q alone: p -= c dt dV/dq), `drift` (p alone: q += c dt dT/dp),
     `linear` (quadratic parts of both: the exact flow of their linear vector field, a matrix
-    exponential), `midpoint` (both, not quadratic: the implicit midpoint rule, second order),
+    exponential), `kepler` (a sum of Kepler problems, ham-kepler's kinetic and potential
+    parts: the exact two-body flow of each body), `midpoint` (both, otherwise: the implicit
+    midpoint rule, second order),
     `exact` (the whole quadratic H for the whole step; only the folded time loop runs it).
 
         sym.flow [@V] 5.000000e-01 as "kick"
@@ -218,6 +220,23 @@ class LinearOp(_PartsStage):
 
 
 @irdl_op_definition
+class KeplerOp(_PartsStage):
+    """The exact flow, for c dt, of a sum over bodies of |p_i|^2 / (2 m_i) - k_i / |q_i| (the
+    parts ham-kepler marked): each body moves on its conic with mu_i = k_i / m_i, solved in
+    universal variables (Stumpff functions), any eccentricity. The run-time reads m_i and k_i
+    from the parts' gradients (the ABI table's `kepler` list, in the order these ops appear).
+
+        sym.kepler [@Hkep_q, @Hkep_p] 5.000000e-01
+    """
+
+    name = "sym.kepler"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
+@irdl_op_definition
 class RepeatOp(IRDLOperation):
     """A sub-scheme run `count` times in a row (the inner steps of a multiple-time-step
     method); its stages are those of a scheme."""
@@ -246,7 +265,7 @@ class RepeatOp(IRDLOperation):
         _verify_stages(self.stages, "sym.repeat")
 
 
-STAGE_TYPES = (FlowOp, UpdateOp, LinearOp, MidpointOp, RepeatOp)
+STAGE_TYPES = (FlowOp, UpdateOp, LinearOp, KeplerOp, MidpointOp, RepeatOp)
 
 
 def _verify_stages(stages: Sequence[Operation], where: str) -> None:
@@ -305,6 +324,7 @@ class PropagateOp(_RunOp):
 
 
 Sym = Dialect(
-    "sym", [SchemeOp, FlowOp, UpdateOp, LinearOp, MidpointOp, RepeatOp, EvolveOp, PropagateOp],
+    "sym", [SchemeOp, FlowOp, UpdateOp, LinearOp, KeplerOp, MidpointOp, RepeatOp, EvolveOp,
+            PropagateOp],
     [],
 )

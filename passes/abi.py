@@ -15,6 +15,8 @@ Roles:
   buf:maps:maps  the augmented (2n+1)^2 matrices of the scheme's exact linear flows, in the
                  order of the table's `linear` list ({parts, c, grad}); the run-time fills it
                  for each dt from the flows' gradient functions (`linear_<k>_<field>`)
+  buf:bodies:kepler  (m_i, mu_i) of each body (row of 3) for each Kepler flow, in the order of
+                 the table's `kepler` list; the run-time reads them from `kepler_<k>_<field>`
 """
 
 from __future__ import annotations
@@ -44,27 +46,29 @@ SIGNATURES: dict[str, list[str]] = {
 }
 
 
-def signature(name: str, linear: bool = False) -> list[str]:
-    if name.startswith(("grad_", "linear_")):
+def signature(name: str, linear: bool = False, kepler: bool = False) -> list[str]:
+    if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
-    if name == "run" and linear:
-        return [*SIGNATURES[name], "buf:maps:maps"]
+    if name == "run":
+        return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
+                *(["buf:bodies:kepler"] if kepler else [])]
     return SIGNATURES[name]
 
 
-def linear_table(scheme, fields: Sequence[str]) -> list[dict]:
-    flows = [op for op in scheme.walk() if isinstance(op, sym.LinearOp)]
+def flow_table(scheme, fields: Sequence[str], op_type, prefix: str) -> list[dict]:
+    flows = [op for op in scheme.walk() if isinstance(op, op_type)]
     return [{"parts": op.part_names, "c": op.c,
-             "grad": {f: f"linear_{k}_{f}" for f in fields}} for k, op in enumerate(flows)]
+             "grad": {f: f"{prefix}_{k}_{f}" for f in fields}} for k, op in enumerate(flows)]
 
 
 def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
               fold: dict | None, scheme) -> StringAttr:
     """The `tpc.abi` attribute for the exported functions of a lowered module."""
     q, p = system.state.names
-    linear = linear_table(scheme, (q, p))
+    linear = flow_table(scheme, (q, p), sym.LinearOp, "linear")
+    kepler = flow_table(scheme, (q, p), sym.KeplerOp, "kepler")
     exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")
-                or f.startswith("linear_")]
+                or f.startswith(("linear_", "kepler_"))]
     table = {
         "system": system.sym_name.data,
         "precision": precision,
@@ -73,9 +77,10 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
-        "functions": {f: {"args": signature(f, bool(linear)), "result": RESULTS.get(f)}
-                      for f in exported},
+        "functions": {f: {"args": signature(f, bool(linear), bool(kepler)),
+                          "result": RESULTS.get(f)} for f in exported},
         "linear": linear,
+        "kepler": kepler,
         "fold": fold,
         "scheme": {
             "integrator": _attr(scheme, "integrator"),

@@ -7,7 +7,9 @@ Algorithm, for each flow without a `kind`:
      whole step is the matrix exponential of a linear vector field, folded), else the pass
      fails naming the part that is not. Otherwise `linear` when every part is quadratic (the
      exact flow of the parts, an affine map per stage: the interaction picture of a stiff
-     harmonic part), else `midpoint` (the implicit midpoint rule). The midpoint integrator
+     harmonic part); `kepler` when the parts are ham-kepler's kinetic and potential halves
+     of a sum of Kepler problems (the exact two-body flow); else `midpoint` (the implicit
+     midpoint rule). The midpoint integrator
      sets `midpoint` itself: it asked for the rule, not for the flow.
   3. A flow of parts that depend on nothing moves nothing: `kick` of a zero gradient.
 """
@@ -73,7 +75,13 @@ def kind_of(system: ham.SystemOp, flow: sym.FlowOp, exact: bool) -> str:
         return "drift"
     if deps <= {q}:
         return "kick"
-    return "linear" if all(f.quadratic for f in facts) else "midpoint"
+    if all(f.quadratic for f in facts):
+        return "linear"
+    roles = [part.attributes.get("kepler") for part in flow_parts(system, flow)]
+    if all(isinstance(r, StringAttr) for r in roles) and {r.data for r in roles} == {
+            "kinetic", "potential"}:
+        return "kepler"
+    return "midpoint"
 
 
 class DecideFlowKind(RewritePattern):

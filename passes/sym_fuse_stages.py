@@ -1,14 +1,15 @@
 """sym-fuse-stages: merge adjacent flows of the same parts, within and across steps.
 
 Algorithm:
-  1. Within a scheme (and within each sym.repeat), replace each run of adjacent kicks (or
-     drifts) of the same parts by one flow with the summed coefficient: a Yoshida composition
-     of leapfrogs has flow(V, w1/2) flow(V, w0/2) at every seam.
+  1. Within a scheme (and within each sym.repeat), replace each run of adjacent exact flows
+     (kicks, drifts, linear or Kepler flows) of the same parts by one flow with the summed
+     coefficient: a Yoshida composition of leapfrogs has flow(V, w1/2) flow(V, w0/2) at every
+     seam.
   2. If the step begins and ends with kicks of the same parts, mark the scheme `fsal` (first
      same as last): the time loop then fuses the last kick of one step with the first kick of
      the next, so a leapfrog step costs one force evaluation. The loop lowering splits the
      fused kick again only where a snapshot needs p at a whole step.
-  3. A sym.repeat whose body is one kick or drift is that flow for n times the time (a RESPA
+  3. A sym.repeat whose body is one exact flow is that flow for n times the time (a RESPA
      fast scheme of a single part); merge again around it.
   4. Record `force_evals`, the kicks per step once fused.
 """
@@ -29,7 +30,8 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-_MERGEABLE = ("kick", "drift")
+# Exact flows compose: flow(a) then flow(b) of the same parts is flow(a + b).
+_MERGEABLE = ("kick", "drift", "linear", "kepler")
 
 
 def _same(a, b) -> bool:

@@ -172,11 +172,13 @@ def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
     if _find(module, lambda f: f.sym_name.data == "ensemble_run") is not None:
         return
     scheme = _scheme(module, system)
-    if scheme is not None and any(isinstance(op, sym.LinearOp) for op in scheme.walk()):
+    exact = [op for op in scheme.walk() if isinstance(op, sym.LinearOp | sym.KeplerOp)] \
+        if scheme is not None else []
+    if exact:
         raise PassFailedException(
             f"sym-gpu-kernels: integrator '{scheme.attributes['integrator'].data}' flows "
-            "quadratic parts exactly (sym.linear), which GPU kernels do not run yet; run it on "
-            "the CPU, or name the parts so that each flow is a kick or a drift")
+            f"parts {exact[0].parts} exactly ({exact[0].name}), which GPU kernels do not run "
+            "yet; run it on the CPU, or name the parts so that each flow is a kick or a drift")
     kernels = gpu_kernel_module(system, ft, scheme)
     for op in list(kernels.ops):
         op.detach()

@@ -5,6 +5,7 @@ kernels both lower only what this pass produces:
   kick  [V] c  ->  sym.update @p, -c, [V] wrt @q        (p -= c dt dV/dq)
   drift [T] c  ->  sym.update @q,  c, [T] wrt @p        (q += c dt dT/dp)
   linear       ->  sym.linear [parts] c                 (z <- M z + b, M built at run time)
+  kepler       ->  sym.kepler [parts] c                 (each body on its conic)
   midpoint     ->  sym.midpoint [parts] c               (the implicit stage, iterated)
   exact        ->  kept: only the folded time loop (sym.propagate, method expm) runs it.
 A flow without a kind is an error (run sym-flow-kinds first).
@@ -66,6 +67,13 @@ class LowerLinear(RewritePattern):
             rewriter.replace(op, sym.LinearOp(op.part_names, op.c))
 
 
+class LowerKepler(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "kepler":
+            rewriter.replace(op, sym.KeplerOp(op.part_names, op.c))
+
+
 class RequireKind(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
@@ -82,5 +90,6 @@ class SymLowerFlowsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(GreedyRewritePatternApplier(
-            [RequireKind(), LowerKick(), LowerDrift(), LowerLinear(), LowerMidpoint()]
+            [RequireKind(), LowerKick(), LowerDrift(), LowerLinear(), LowerKepler(),
+             LowerMidpoint()]
         )).rewrite_module(op)

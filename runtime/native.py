@@ -127,14 +127,63 @@ class Native:
                 continue
             key, size = rest
             count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1,
-                     "maps": len(self.abi.get("linear") or ()) * width}[size]
+                     "maps": len(self.abi.get("linear") or ()) * width,
+                     "kepler": len(self.abi.get("kepler") or ()) * 2 * (n // 3)}[size]
             out[key] = (np.full(1, -1.0) if kind == "f64"
                         else np.empty(count, self.dtype))
-        if "maps" in out:
+        if "maps" in out or "bodies" in out:
             if env is None or dt is None:
-                raise ValueError(f"'{name}' runs exact linear flows: scratch needs env and dt")
+                raise ValueError(f"'{name}' runs exact flows: scratch needs env and dt")
+        if "maps" in out:
             out["maps"][:] = self.linear_maps(env, dt).ravel()
+        if "bodies" in out:
+            out["bodies"][:] = self.kepler_bodies(env).ravel()
         return out
+
+    def _flow_grad(self, flow: dict, env: Bound, q: np.ndarray, p: np.ndarray):
+        """d(parts of the flow)/dq, d/dp at the state (q, p), flat, in float64."""
+        n = env.q.size
+        q_name, p_name = self.abi["state"]
+        at = env.with_state(q.astype(self.dtype).reshape(env.q.shape),
+                            p.astype(self.dtype).reshape(env.p.shape))
+        gq, gp = np.empty(n, self.dtype), np.empty(n, self.dtype)
+        self.call(flow["grad"][q_name], at, out=gq)
+        self.call(flow["grad"][p_name], at, out=gp)
+        return gq.astype(np.float64), gp.astype(np.float64)
+
+    def kepler_bodies(self, env: Bound) -> np.ndarray:
+        """(m_i, mu_i = k_i / m_i) of each body of each Kepler flow. ham-kepler proved the
+        parts are sum |p_i|^2/(2 m_i) - k_i/|q_i|, so the gradients at unit rows give 1/m_i and
+        k_i exactly; a generic state checks them, and the masses and strengths must be > 0."""
+        from tpc.diagnostics import TpcError
+
+        n = env.q.size
+        rows = n // 3
+        unit = np.tile([1.0, 0.0, 0.0], rows)
+        out = []
+        for flow in self.abi.get("kepler") or ():
+            gq, gp = self._flow_grad(flow, env, unit, unit)
+            inv_m, k = gp[0::3], gq[0::3]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                m, mu = 1.0 / inv_m, k * inv_m
+            if not (np.all(np.isfinite(m)) and np.all(m > 0) and np.all(np.isfinite(mu))
+                    and np.all(mu > 0)):
+                raise TpcError(f"the Kepler flow of {', '.join(flow['parts'])} needs masses and "
+                               "strengths > 0 for every body (an attracting centre)")
+            rng = np.random.default_rng(1)
+            q = rng.uniform(0.5, 1.5, n) * rng.choice([-1.0, 1.0], n)
+            p = rng.uniform(0.5, 1.5, n)
+            gq, gp = self._flow_grad(flow, env, q, p)
+            r3 = np.repeat(np.linalg.norm(q.reshape(rows, 3), axis=1) ** 3, 3)
+            want_q, want_p = np.repeat(k, 3) * q / r3, p / np.repeat(m, 3)
+            tol = 1e-12 if self.dtype == np.float64 else 1e-5
+            if not (np.allclose(gq, want_q, rtol=tol, atol=0)
+                    and np.allclose(gp, want_p, rtol=tol, atol=0)):
+                raise TpcError(f"the parts {', '.join(flow['parts'])} are not a sum of Kepler "
+                               "problems at run time (their gradients disagree with "
+                               "|p_i|^2/(2 m_i) - k_i/|q_i|)")
+            out.append(np.stack([m, mu], axis=1))
+        return np.array(out)
 
     def linear_maps(self, env: Bound, dt: float) -> np.ndarray:
         """The augmented matrices exp(c dt [[A, a], [0, 0]]) of the scheme's exact linear
@@ -143,28 +192,18 @@ class Native:
         from tpc.runtime.fold import expm
 
         n = env.q.size
-        q_name, p_name = self.abi["state"]
         out = []
         for flow in self.abi.get("linear") or ():
-            def grad(z: np.ndarray, flow=flow) -> np.ndarray:
-                q = z[:n].astype(self.dtype).reshape(env.q.shape)
-                p = z[n:].astype(self.dtype).reshape(env.p.shape)
-                at = env.with_state(q, p)
-                gq, gp = np.empty(n, self.dtype), np.empty(n, self.dtype)
-                self.call(flow["grad"][q_name], at, out=gq)
-                self.call(flow["grad"][p_name], at, out=gp)
-                return np.concatenate([gq, gp]).astype(np.float64)
-
-            zero = np.zeros(2 * n)
-            g0 = grad(zero)
+            zero = np.zeros(n)
+            gq0, gp0 = self._flow_grad(flow, env, zero, zero)
             big = np.zeros((2 * n + 1, 2 * n + 1))
             for k in range(2 * n):
-                e = zero.copy()
+                e = np.zeros(2 * n)
                 e[k] = 1.0
-                col = grad(e) - g0
+                gq, gp = self._flow_grad(flow, env, e[:n], e[n:])
                 # J grad: dq/dt = dH/dp, dp/dt = -dH/dq
-                big[:n, k], big[n:2 * n, k] = col[n:], -col[:n]
-            big[:n, -1], big[n:2 * n, -1] = g0[n:], -g0[:n]
+                big[:n, k], big[n:2 * n, k] = gp - gp0, gq0 - gq
+            big[:n, -1], big[n:2 * n, -1] = gp0, -gq0
             d = balance(big)
             m = expm(flow["c"] * dt * (big * d[None, :] / d[:, None]))
             out.append(m * d[:, None] / d[None, :])
