@@ -5,9 +5,10 @@ Algorithm:
      (kicks, drifts, linear or Kepler flows) of the same parts by one flow with the summed
      coefficient: a Yoshida composition of leapfrogs has flow(V, w1/2) flow(V, w0/2) at every
      seam.
-  2. If the step begins and ends with kicks of the same parts, mark the scheme `fsal` (first
-     same as last): the time loop then fuses the last kick of one step with the first kick of
-     the next, so a leapfrog step costs one force evaluation. The loop lowering splits the
+  2. If the step begins and ends with kicks (or Kepler flows) of the same parts, mark the
+     scheme `fsal` (first same as last): the time loop then fuses the last of one step with the
+     first of the next, so a leapfrog step costs one force evaluation (a Wisdom-Holman step one
+     Kepler solve). The loop lowering splits the
      fused kick again only where a snapshot needs p at a whole step.
   3. A sym.repeat whose body is one exact flow is that flow for n times the time (a RESPA
      fast scheme of a single part); merge again around it.
@@ -82,10 +83,10 @@ class FuseScheme(RewritePattern):
         merge_block(op.body.block, rewriter)
         stages = op.stages
         first, last = stages[0], stages[-1]
-        if (len(stages) > 1 and isinstance(first, sym.FlowOp) and first.kind_name == "kick"
-                and _same(first, last)):
+        if (len(stages) > 1 and isinstance(first, sym.FlowOp)
+                and first.kind_name in ("kick", "kepler") and _same(first, last)):
             op.attributes["fsal"] = UnitAttr()
-        evals = kicks(stages) - ("fsal" in op.attributes)
+        evals = kicks(stages) - ("fsal" in op.attributes and first.kind_name == "kick")
         op.attributes["force_evals"] = IntegerAttr(evals, i64)
         rewriter.notify_op_modified(op)
 

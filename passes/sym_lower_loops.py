@@ -423,7 +423,6 @@ STUMPFF_TERMS = 14  # the series for |z| < 1: the last term is below 1 / 30!
 def stumpff(e: Emitter, z: SSAValue) -> tuple[SSAValue, SSAValue]:
     """c2(z) = (1 - cos sqrt z) / z, c3(z) = (sqrt z - sin sqrt z) / sqrt z^3, continued to
     z <= 0 by cosh/sinh; Taylor series for |z| < 1, where the closed forms cancel."""
-    one = e.f(1.0)
     s2, s3 = e.f(0.0), e.f(0.0)
     fact2 = [1.0 / _factorial(2 * k + 2) for k in range(STUMPFF_TERMS)]
     fact3 = [1.0 / _factorial(2 * k + 3) for k in range(STUMPFF_TERMS)]
@@ -431,17 +430,24 @@ def stumpff(e: Emitter, z: SSAValue) -> tuple[SSAValue, SSAValue]:
     for k in reversed(range(STUMPFF_TERMS)):  # Horner in -z
         s2 = e.add(e.f(fact2[k]), e.mul(mz, s2))
         s3 = e.add(e.f(fact3[k]), e.mul(mz, s3))
-    small = e(arith.CmpfOp(e(math.AbsFOp(z)), one, "olt"))
-    pos = e(arith.CmpfOp(z, e.f(0.0), "ogt"))
-    az = e(math.AbsFOp(z))
-    r = e(math.SqrtOp(az))
-    r3 = e.mul(r, az)
-    c2_ell = e.div(e.sub(one, e(math.CosOp(r))), az)
-    c3_ell = e.div(e.sub(r, e(math.SinOp(r))), r3)
-    c2_hyp = e.div(e.sub(e(math.CoshOp(r)), one), az)
-    c3_hyp = e.div(e.sub(e(math.SinhOp(r)), r), r3)
-    c2 = e(arith.SelectOp(small, s2, e(arith.SelectOp(pos, c2_ell, c2_hyp))))
-    c3 = e(arith.SelectOp(small, s3, e(arith.SelectOp(pos, c3_ell, c3_hyp))))
+    small = e(arith.CmpfOp(e(math.AbsFOp(z)), e.f(1.0), "olt"))
+    ft = e.ft
+
+    def closed(ce: Emitter) -> list:
+        def ell(te: Emitter) -> list:
+            r = te(math.SqrtOp(z))
+            return [te.div(te.sub(te.f(1.0), te(math.CosOp(r))), z),
+                    te.div(te.sub(r, te(math.SinOp(r))), te.mul(r, z))]
+
+        def hyp(he: Emitter) -> list:
+            az = he(arith.NegfOp(z))
+            r = he(math.SqrtOp(az))
+            return [he.div(he.sub(he(math.CoshOp(r)), he.f(1.0)), az),
+                    he.div(he.sub(he(math.SinhOp(r)), r), he.mul(r, az))]
+
+        return ce.if_(ce(arith.CmpfOp(z, ce.f(0.0), "ogt")), ell, hyp, [ft, ft])
+
+    c2, c3 = e.if_(small, lambda se: [s2, s3], closed, [ft, ft])
     return c2, c3
 
 
@@ -541,8 +547,9 @@ class TimeLoop:
     `block_run` kernel of sym-gpu-kernels). Everything else is this class:
 
     - stages: `sym.update` (target += c dt grad), `sym.midpoint`, `sym.repeat` (an scf.for);
-    - first-same-as-last schemes fuse the closing kick of a step with the opening kick of the
-      next (coefficient a + b); the closing kick is applied alone only at snapshot boundaries;
+    - first-same-as-last schemes fuse the closing kick (or Kepler flow) of a step with the
+      opening one of the next (time a + b); the closing one is applied alone only at snapshot
+      boundaries;
     - the status: a float in memory, STATUS_OK (-1) while all is well, else the index of the
       step that turned the state non-finite, or -2 - step when an implicit stage did not
       converge. Steps and snapshots start only while it is STATUS_OK, so the snapshot that
@@ -564,6 +571,14 @@ class TimeLoop:
                      self.m.status, self.m.at)
             return []
         e.if_(self.healthy(e), mark, lambda fe: [], [])
+
+    def exact(self, e: Emitter, op: Operation, h: SSAValue) -> None:
+        """An exact flow whose time h is computed (a fused first-same-as-last stage): a kick
+        (sym.update, h carrying its sign) or a Kepler flow."""
+        if isinstance(op, sym.KeplerOp):
+            self.m.kepler(e, kepler_flows(self.scheme).index(op), h)
+        else:
+            self.m.update(e, op, h)
 
     def stages(self, e: Emitter, stages: Sequence[Operation], gstep: SSAValue) -> SSAValue:
         """Emit the stages; an i1 that is false when an implicit stage did not converge."""
@@ -611,7 +626,7 @@ class TimeLoop:
             if fsal:
                 a, b = first_up.c, last_up.c
                 c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
-                self.m.update(se, first_up, se.mul(c, dt))
+                self.exact(se, first_up, se.mul(c, dt))
                 body = stages[1:-1]
             converged = self.stages(se, body, gstep)
             return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
@@ -633,7 +648,7 @@ class TimeLoop:
                                               se(arith.SubiOp(stride, se.i(1)))))
 
                 def close(te: Emitter) -> list:
-                    self.m.update(te, last_up, te.mul(te.f(last_up.c), dt))
+                    self.exact(te, last_up, te.mul(te.f(last_up.c), dt))
                     return [self.m.check(te, self, last)]
 
                 (ok,) = se.if_(ok, close, lambda fe, ok=ok: keep(fe, ok), [i1])
