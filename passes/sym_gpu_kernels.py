@@ -185,6 +185,8 @@ def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
         module.body.block.add_op(op)
     if scheme is not None and steppable(scheme):
         module.body.block.add_op(build_ensemble_run(system, ft))
+        # `run` comes from sym-lower-loops; declared here so the module verifies in between.
+        module.body.block.add_op(func.FuncOp.external("run", run_types(system, ft), []))
 
 
 @dataclass(frozen=True)

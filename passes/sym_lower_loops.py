@@ -982,8 +982,12 @@ class SymLowerLoopsPass(ModulePass):
         new = lower_module(op, self.newton3, self.precision)
         # Functions already at the func level (GPU kernels built from this module's ham and
         # sym IR by sym-gpu-kernels) stay; the ham and sym ops are replaced.
+        defined = {f.sym_name.data for f in new.body.block.ops if isinstance(f, func.FuncOp)}
         for old in list(op.body.block.ops):
-            if isinstance(old, ham.SystemOp | sym.SchemeOp | sym.EvolveOp | sym.PropagateOp):
+            declared = (isinstance(old, func.FuncOp) and old.is_declaration
+                        and old.sym_name.data in defined)
+            if declared or isinstance(old, ham.SystemOp | sym.SchemeOp | sym.EvolveOp
+                                      | sym.PropagateOp):
                 old.detach()
                 old.erase()
         for f in list(new.body.block.ops):
