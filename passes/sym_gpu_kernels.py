@@ -377,6 +377,10 @@ def gather_plan(system: ham.SystemOp, field: str, parts=None) -> GatherPlan:
                 raise GatherUnsupported("a loop that does not run over all rows")
             if isinstance(op, ham.PairSumOp) and op.kind.data not in ("lt", "ne"):
                 raise GatherUnsupported(f"pair kind '{op.kind.data}'")
+            if op.results:
+                # a sum over all rows that every row's gradient reads (|sum p|^2 / 2m):
+                # each thread would need the whole reduction first
+                raise GatherUnsupported("a reduction over all rows inside the gradient")
             owns = (0,) if isinstance(op, ham.SumOp) else (0, 1)
             roles = [r for own in owns if (r := _role(system, op, own, rows)) is not None]
             loops.append((op, roles))

@@ -203,7 +203,7 @@ class Simulation:
         if steps < 0 or save_every < 1:
             raise TpcError(f"need steps >= 0 and save_every >= 1, got {steps} and {save_every}")
         if device == "cuda":
-            from tpc.runtime.cuda import run_on_cuda
+            from tpc.gpu import run_on_cuda
 
             return run_on_cuda(self, q0, p0, dt=dt, steps=steps, save_every=save_every,
                                params=params, batch=batch, **inputs)
