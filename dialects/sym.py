@@ -93,7 +93,8 @@ class SchemeOp(IRDLOperation):
         _verify_stages(self.stages, "sym.scheme")
 
 
-STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.linear, sym.kepler, sym.midpoint"
+STAGES_DOC = ("sym.flow, sym.repeat, sym.update, sym.linear, sym.kepler, sym.boris, "
+              "sym.midpoint")
 
 
 def _parts_attr(parts: Sequence[str]) -> ArrayAttr:
@@ -117,7 +118,7 @@ class _PartsStage(IRDLOperation):
             raise VerifyException(f"{self.name} needs at least one part")
 
 
-FLOW_KINDS = ("kick", "drift", "linear", "kepler", "midpoint", "exact")
+FLOW_KINDS = ("kick", "drift", "linear", "kepler", "boris", "midpoint", "exact")
 
 
 @irdl_op_definition
@@ -237,6 +238,23 @@ class KeplerOp(_PartsStage):
 
 
 @irdl_op_definition
+class BorisOp(_PartsStage):
+    """One Boris step for c dt of a charge in H = |p - e A(q)|^2 / (2 m) + e phi(q): the first
+    part is ham-magnetic's kinetic part, the others the potential. With v = (p - e A) / m half a
+    step behind q: half an electric kick, the rotation about e B / m by 2 atan(|e B| c dt /
+    2 m), half an electric kick, the drift q += c dt v; p = m v + e A(q) is stored.
+
+        sym.boris [@K, @Phi] 1.000000e+00
+    """
+
+    name = "sym.boris"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
+@irdl_op_definition
 class RepeatOp(IRDLOperation):
     """A sub-scheme run `count` times in a row (the inner steps of a multiple-time-step
     method); its stages are those of a scheme."""
@@ -265,7 +283,7 @@ class RepeatOp(IRDLOperation):
         _verify_stages(self.stages, "sym.repeat")
 
 
-STAGE_TYPES = (FlowOp, UpdateOp, LinearOp, KeplerOp, MidpointOp, RepeatOp)
+STAGE_TYPES = (FlowOp, UpdateOp, LinearOp, KeplerOp, BorisOp, MidpointOp, RepeatOp)
 
 
 def _verify_stages(stages: Sequence[Operation], where: str) -> None:
@@ -324,7 +342,7 @@ class PropagateOp(_RunOp):
 
 
 Sym = Dialect(
-    "sym", [SchemeOp, FlowOp, UpdateOp, LinearOp, KeplerOp, MidpointOp, RepeatOp, EvolveOp,
-            PropagateOp],
+    "sym", [SchemeOp, FlowOp, UpdateOp, LinearOp, KeplerOp, BorisOp, MidpointOp, RepeatOp,
+            EvolveOp, PropagateOp],
     [],
 )

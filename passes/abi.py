@@ -15,6 +15,7 @@ Roles:
   buf:maps:maps  the augmented (2n+1)^2 matrices of the scheme's exact linear flows, in the
                  order of the table's `linear` list ({parts, c, grad}); the run-time fills it
                  for each dt from the flows' gradient functions (`linear_<k>_<field>`)
+  buf:boris:3n   scratch of the Boris step (momentum probes, e B)
   buf:bodies:kepler  (m_i, mu_i) of each body (row of 3) for each Kepler flow, in the order of
                  the table's `kepler` list; the run-time reads them from `kepler_<k>_<field>`
 """
@@ -46,12 +47,14 @@ SIGNATURES: dict[str, list[str]] = {
 }
 
 
-def signature(name: str, linear: bool = False, kepler: bool = False) -> list[str]:
+def signature(name: str, linear: bool = False, kepler: bool = False,
+              boris: bool = False) -> list[str]:
     if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
     if name == "run":
         return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
-                *(["buf:bodies:kepler"] if kepler else [])]
+                *(["buf:bodies:kepler"] if kepler else []),
+                *(["buf:boris:3n"] if boris else [])]
     return SIGNATURES[name]
 
 
@@ -77,7 +80,8 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
-        "functions": {f: {"args": signature(f, bool(linear), bool(kepler)),
+        "functions": {f: {"args": signature(f, bool(linear), bool(kepler), any(
+                              isinstance(op, sym.BorisOp) for op in scheme.walk())),
                           "result": RESULTS.get(f)} for f in exported},
         "linear": linear,
         "kepler": kepler,

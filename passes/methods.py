@@ -227,10 +227,11 @@ class Sides:
     t: tuple[str, ...]
     mixed: tuple[str, ...]
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    magnetic: tuple[str, ...] = ()  # ham-magnetic's parts: |p - e A(q)|^2 / 2m
 
 
 KNOWN = ("leapfrog", "yoshida4", "yoshida6", "yoshida8", "midpoint", "exact", "compose", "respa",
-         "triple_jump6", "triple_jump8")
+         "boris", "triple_jump6", "triple_jump8")
 
 
 def _scale(stages: Sequence, w: float) -> list:
@@ -308,7 +309,7 @@ class Builder:
         if m.name not in KNOWN:
             raise MethodError(f"unknown integrator '{m.name}' (known: {', '.join(KNOWN)})",
                               m.offset)
-        if m.name in ("compose", "respa"):
+        if m.name in ("compose", "respa", "boris"):
             return getattr(self, m.name)(m)
         if m.name in ("midpoint", "exact"):
             if m.args:
@@ -383,6 +384,24 @@ class Builder:
                 raise
             raise MethodError(f"compose: {e}", m.offset) from None
         return Scheme(compose_stages(base, weights), order, notes=[note])
+
+    def boris(self, m: Method) -> Scheme:
+        """The Boris pusher: one stage flowing the magnetic kinetic part (first) and the
+        potential parts (q alone) together."""
+        if m.args:
+            raise MethodError("'boris' takes no arguments: it flows all of H", m.args[0].offset)
+        s = self.sides
+        if len(s.magnetic) != 1:
+            raise MethodError(
+                "integrator 'boris' needs H = |p - e A(q)|^2 / (2 m) + e phi(q): one part of the "
+                "form dot(p - X, p - X) / (2 m) with X a vector of q (ham-magnetic finds "
+                f"{len(s.magnetic)}), the others of q alone", m.offset)
+        others = [p for p in s.parts if p != s.magnetic[0]]
+        bad = [p for p in others if p not in s.v]
+        if bad:
+            raise MethodError(f"integrator 'boris': part @{bad[0]} reads p; besides the magnetic "
+                              "part, H may only have parts of q alone (e phi(q))", m.offset)
+        return Scheme([Flow((s.magnetic[0], *others), 1.0, "boris")], 2)
 
     def respa(self, m: Method) -> Scheme:
         for a in m.args:

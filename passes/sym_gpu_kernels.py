@@ -172,7 +172,7 @@ def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
     if _find(module, lambda f: f.sym_name.data == "ensemble_run") is not None:
         return
     scheme = _scheme(module, system)
-    exact = [op for op in scheme.walk() if isinstance(op, sym.LinearOp | sym.KeplerOp)] \
+    exact = [op for op in scheme.walk() if isinstance(op, sym.LinearOp | sym.KeplerOp | sym.BorisOp)] \
         if scheme is not None else []
     if exact:
         raise PassFailedException(

@@ -70,7 +70,8 @@ def sides(system: ham.SystemOp) -> methods.Sides:
             if isinstance(val, ArrayAttr):
                 groups[key] = tuple(n for x in val.data for n in _current(x.string_value(),
                                                                            groups, names))
-    return methods.Sides(tuple(names), tuple(v), tuple(t), tuple(mixed), groups)
+    magnetic = tuple(n for n in names if "magnetic" in system.part(n).attributes)
+    return methods.Sides(tuple(names), tuple(v), tuple(t), tuple(mixed), groups, magnetic)
 
 
 def _current(name: str, groups, names) -> tuple[str, ...]:

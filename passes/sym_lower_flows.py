@@ -6,6 +6,7 @@ kernels both lower only what this pass produces:
   drift [T] c  ->  sym.update @q,  c, [T] wrt @p        (q += c dt dT/dp)
   linear       ->  sym.linear [parts] c                 (z <- M z + b, M built at run time)
   kepler       ->  sym.kepler [parts] c                 (each body on its conic)
+  boris        ->  sym.boris [parts] c                  (the Boris pusher)
   midpoint     ->  sym.midpoint [parts] c               (the implicit stage, iterated)
   exact        ->  kept: only the folded time loop (sym.propagate, method expm) runs it.
 A flow without a kind is an error (run sym-flow-kinds first).
@@ -74,6 +75,13 @@ class LowerKepler(RewritePattern):
             rewriter.replace(op, sym.KeplerOp(op.part_names, op.c))
 
 
+class LowerBoris(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "boris":
+            rewriter.replace(op, sym.BorisOp(op.part_names, op.c))
+
+
 class RequireKind(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
@@ -91,5 +99,5 @@ class SymLowerFlowsPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(GreedyRewritePatternApplier(
             [RequireKind(), LowerKick(), LowerDrift(), LowerLinear(), LowerKepler(),
-             LowerMidpoint()]
+             LowerBoris(), LowerMidpoint()]
         )).rewrite_module(op)

@@ -598,6 +598,12 @@ class TimeLoop:
                         f"{self.m.__class__.__name__}: the Kepler flow (sym.kepler) of "
                         f"{st.parts} is not lowered for this target yet")
                 self.m.kepler(e, kepler_flows(self.scheme).index(st), e.mul(e.f(st.c), self.dt))
+            elif isinstance(st, sym.BorisOp):
+                if not hasattr(self.m, "boris"):
+                    raise PassFailedException(
+                        f"{self.m.__class__.__name__}: the Boris step (sym.boris) is not "
+                        "lowered for this target yet")
+                self.m.boris(e, st, e.mul(e.f(st.c), self.dt))
             elif isinstance(st, sym.MidpointOp):
                 conv = self.m.midpoint(e, st, self.dt)
                 e.if_(conv, lambda te: [],
@@ -861,6 +867,88 @@ class CpuMachine:
         e.for_(e.i(0), rows, body)
 
 
+    def boris(self, e: Emitter, op: sym.BorisOp, h: SSAValue) -> None:
+        """One Boris step (see sym.BorisOp). The fields come from the magnetic part's
+        gradients, exact for its form: dK/dp = (p - eA)/m gives -eA/m at p = 0 and 1/m from a
+        unit p; at p = eA + m u_k, dK/dq = -d(eA_k)/dq, three of which give eB = curl eA.
+        work holds -eA/m, 1/m, v; the `boris` buffer p probes, eB."""
+        n, g, work, bw = self.n, self.g, self.work, self.bwork
+        q_name, p_name = self.q_name, self.p_name
+        kin, *pot = op.part_names
+        env = self.env
+        probe = Env(env.system, env.q, bw, env.params, env.inputs, env.sizes)
+        two_n = e.imul(n, e.i(2))
+
+        def fill(value: Callable[[Emitter, SSAValue], SSAValue], buf, off=None) -> None:
+            def body(be: Emitter, j: SSAValue, _: list) -> list:
+                be.store(value(be, j), buf, j if off is None else be.iadd(j, off))
+                return []
+            e.for_(e.i(0), n, body)
+
+        fill(lambda be, j: be.f(0.0), bw)
+        call_gradient(e, probe, p_name, [kin], g)
+        fill(lambda be, j: be.load(g, j), work)  # -eA/m
+        fill(lambda be, j: be.f(1.0), bw)
+        call_gradient(e, probe, p_name, [kin], g)
+        fill(lambda be, j: be.sub(be.load(g, j), be.load(work, j)), work, n)  # 1/m
+        call_gradient(e, env, p_name, [kin], g)
+        fill(lambda be, j: be.load(g, j), work, two_n)  # v
+        fill(lambda be, j: be.f(0.0), bw, n)  # eB
+        rows = e(arith.DivUIOp(n, e.i(3)))
+        # curl: component k of d(eA_k)/dq_c feeds B_(k+1) with c = k+2, B_(k+2) with c = k+1
+        for k in range(3):
+            def probe_k(be: Emitter, j: SSAValue, k=k) -> SSAValue:
+                comp = be(arith.RemUIOp(j, be.i(3)))
+                unit = be(arith.SelectOp(be(arith.CmpiOp(comp, be.i(k), "eq")), be.f(1.0),
+                                         be.f(0.0)))
+                return be.div(be.sub(unit, be.load(work, j)), be.load(work, be.iadd(j, n)))
+
+            fill(probe_k, bw)
+            call_gradient(e, probe, q_name, [kin], g)
+
+            def curl(be: Emitter, r: SSAValue, _: list, k=k) -> list:
+                at = be.imul(r, be.i(3))
+                b1, c1 = (k + 1) % 3, (k + 2) % 3
+                # B_b1 += D_k[c1], B_c1 -= D_k[b1], with D_k = -g
+                for comp, src, sign in ((b1, c1, -1.0), (c1, b1, 1.0)):
+                    slot = be.iadd(n, be.iadd(at, be.i(comp)))
+                    d = be.load(g, be.iadd(at, be.i(src)))
+                    be.store(be.add(be.load(bw, slot), be.mul(be.f(sign), d)), bw, slot)
+                return []
+
+            e.for_(e.i(0), rows, curl)
+        if pot:
+            call_gradient(e, env, q_name, pot, g)  # -e E
+        half = e.mul(e.f(0.5), h)
+        q = env.q
+
+        def push(be: Emitter, r: SSAValue, _: list) -> list:
+            at = be.imul(r, be.i(3))
+            idx = [be.iadd(at, be.i(c)) for c in range(3)]
+            inv_m = be.load(work, be.iadd(idx[0], n))
+            v = [be.load(work, be.iadd(j, two_n)) for j in idx]
+            acc = [be.mul(be(arith.NegfOp(be.load(g, j))), inv_m) if pot else be.f(0.0)
+                   for j in idx]
+            t = [be.mul(be.mul(be.load(bw, be.iadd(j, n)), inv_m), half) for j in idx]
+            vm = [be.add(a, be.mul(half, b)) for a, b in zip(v, acc)]
+            tt = be.add(be.add(be.mul(t[0], t[0]), be.mul(t[1], t[1])), be.mul(t[2], t[2]))
+            scale = be.div(be.f(2.0), be.add(be.f(1.0), tt))
+            sv = [be.mul(scale, x) for x in t]
+            vp = [be.add(a, b) for a, b in zip(vm, _cross(be, vm, t))]
+            vplus = [be.add(a, b) for a, b in zip(vm, _cross(be, vp, sv))]
+            vn = [be.add(a, be.mul(half, b)) for a, b in zip(vplus, acc)]
+            for j, x in zip(idx, vn):
+                be.store(x, work, be.iadd(j, two_n))
+                be.store(be.add(be.load(q, j), be.mul(h, x)), q, j)
+            return []
+
+        e.for_(e.i(0), rows, push)
+        fill(lambda be, j: be.f(0.0), bw)
+        call_gradient(e, probe, p_name, [kin], g)  # -eA/m at the new q
+        fill(lambda be, j: be.div(be.sub(be.load(work, be.iadd(j, two_n)), be.load(g, j)),
+                                  be.load(work, be.iadd(j, n))), env.p)
+
+
 RUN_ARGS = ("dt", "nsnap", "stride", "step0", "out_q", "out_p", "out_H", "g", "work", "status")
 
 
@@ -874,10 +962,20 @@ def kepler_flows(scheme: sym.SchemeOp) -> list[sym.KeplerOp]:
     return [op for op in scheme.walk() if isinstance(op, sym.KeplerOp)]
 
 
+def has_boris(scheme: sym.SchemeOp) -> bool:
+    return any(isinstance(op, sym.BorisOp) for op in scheme.walk())
+
+
+def _cross(e: Emitter, a: Scalars, b: Scalars) -> Scalars:
+    return [e.sub(e.mul(a[1], b[2]), e.mul(a[2], b[1])),
+            e.sub(e.mul(a[2], b[0]), e.mul(a[0], b[2])),
+            e.sub(e.mul(a[0], b[1]), e.mul(a[1], b[0]))]
+
+
 def run_types(system: ham.SystemOp, ft: Attribute = f64, maps: bool = False,
-              bodies: bool = False) -> list[Attribute]:
+              bodies: bool = False, boris: bool = False) -> list[Attribute]:
     buf = buf_type(ft)
-    extra = [buf] * (int(maps) + int(bodies))
+    extra = [buf] * (int(maps) + int(bodies) + int(boris))
     return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF, *extra]
 
 
@@ -885,7 +983,8 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -
     """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status): the time
     loop on the CPU (dt and every buffer in the precision's float type but status, f64)."""
     maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
-    types = run_types(system, ft, maps, bodies)
+    boris = has_boris(scheme)
+    types = run_types(system, ft, maps, bodies, boris)
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
@@ -894,6 +993,7 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -
         machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e)
         machine.maps = args[k + 10] if maps else None
         machine.bodies = args[k + 10 + int(maps)] if bodies else None
+        machine.bwork = args[k + 10 + int(maps) + int(bodies)] if boris else None
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
