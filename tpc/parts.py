@@ -131,28 +131,33 @@ def partition(system: System, h: Node) -> list[Part]:
 
 def groups(system: System, parts: list[Part]) -> dict[str, list[str]]:
     """The `let`s that stand for several parts (`let Hfast = T + Vbond`), each with the parts
-    it stands for, so an integrator can name them."""
+    it stands for, so an integrator can name them. Iterative with a memo: a chain of 1500
+    lets must cost linear time and no recursion."""
     names = {p.name for p in parts}
     lets = {d.name: d for d in system.lets}
-    out: dict[str, list[str]] = {}
-
-    def expand(name: str, seen: tuple[str, ...]) -> list[str] | None:
-        if name in names:
-            return [name]
-        if name not in lets or name in seen:
-            return None
-        inner = signed_terms(lets[name].expr)
-        found: list[str] = []
-        for t in inner:
-            sub = expand(t.node.id, (*seen, name)) if isinstance(t.node, Name) else None
-            if sub is None:
-                return None
-            found += sub
-        return found if len(inner) > 1 else None
-
-    for name in lets:
-        if name not in names:
-            found = expand(name, ())
-            if found:
-                out[name] = found
-    return out
+    # a let is a candidate when its body is a sum of two or more names
+    refs: dict[str, list[str]] = {}
+    for name, d in lets.items():
+        terms = signed_terms(d.expr)
+        if len(terms) > 1 and all(isinstance(t.node, Name) for t in terms):
+            refs[name] = [t.node.id for t in terms]  # type: ignore[union-attr]
+    memo: dict[str, list[str] | None] = {n: [n] for n in names}
+    for root in refs:
+        stack = [root]
+        while stack:
+            name = stack[-1]
+            if name in memo:
+                stack.pop()
+                continue
+            if name not in refs:
+                memo[name] = None
+                stack.pop()
+                continue
+            todo = [r for r in refs[name] if r not in memo and r not in stack]
+            if todo:
+                stack.extend(todo)
+                continue
+            subs = [memo.get(r) for r in refs[name]]
+            memo[name] = None if any(x is None for x in subs) else [n for x in subs for n in x]
+            stack.pop()
+    return {n: v for n, v in memo.items() if n not in names and n in refs and v}
