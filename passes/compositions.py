@@ -758,12 +758,13 @@ class _Search:
     iterations: int = 40
     seed: int = 20240611
     optimise_from: int = 48
+    product_starts: int = 0  # starts built as compositions of compositions (_product_starts)
 
     @classmethod
     def default(cls, problem: _Problem) -> _Search:
         n = problem.layout.n_unknowns
         if problem.kind == "composition" and problem.order >= 8 and problem.family_dim == 0:
-            return cls(starts=700, scales=(0.8, 1.2), iterations=30)
+            return cls(starts=400, scales=(0.8,), iterations=40, product_starts=800)
         if problem.family_dim > 0:  # points on the family to optimise from
             return cls(starts=96, scales=(1.0,), iterations=30)
         return cls(starts=min(100 * n, 800), scales=(1.0, 2.5))
@@ -773,16 +774,12 @@ def _error_evaluator(problem: _Problem) -> Evaluator:
     return Evaluator(problem.conditions.error_generic_terms, problem.layout)
 
 
-def _candidate(problem: _Problem, ev_gen: Evaluator, y: np.ndarray) -> Candidate:
-    g = ev_gen.values(y[None])[0]
-    e = problem.conditions.error_matrix @ g
+def _candidate(problem: _Problem, y: np.ndarray) -> Candidate:
+    """The candidate at y, its error coefficients computed exactly from the doubles (so the
+    ranking does not depend on floating-point evaluation order)."""
+    a = _assess_unknowns(problem, [float(v) for v in y])
     steps = np.abs(np.array(problem.layout.expand(list(y))))
-    return Candidate(
-        tuple(float(v) for v in y),
-        float(np.linalg.norm(e)),
-        float(np.linalg.norm(g)),
-        float(steps.max()),
-    )
+    return Candidate(tuple(float(v) for v in y), a.error, a.error_generic, float(steps.max()))
 
 
 def _real_solutions(problem: _Problem, search: _Search) -> list[np.ndarray]:
@@ -795,6 +792,10 @@ def _real_solutions(problem: _Problem, search: _Search) -> list[np.ndarray]:
     for scale in search.scales:
         y0 = rng.uniform(-scale, scale, (search.starts, layout.n_unknowns))
         found.extend(_newton_batch(ev, target, y0, search.iterations))
+    if search.product_starts:
+        y0 = _product_starts(problem, rng, search.product_starts)
+        if len(y0):
+            found.extend(_newton_batch(ev, target, y0, search.iterations))
     if problem.family_dim > 0:
         return [y for y in found if np.all(np.isfinite(y))]
     out: list[np.ndarray] = []
@@ -805,6 +806,48 @@ def _real_solutions(problem: _Problem, search: _Search) -> list[np.ndarray]:
         if polished is not None and polished[1] < RESIDUAL_LIMIT:
             out.append(polished[0])
     return _dedupe(out, 1e-12)
+
+
+def _power_sum_points(
+    stages: int, power: int, count: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Palindromic weights with sum 1 and sum w^power = 0: a composition of a symmetric method
+    of order power - 1 with these weights has order power + 1 (one level of order raising)."""
+    layout = composition_layout(stages)
+    ev = Evaluator([QSym.monomial(((0, 1),)), QSym.monomial(((0, power),))], layout)
+    y0 = rng.uniform(-1.5, 1.5, (count, layout.n_unknowns))
+    return [layout.expand(list(y)) for y in _newton_batch(ev, np.array([1.0, 0.0]), y0, 30)]
+
+
+def _product_starts(problem: _Problem, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Starting points for an order-p composition with s = s_out * s_in stages: the stage-wise
+    products of an order-(p-4) composition with s_in stages (points of its solution set) and
+    s_out order-raising weights, i.e. order-(p-2) methods of the right shape. They reach many
+    more real roots of the order-p conditions per start than uniform random points do."""
+    p, s = problem.order, problem.stages
+    if problem.kind != "composition" or p < 8:
+        return np.zeros((0, problem.layout.n_unknowns))
+    pairs = [(s // d, d) for d in range(3, s // 3 + 1, 2) if s % d == 0 and (s // d) % 2]
+    if not pairs:
+        return np.zeros((0, problem.layout.n_unknowns))
+    starts: list[np.ndarray] = []
+    per = max(1, count // len(pairs))
+    for s_out, s_in in pairs:
+        inner_problem = _Problem("composition", p - 4, s_in)
+        inner_layout = inner_problem.layout
+        ev = Evaluator(inner_problem.conditions.conditions, inner_layout)
+        target = np.array([float(t) for t in inner_problem.conditions.targets])
+        y0 = rng.uniform(-1.5, 1.5, (per, inner_layout.n_unknowns))
+        inner = [inner_layout.expand(list(y)) for y in _newton_batch(ev, target, y0, 30)]
+        outer = _power_sum_points(s_out, p - 3, per, rng)
+        if not inner or not outer:
+            continue
+        for _ in range(per):
+            a = np.array(outer[rng.integers(len(outer))])
+            b = np.array(inner[rng.integers(len(inner))])
+            w = np.outer(a, b).ravel()
+            starts.append(w[: problem.layout.n_unknowns])
+    return np.array(starts) if starts else np.zeros((0, problem.layout.n_unknowns))
 
 
 class _Objective:
@@ -947,7 +990,7 @@ def _solve(problem: _Problem, search: _Search | None = None) -> tuple[list[Candi
     the solution family (underdetermined), as candidates sorted by error coefficient."""
     search = search or _Search.default(problem)
     oc, layout = problem.conditions, problem.layout
-    ev_c, ev_g = Evaluator(oc.conditions, layout), _error_evaluator(problem)
+    ev_c = Evaluator(oc.conditions, layout)
     points = _real_solutions(problem, search)
     if problem.family_dim > 0 and points:
         # optimise from a spread-out subset of the points reached on the family
@@ -960,7 +1003,7 @@ def _solve(problem: _Problem, search: _Search | None = None) -> tuple[list[Candi
             if polished is not None and polished[1] < RESIDUAL_LIMIT:
                 points.append(polished[0])
         points = _dedupe(points, 1e-7)
-    cands = [_candidate(problem, ev_g, y) for y in points]
+    cands = [_candidate(problem, y) for y in points]
     cands.sort(key=lambda c: (c.error, c.unknowns))
     return cands, problem.family_dim
 
@@ -974,13 +1017,9 @@ def _method(
     seconds: float,
     cached: bool,
 ) -> Method:
-    oc, layout = problem.conditions, problem.layout
+    layout = problem.layout
     y = np.array(chosen.unknowns)
-    residual = max(abs(float(r)) for r in _exact_residuals(oc, layout, y))
-    values = [Fraction(v) for v in layout.expand(list(y))]
-    exact = evaluate_qsym(oc.error_generic_terms, layout.colours, values)
-    gen = [float(v) for v in exact]
-    err = [float(sum((c * v for c, v in zip(row, exact)), Fraction(0))) for row in oc.error_map]
+    check = _assess_unknowns(problem, list(chosen.unknowns))
     cls = Composition if problem.kind == "composition" else Splitting
     return cls(
         name=name,
@@ -989,10 +1028,10 @@ def _method(
         stages=problem.stages,
         unknowns=tuple(chosen.unknowns),
         coefficients=tuple(float(v) for v in layout.expand(list(y))),
-        residual=residual,
-        error=float(math.sqrt(sum(e * e for e in err))),
-        error_generic=float(math.sqrt(sum(e * e for e in gen))),
-        error_terms=tuple(err),
+        residual=check.residual,
+        error=check.error,
+        error_generic=check.error_generic,
+        error_terms=check.error_terms,
         solutions=tuple(cands),
         family_dim=problem.family_dim,
         rule=rule,
@@ -1018,8 +1057,7 @@ def _cands_from_json(problem: _Problem, data: Any) -> list[Candidate] | None:
     for p in points:
         if max(abs(float(r)) for r in _exact_residuals(oc, layout, p)) >= RESIDUAL_LIMIT:
             return None
-    ev_g = _error_evaluator(problem)
-    return [_candidate(problem, ev_g, p) for p in points]
+    return [_candidate(problem, p) for p in points]
 
 
 def _solved(
@@ -1160,7 +1198,7 @@ def _yoshida_d() -> Composition:
         polished = _polish(oc, layout, ev, got[0]) if len(got) and _rank_ok(ev, got[0]) else None
         if polished is None or polished[1] >= RESIDUAL_LIMIT:
             raise ValueError("the 8th-order conditions have no real root at Yoshida's label")
-        cands = [_candidate(problem, _error_evaluator(problem), polished[0])]
+        cands = [_candidate(problem, polished[0])]
         _DISK.put(key, _cands_to_json(cands))
     rule = (
         "Yoshida's solution D: the real root of the 15-stage conditions that Newton's "
@@ -1171,14 +1209,26 @@ def _yoshida_d() -> Composition:
     return replace(m, found="root identified by its label")  # type: ignore[return-value]
 
 
-def triple_jump_weights(order: int) -> list[float]:
+def _root2(k: int, bits: int = 200) -> Fraction:
+    """2^(1/k) to `bits` bits (integer Newton on the k-th root of 2^(1 + k bits))."""
+    n = 1 << (1 + k * bits)
+    x = 1 << (bits + 1)
+    while True:
+        y = ((k - 1) * x + n // x ** (k - 1)) // k
+        if y >= x:
+            return Fraction(x, 1 << bits)
+        x = y
+
+
+def triple_jump_weights(order: int, exact: bool = False) -> list:
     """The recursive triple jump: each level composes the previous method as
-    S(x1 h) S(x0 h) S(x1 h), x1 = 1 / (2 - 2^(1/(k+1))), x0 = 1 - 2 x1, for k = 2, 4, ..."""
+    S(x1 h) S(x0 h) S(x1 h), x1 = 1 / (2 - 2^(1/(k+1))), x0 = 1 - 2 x1, for k = 2, 4, ...
+    `exact=True` gives the weights as rationals within 2^-190 of the true values."""
     _check_order(order)
-    weights = [1.0]
+    weights = [Fraction(1)] if exact else [1.0]
     for k in range(2, order, 2):
-        x1 = 1.0 / (2.0 - 2.0 ** (1.0 / (k + 1)))
-        x0 = 1.0 - 2.0 * x1
+        x1 = 1 / (2 - _root2(k + 1)) if exact else 1.0 / (2.0 - 2.0 ** (1.0 / (k + 1)))
+        x0 = 1 - 2 * x1
         weights = [w * f for f in (x1, x0, x1) for w in weights]
     return weights
 
@@ -1189,10 +1239,71 @@ def triple_jump(order: int) -> Composition:
     key = f"triple_jump{order}:{ENGINE_VERSION}"
     if key in _MEMORY:
         return _MEMORY[key]  # type: ignore[return-value]
-    weights = triple_jump_weights(order)
-    problem = _Problem("composition", order, len(weights))
-    y = np.array(weights[: problem.layout.n_unknowns])
-    cand = _candidate(problem, _error_evaluator(problem), y)
+    exact = triple_jump_weights(order, exact=True)
+    problem = _Problem("composition", order, len(exact))
+    layout = problem.layout
+    ev = Evaluator(problem.conditions.conditions, layout)
+    y, _ = _round_to_doubles(problem.conditions, layout, ev, exact[: layout.n_unknowns])
+    cand = _candidate(problem, y)
     rule = "the recursive triple jump (closed form)"
     m = _method(problem, f"triple_jump{order}", cand, [cand], rule, 0.0, False)
     return _remember(key, replace(m, found="closed form"))  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Exact order-condition residuals and the error coefficients of given coefficients."""
+
+    residuals: tuple[float, ...]
+    error: float
+    error_generic: float
+    error_terms: tuple[float, ...] = ()
+
+    @property
+    def residual(self) -> float:
+        return max(abs(r) for r in self.residuals)
+
+
+def _assess(problem: _Problem, coefficients: Sequence[float]) -> Assessment:
+    layout = problem.layout
+    if len(coefficients) != len(layout.colours):
+        raise ValueError(f"expected {len(layout.colours)} coefficients, got {len(coefficients)}")
+    y = [0.0] * layout.n_unknowns
+    for k, c in zip(layout.unknown, coefficients):
+        y[k] = float(c)
+    if any(float(c) != y[k] for k, c in zip(layout.unknown, coefficients)):
+        raise ValueError("the coefficients must be palindromic (the conditions assume symmetry)")
+    return _assess_unknowns(problem, y)
+
+
+def _assess_unknowns(problem: _Problem, y: Sequence[float]) -> Assessment:
+    layout, oc = problem.layout, problem.conditions
+    values = [Fraction(v) for v in layout.expand(y)]
+    res = [float(r) for r in _exact_residuals(oc, layout, y)]
+    exact = evaluate_qsym(oc.error_generic_terms, layout.colours, values)
+    err = [float(sum((c * v for c, v in zip(row, exact)), Fraction(0))) for row in oc.error_map]
+    return Assessment(
+        tuple(res),
+        float(math.sqrt(sum(e * e for e in err))),
+        float(math.sqrt(sum(float(v) ** 2 for v in exact))),
+        tuple(err),
+    )
+
+
+def assess_composition(order: int, weights: Sequence[float]) -> Assessment:
+    """Residuals of the order-`order` conditions and the error coefficients of a palindromic
+    composition with the given stage weights (computed exactly from the doubles)."""
+    _check_order(order)
+    return _assess(_Problem("composition", order, len(weights)), weights)
+
+
+def assess_splitting(order: int, a: Sequence[float], b: Sequence[float]) -> Assessment:
+    """The same for e^{a_1 hA} e^{b_1 hB} ... e^{a_1 hA} (len(a) = len(b) + 1)."""
+    _check_order(order)
+    if len(a) != len(b) + 1:
+        raise ValueError("a splitting A B A ... A needs one more a than b")
+    flows = [x for pair in zip(a, list(b) + [None]) for x in pair if x is not None]
+    return _assess(_Problem("splitting", order, len(b)), flows)
