@@ -576,6 +576,11 @@ class Splitting(Method):
     def b(self) -> tuple[float, ...]:
         return self.coefficients[1::2]
 
+    @property
+    def sequence(self) -> tuple[tuple[int, float], ...]:
+        """The flows in order: (0, a_i) for A, (1, b_i) for B."""
+        return tuple((k % 2, c) for k, c in enumerate(self.coefficients))
+
     def describe(self) -> str:
         pa = self.stages // 2 + 1
         a = ", ".join(repr(x) for x in self.unknowns[:pa])
@@ -764,7 +769,7 @@ class _Search:
     def default(cls, problem: _Problem) -> _Search:
         n = problem.layout.n_unknowns
         if problem.kind == "composition" and problem.order >= 8 and problem.family_dim == 0:
-            return cls(starts=400, scales=(0.8,), iterations=40, product_starts=800)
+            return cls(starts=200, scales=(0.8,), iterations=40, product_starts=600)
         if problem.family_dim > 0:  # points on the family to optimise from
             return cls(starts=96, scales=(1.0,), iterations=30)
         return cls(starts=min(100 * n, 800), scales=(1.0, 2.5))
