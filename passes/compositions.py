@@ -764,12 +764,16 @@ class _Search:
     seed: int = 20240611
     optimise_from: int = 48
     product_starts: int = 0  # starts built as compositions of compositions (_product_starts)
+    extra_starts: tuple[tuple[float, ...], ...] = ()  # labels of named roots of this system
 
     @classmethod
     def default(cls, problem: _Problem) -> _Search:
         n = problem.layout.n_unknowns
         if problem.kind == "composition" and problem.order >= 8 and problem.family_dim == 0:
-            return cls(starts=200, scales=(0.8,), iterations=40, product_starts=600)
+            extra = (_yoshida_d_label(),) if (problem.order, problem.stages) == (8, 15) else ()
+            return cls(
+                starts=200, scales=(0.8,), iterations=40, product_starts=600, extra_starts=extra
+            )
         if problem.family_dim > 0:  # points on the family to optimise from
             return cls(starts=96, scales=(1.0,), iterations=30)
         return cls(starts=min(100 * n, 800), scales=(1.0, 2.5))
@@ -796,6 +800,9 @@ def _real_solutions(problem: _Problem, search: _Search) -> list[np.ndarray]:
     found: list[np.ndarray] = []
     for scale in search.scales:
         y0 = rng.uniform(-scale, scale, (search.starts, layout.n_unknowns))
+        found.extend(_newton_batch(ev, target, y0, search.iterations))
+    if search.extra_starts:
+        y0 = np.array(search.extra_starts, dtype=float)
         found.extend(_newton_batch(ev, target, y0, search.iterations))
     if search.product_starts:
         y0 = _product_starts(problem, rng, search.product_starts)
@@ -1186,9 +1193,13 @@ def yoshida(order: int) -> Composition:
     raise ValueError(f"yoshida{order} does not exist: Yoshida's methods have order 4, 6 or 8")
 
 
+def _yoshida_d_label() -> tuple[float, ...]:
+    return _YOSHIDA_D_LABEL + (1.0 - 2.0 * sum(_YOSHIDA_D_LABEL),)
+
+
 def _yoshida_d() -> Composition:
     problem = _Problem("composition", 8, 15)
-    label = np.array(_YOSHIDA_D_LABEL + (1.0 - 2.0 * sum(_YOSHIDA_D_LABEL),))
+    label = np.array(_yoshida_d_label())
     search = _Search(starts=1, scales=(), iterations=40)
     key = "solutions:" + problem.key() + ":yoshida-D"
     t0 = time.perf_counter()
@@ -1244,14 +1255,30 @@ def triple_jump(order: int) -> Composition:
     key = f"triple_jump{order}:{ENGINE_VERSION}"
     if key in _MEMORY:
         return _MEMORY[key]  # type: ignore[return-value]
+    t0 = time.perf_counter()
     exact = triple_jump_weights(order, exact=True)
     problem = _Problem("composition", order, len(exact))
     layout = problem.layout
-    ev = Evaluator(problem.conditions.conditions, layout)
-    y, _ = _round_to_doubles(problem.conditions, layout, ev, exact[: layout.n_unknowns])
-    cand = _candidate(problem, y)
+    disk_key = "solutions:" + problem.key() + ":triple-jump"
+    payload = _DISK.get(disk_key)
+    cands = _cands_from_json(problem, payload) if payload is not None else None
+    if (
+        cands is not None
+        and np.abs(
+            np.array(cands[0].unknowns) - [float(w) for w in exact[: layout.n_unknowns]]
+        ).max()
+        > 1e-13
+    ):
+        cands = None  # a root, but not the triple jump
+    cached = cands is not None
+    if cands is None:
+        ev = Evaluator(problem.conditions.conditions, layout)
+        y, _ = _round_to_doubles(problem.conditions, layout, ev, exact[: layout.n_unknowns])
+        cands = [_candidate(problem, y)]
+        _DISK.put(disk_key, _cands_to_json(cands))
     rule = "the recursive triple jump (closed form)"
-    m = _method(problem, f"triple_jump{order}", cand, [cand], rule, 0.0, False)
+    seconds = time.perf_counter() - t0
+    m = _method(problem, f"triple_jump{order}", cands[0], cands, rule, seconds, cached)
     return _remember(key, replace(m, found="closed form"))  # type: ignore[return-value]
 
 
