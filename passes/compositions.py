@@ -775,7 +775,7 @@ class _Search:
                 starts=200, scales=(0.8,), iterations=40, product_starts=600, extra_starts=extra
             )
         if problem.family_dim > 0:  # points on the family to optimise from
-            return cls(starts=96, scales=(1.0,), iterations=30)
+            return cls(starts=200, scales=(1.0,), iterations=30)
         return cls(starts=min(100 * n, 800), scales=(1.0, 2.5))
 
 
@@ -968,14 +968,20 @@ def _lagrangian_hessian(obj: _Objective, y: np.ndarray, lam: np.ndarray) -> np.n
 
 
 def _kkt_newton(obj: _Objective, y: np.ndarray, n: int, m: int) -> np.ndarray | None:
-    """Newton on the Lagrange system from a near-stationary feasible point."""
+    """Newton on the Lagrange system from a near-stationary feasible point (the Hessian of the
+    Lagrangian is refreshed every third step: a difference Hessian costs 2n gradients)."""
     if not np.all(np.isfinite(y)):
         return None
-    for _ in range(8):
+    hess = None
+    for it in range(12):
         f, jf, e, je = obj.parts(y[None])
         f, jf, g = f[0], jf[0], 2.0 * je[0].T @ e[0]
         lam = -np.linalg.lstsq(jf.T, g, rcond=None)[0]
-        hess = _lagrangian_hessian(obj, y, lam)
+        residual = np.abs(g + jf.T @ lam).max()
+        if residual < 1e-13 * (1 + np.abs(g).max()) and np.abs(f).max() < 1e-13:
+            break
+        if hess is None or it % 3 == 0:
+            hess = _lagrangian_hessian(obj, y, lam)
         kkt = np.zeros((n + m, n + m))
         kkt[:n, :n], kkt[:n, n:], kkt[n:, :n] = hess, jf.T, jf
         rhs = -np.concatenate([g + jf.T @ lam, f])
@@ -983,8 +989,6 @@ def _kkt_newton(obj: _Objective, y: np.ndarray, n: int, m: int) -> np.ndarray | 
         if not np.all(np.isfinite(d)) or np.abs(d).max() > 1e-2:
             break
         y = y + d
-        if np.abs(d).max() < 1e-15 * (1 + np.abs(y).max()):
-            break
     f, jf, e, je = obj.parts(y[None])
     f, jf, g = f[0], jf[0], 2.0 * je[0].T @ e[0]
     lam = -np.linalg.lstsq(jf.T, g, rcond=None)[0]
@@ -1005,9 +1009,14 @@ def _solve(problem: _Problem, search: _Search | None = None) -> tuple[list[Candi
     ev_c = Evaluator(oc.conditions, layout)
     points = _real_solutions(problem, search)
     if problem.family_dim > 0 and points:
-        # optimise from a spread-out subset of the points reached on the family
+        # optimise from the points with the smallest error coefficient, and as many others
+        # picked at random (the family's good basins are small, the rest keeps variety)
         rng = np.random.default_rng(search.seed + 1)
-        pick = rng.permutation(len(points))[: search.optimise_from]
+        energy = _Objective(problem).objective(np.array(points))
+        order = [int(i) for i in np.argsort(energy, kind="stable")]
+        half = search.optimise_from // 2
+        rest = order[half:]
+        pick = order[:half] + [rest[i] for i in rng.permutation(len(rest))[:half]]
         optima = _minimise_on_family(problem, [points[i] for i in pick])
         points = []
         for y in _dedupe(optima, 1e-6):
