@@ -11,11 +11,15 @@ solves them, so this module does, on top of the exact engine in `tpc.passes.bch`
    order + 1). `composition_conditions` / `splitting_conditions` derive them once per order.
 2. Solving. Vectorised damped Newton (minimum-norm steps when there are more unknowns than
    conditions) from many seeded random starts; converged points are polished in exact rational
-   arithmetic and deduplicated. Square systems give finitely many real solutions; for an
-   underdetermined system the leading error coefficient is minimised over the solution family
-   (Gauss-Newton SQP, then Newton on the Lagrange system).
-3. Selection and the named methods: `symmetric_composition`, `splitting_method`, `compose`,
-   `yoshida`, `triple_jump`. Results are cached in memory and in a small JSON file
+   arithmetic, rounded to the doubles with the smallest exact residual and deduplicated. Square
+   systems give finitely many real solutions; for an underdetermined system the leading error
+   coefficient is minimised over the solution family (a feasible Gauss-Newton descent on the
+   family, then Newton on the Lagrange system).
+3. Selection and the named methods: `symmetric_composition`, `splitting_method`, `compose`
+   (smallest error coefficient found), `yoshida` (the triple jump; Yoshida's solution A, the
+   smallest error coefficient of the three 7-stage roots; solution D, identified by a coarse
+   label because no intrinsic rule singles it out) and `triple_jump`. Results are cached in
+   memory and in a small JSON file
    (`$TPC_CACHE_DIR/compositions.json`, else `~/.cache/tpc/`); a cache that cannot be read or
    written is ignored, and every cached entry is re-verified against the exact conditions.
 
