@@ -89,6 +89,8 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "scheme": {
             "integrator": _attr(scheme, "integrator"),
             "force_evals": _attr(scheme, "force_evals"),
+            "coefficients": [a.data for a in scheme.attributes["coefficients"].data]
+            if "coefficients" in scheme.attributes else [],
         },
     }
     return to_attr(table)

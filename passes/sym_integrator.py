@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tpc.dialects import ham, sym
-from tpc.passes import methods
+from tpc.passes import compositions, methods
 from tpc.passes.ham_degree import describe, read_facts
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -96,36 +96,17 @@ class Coefficients:
 
     def named(self, name: str) -> tuple[list[float], str]:
         order = int(name[-1])
-        try:
-            from tpc.passes import compositions
-        except ImportError:  # TEMPORARY until the composition solver lands
-            return _triple_jump(order), name
-
         m = compositions.triple_jump(order) if name.startswith("triple_jump") else \
             compositions.yoshida(order)
-        return list(m.weights), f"{name}: {m.describe()}"
+        return list(m.weights), m.describe()
 
     def composition(self, order: int, stages: int) -> tuple[list[float], str]:
-        from tpc.passes import compositions
-
         m = compositions.symmetric_composition(order, stages)
-        return list(m.weights), f"compose(order = {order}, stages = {stages}): {m.describe()}"
+        return list(m.weights), m.describe()
 
     def splitting(self, order: int, stages: int) -> tuple[list, str]:
-        from tpc.passes import compositions
-
         m = compositions.splitting_method(order, stages)
-        return list(m.sequence), (f"compose(A, B, order = {order}, stages = {stages}): "
-                                  f"{m.describe()}")
-
-
-def _triple_jump(order: int) -> list[float]:
-    weights = [1.0]
-    for k in range(4, order + 1, 2):
-        w1 = 1.0 / (2.0 - 2.0 ** (1.0 / (k - 1)))
-        w0 = 1.0 - 2.0 * w1
-        weights = [w * f for f in (w1, w0, w1) for w in weights]
-    return weights
+        return list(m.sequence), m.describe()
 
 
 def plan(system: ham.SystemOp, integrator: str) -> methods.Scheme:

@@ -25,7 +25,21 @@ def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
         "sym-fuse-stages",
         "sym-fold-linear" if options.fold else "sym-fold-linear{enabled=false}",
     ])
-    return fold_remarks(module)
+    return scheme_remarks(module) + fold_remarks(module)
+
+
+def scheme_remarks(module: ModuleOp) -> list[str]:
+    """The synthesized methods' coefficients, residuals and error coefficients, from the IR."""
+    from xdsl.dialects.builtin import ArrayAttr
+
+    from tpc.dialects import sym
+
+    out = []
+    for op in module.body.block.ops:
+        notes = op.attributes.get("coefficients") if isinstance(op, sym.SchemeOp) else None
+        if isinstance(notes, ArrayAttr):
+            out += [f"remark: {n.data}" for n in notes.data]
+    return out
 
 
 def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True,

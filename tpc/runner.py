@@ -85,4 +85,5 @@ def main(args) -> int:
 
 def sim_remarks(sim: api.Simulation) -> list[str]:
     how = "remark: " if sim.folded else "remark: not folded: "
-    return compiler.ham_remarks(sim.module) + [how + sim.fold_reason]
+    method = [f"remark: {c}" for c in sim.native.abi["scheme"].get("coefficients") or ()]
+    return compiler.ham_remarks(sim.module) + method + [how + sim.fold_reason]
