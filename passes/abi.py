@@ -10,8 +10,14 @@ Roles:
   real:NAME      a scalar of the precision's float type (dt)
   index:NAME     an integer (nsnap, stride, step0, count, ...)
   buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
-  buf:NAME:SNAP  a buffer of one value per snapshot (out_H)
-  f64:NAME       a float64 buffer of one element (status)
+  f64:NAME:SIZE  a float64 buffer of SIZE elements (1: status; snap: out_H, the energies,
+                 float64 in every precision)
+  carry:NAME:n   run state beyond q and p (sym-kahan's compensations kahan_q, kahan_p): a
+                 state-sized buffer of the precision's float type that the function reads and
+                 updates; zero at a fresh start, then handed from each call to the next
+                 (chunks, restarts), returned with the trajectory and written to the output
+
+Function results: `f64` (energy: evaluated in float64 in every precision).
 """
 
 from __future__ import annotations
@@ -33,22 +39,24 @@ from xdsl.ir import Attribute
 ABI_ATTR = "tpc.abi"
 
 ENV = "env"
-RESULTS = {"energy": "real"}
+RESULTS = {"energy": "f64"}
 SIGNATURES: dict[str, list[str]] = {
     "energy": [ENV],
     "run": [ENV, "real:dt", "index:nsnap", "index:stride", "index:step0", "buf:out_q:snap_n",
-            "buf:out_p:snap_n", "buf:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
+            "buf:out_p:snap_n", "f64:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
 }
+CARRIES = ("run",)  # the functions that take the time loop's carried state
 
 
-def signature(name: str) -> list[str]:
+def signature(name: str, carry: Sequence[str] = ()) -> list[str]:
     if name.startswith("grad_"):
         return [ENV, "buf:out:n"]
-    return SIGNATURES[name]
+    extra = [f"carry:{c}:n" for c in carry] if name in CARRIES else []
+    return SIGNATURES[name] + extra
 
 
 def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
-              fold: dict | None, scheme) -> StringAttr:
+              fold: dict | None, scheme, carry: Sequence[str] = ()) -> StringAttr:
     """The `tpc.abi` attribute for the exported functions of a lowered module."""
     q, p = system.state.names
     exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")]
@@ -60,7 +68,9 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
-        "functions": {f: {"args": signature(f), "result": RESULTS.get(f)} for f in exported},
+        "functions": {f: {"args": signature(f, carry), "result": RESULTS.get(f)}
+                      for f in exported},
+        "carry": list(carry),
         "fold": fold,
         "scheme": {
             "integrator": _attr(scheme, "integrator"),
