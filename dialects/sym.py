@@ -93,7 +93,7 @@ class SchemeOp(IRDLOperation):
         _verify_stages(self.stages, "sym.scheme")
 
 
-STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.midpoint"
+STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.linear, sym.kepler, sym.midpoint"
 
 
 def _parts_attr(parts: Sequence[str]) -> ArrayAttr:
@@ -117,7 +117,7 @@ class _PartsStage(IRDLOperation):
             raise VerifyException(f"{self.name} needs at least one part")
 
 
-FLOW_KINDS = ("kick", "drift", "midpoint", "exact")
+FLOW_KINDS = ("kick", "drift", "linear", "kepler", "midpoint", "exact")
 
 
 @irdl_op_definition
@@ -126,8 +126,11 @@ class FlowOp(_PartsStage):
 
     How it flows is decided by `sym-flow-kinds` from the parts' facts and recorded as `kind`:
     `kick` (the parts depend on q alone: p -= c dt dV/dq), `drift` (p alone: q += c dt dT/dp),
-    `midpoint` (both: the implicit midpoint rule, exact to second order), `exact` (a quadratic
-    H flowed by its matrix exponential; only the folded time loop can run it).
+    `linear` (quadratic parts of both: the exact flow of their linear vector field, a matrix
+    exponential), `kepler` (a sum of Kepler problems, ham-kepler's kinetic and potential
+    parts: the exact two-body flow of each body), `midpoint` (both, otherwise: the implicit
+    midpoint rule, second order),
+    `exact` (the whole quadratic H for the whole step; only the folded time loop runs it).
 
         sym.flow [@V] 5.000000e-01 as "kick"
     """
@@ -216,6 +219,40 @@ class MidpointOp(_PartsStage):
 
 
 @irdl_op_definition
+class LinearOp(_PartsStage):
+    """z <- exp(c dt A) z for the linear vector field A z + a = J grad(sum of `parts`) of
+    quadratic parts: the exact flow, applied as an affine map of the whole state z = (q, p).
+    The run-time builds the map from the parts' gradients once per dt (the ABI table's
+    `linear` list, in the order these ops appear), so the step does one matrix-vector product.
+
+        sym.linear [@T, @Vtrap] 1.000000e+00
+    """
+
+    name = "sym.linear"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
+@irdl_op_definition
+class KeplerOp(_PartsStage):
+    """The exact flow, for c dt, of a sum over bodies of |p_i|^2 / (2 m_i) - k_i / |q_i| (the
+    parts ham-kepler marked): each body moves on its conic with mu_i = k_i / m_i, solved in
+    universal variables (Stumpff functions), any eccentricity. The run-time reads m_i and k_i
+    from the parts' gradients (the ABI table's `kepler` list, in the order these ops appear).
+
+        sym.kepler [@Hkep_q, @Hkep_p] 5.000000e-01
+    """
+
+    name = "sym.kepler"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
+@irdl_op_definition
 class RepeatOp(IRDLOperation):
     """A sub-scheme run `count` times in a row (the inner steps of a multiple-time-step
     method); its stages are those of a scheme."""
@@ -244,7 +281,7 @@ class RepeatOp(IRDLOperation):
         _verify_stages(self.stages, "sym.repeat")
 
 
-STAGE_TYPES = (FlowOp, UpdateOp, MidpointOp, RepeatOp)
+STAGE_TYPES = (FlowOp, UpdateOp, LinearOp, KeplerOp, MidpointOp, RepeatOp)
 
 
 def _verify_stages(stages: Sequence[Operation], where: str) -> None:
@@ -333,5 +370,7 @@ class PropagateOp(_RunOp):
 
 
 Sym = Dialect(
-    "sym", [SchemeOp, FlowOp, UpdateOp, MidpointOp, RepeatOp, EvolveOp, PropagateOp], []
+    "sym", [SchemeOp, FlowOp, UpdateOp, LinearOp, KeplerOp, MidpointOp, RepeatOp, EvolveOp,
+            PropagateOp],
+    [],
 )

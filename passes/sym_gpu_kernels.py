@@ -177,6 +177,13 @@ def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
     if _find(module, lambda f: f.sym_name.data == "ensemble_run") is not None:
         return
     scheme = _scheme(module, system)
+    exact = [op for op in scheme.walk() if isinstance(op, sym.LinearOp | sym.KeplerOp)] \
+        if scheme is not None else []
+    if exact:
+        raise PassFailedException(
+            f"sym-gpu-kernels: integrator '{scheme.attributes['integrator'].data}' flows "
+            f"parts {exact[0].parts} exactly ({exact[0].name}), which GPU kernels do not run "
+            "yet; run it on the CPU, or name the parts so that each flow is a kick or a drift")
     carry = _carry(module, system)
     kernels = gpu_kernel_module(system, ft, scheme, carry)
     for op in list(kernels.ops):
@@ -184,6 +191,9 @@ def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
         module.body.block.add_op(op)
     if scheme is not None and steppable(scheme):
         module.body.block.add_op(build_ensemble_run(system, ft, len(carry)))
+        # `run` comes from sym-lower-loops; declared here so the module verifies in between.
+        module.body.block.add_op(func.FuncOp.external(
+            "run", run_types(system, ft, ncarry=len(carry)), []))
 
 
 @dataclass(frozen=True)
@@ -378,6 +388,10 @@ def gather_plan(system: ham.SystemOp, field: str, parts=None) -> GatherPlan:
                 raise GatherUnsupported("a loop that does not run over all rows")
             if isinstance(op, ham.PairSumOp) and op.kind.data not in ("lt", "ne"):
                 raise GatherUnsupported(f"pair kind '{op.kind.data}'")
+            if op.results:
+                # a sum over all rows that every row's gradient reads (|sum p|^2 / 2m):
+                # each thread would need the whole reduction first
+                raise GatherUnsupported("a reduction over all rows inside the gradient")
             owns = (0,) if isinstance(op, ham.SumOp) else (0, 1)
             roles = [r for own in owns if (r := _role(system, op, own, rows)) is not None]
             loops.append((op, roles))

@@ -32,8 +32,9 @@ Algorithm (after sym-lower-flows, before sym-fold-linear):
      is empty), the evolve records `not_folded` saying so (sym-fold-linear keeps an evolve
      that already has one); otherwise sym-fold-linear records its own reason.
   4. What cannot be compensated is an error, not a silent plain run: an implicit midpoint
-     stage (its update is the converged iterate, not an x += d), an `exact` flow (it runs only
-     folded), a time loop already folded (run sym-kahan before sym-fold-linear).
+     stage (its update is the converged iterate, not an x += d), the exact flows of parts
+     (sym.linear, sym.kepler: a map of the state, not an increment), an `exact` flow (it runs
+     only folded), a time loop already folded (run sym-kahan before sym-fold-linear).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ MIDPOINT = ("--kahan compensates explicit state updates (x += d); the implicit m
             "is not one (use an explicit splitting such as leapfrog or yoshida4)")
 EXACT = ("--kahan compensates the updates of a stepped time loop, but integrator 'exact' runs "
          "only folded into matrix powers")
+MAP = ("--kahan compensates explicit state updates (x += d); the exact {} flow of parts {} maps "
+       "the state as a whole and is not one (name the parts so that each flow is a kick or a "
+       "drift)")
 
 
 def buffer_name(role: str) -> str:
@@ -116,6 +120,8 @@ class Refuse(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if isinstance(op, sym.MidpointOp):
             raise PassFailedException(f"sym-kahan: {MIDPOINT}")
+        if isinstance(op, sym.LinearOp | sym.KeplerOp):
+            raise PassFailedException(f"sym-kahan: {MAP.format(op.name[4:], op.parts)}")
         if isinstance(op, sym.FlowOp):
             if op.kind_name == "exact":
                 raise PassFailedException(f"sym-kahan: {EXACT}")

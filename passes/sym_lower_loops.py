@@ -451,6 +451,124 @@ def lower_total_gradient(system: ham.SystemOp, wrt: str, ft: Attribute = f64) ->
                      private=False, ft=ft)
 
 
+# ----------------------------------------------------------------------------- Kepler flow
+
+STUMPFF_TERMS = 14  # the series for |z| < 1: the last term is below 1 / 30!
+
+
+def stumpff(e: Emitter, z: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """c2(z) = (1 - cos sqrt z) / z, c3(z) = (sqrt z - sin sqrt z) / sqrt z^3, continued to
+    z <= 0 by cosh/sinh; Taylor series for |z| < 1, where the closed forms cancel."""
+    s2, s3 = e.f(0.0), e.f(0.0)
+    fact2 = [1.0 / _factorial(2 * k + 2) for k in range(STUMPFF_TERMS)]
+    fact3 = [1.0 / _factorial(2 * k + 3) for k in range(STUMPFF_TERMS)]
+    mz = e(arith.NegfOp(z))
+    for k in reversed(range(STUMPFF_TERMS)):  # Horner in -z
+        s2 = e.add(e.f(fact2[k]), e.mul(mz, s2))
+        s3 = e.add(e.f(fact3[k]), e.mul(mz, s3))
+    small = e(arith.CmpfOp(e(math.AbsFOp(z)), e.f(1.0), "olt"))
+    ft = e.ft
+
+    def closed(ce: Emitter) -> list:
+        def ell(te: Emitter) -> list:
+            r = te(math.SqrtOp(z))
+            return [te.div(te.sub(te.f(1.0), te(math.CosOp(r))), z),
+                    te.div(te.sub(r, te(math.SinOp(r))), te.mul(r, z))]
+
+        def hyp(he: Emitter) -> list:
+            az = he(arith.NegfOp(z))
+            r = he(math.SqrtOp(az))
+            return [he.div(he.sub(he(math.CoshOp(r)), he.f(1.0)), az),
+                    he.div(he.sub(he(math.SinhOp(r)), r), he.mul(r, az))]
+
+        return ce.if_(ce(arith.CmpfOp(z, ce.f(0.0), "ogt")), ell, hyp, [ft, ft])
+
+    c2, c3 = e.if_(small, lambda se: [s2, s3], closed, [ft, ft])
+    return c2, c3
+
+
+def _factorial(n: int) -> float:
+    out = 1.0
+    for k in range(2, n + 1):
+        out *= k
+    return out
+
+
+def kepler_step(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
+                h: SSAValue) -> tuple[Scalars, Scalars]:
+    """The two-body flow for time h of (x, v) about mu, in universal variables (Bate, Mueller
+    and White; Danby): solve sigma0 chi^2 c2 + (1 - alpha r0) chi^3 c3 + r0 chi = sqrt(mu) h
+    for chi by Laguerre's method (Conway 1986, globally convergent for this equation), then
+    the Lagrange coefficients f, g, f', g'. An elliptic orbit's h is first reduced by whole
+    periods, which changes nothing but keeps chi small."""
+    ft = e.ft
+    one, zero = e.f(1.0), e.f(0.0)
+    r0 = e(math.SqrtOp(e.add(e.add(e.mul(x[0], x[0]), e.mul(x[1], x[1])), e.mul(x[2], x[2]))))
+    v2 = e.add(e.add(e.mul(v[0], v[0]), e.mul(v[1], v[1])), e.mul(v[2], v[2]))
+    rv = e.add(e.add(e.mul(x[0], v[0]), e.mul(x[1], v[1])), e.mul(x[2], v[2]))
+    sqmu = e(math.SqrtOp(mu))
+    sigma0 = e.div(rv, sqmu)
+    alpha = e.sub(e.div(e.f(2.0), r0), e.div(v2, mu))
+    beta = e.sub(one, e.mul(alpha, r0))  # 1 - alpha r0
+    elliptic = e(arith.CmpfOp(alpha, zero, "ogt"))
+    period = e.div(e.f(2.0 * 3.141592653589793),
+                   e.mul(sqmu, e.mul(alpha, e(math.SqrtOp(e(math.AbsFOp(alpha)))))))
+    turns = e(math.FloorOp(e.add(e.div(h, period), e.f(0.5))))
+    t = e(arith.SelectOp(elliptic, e.sub(h, e.mul(turns, period)), h))
+    sqmu_t = e.mul(sqmu, t)
+    chi0 = e(arith.SelectOp(elliptic, e.mul(sqmu_t, alpha), e.div(sqmu_t, r0)))
+
+    def fun(b: Emitter, chi: SSAValue):
+        z = b.mul(alpha, b.mul(chi, chi))
+        c2, c3 = stumpff(b, z)
+        chi2 = b.mul(chi, chi)
+        f0 = b.add(b.add(b.mul(sigma0, b.mul(chi2, c2)), b.mul(beta, b.mul(chi2, b.mul(chi, c3)))),
+                   b.sub(b.mul(r0, chi), sqmu_t))
+        f1 = b.add(b.add(b.mul(sigma0, b.mul(chi, b.sub(one, b.mul(z, c3)))),
+                         b.mul(beta, b.mul(chi2, c2))), r0)
+        f2 = b.add(b.mul(sigma0, b.sub(one, b.mul(z, c2))),
+                   b.mul(beta, b.mul(chi, b.sub(one, b.mul(z, c3)))))
+        return z, c2, c3, f0, f1, f2
+
+    tol = 4e-16 if ft == f64 else 4 * EPS32
+    max_iter = 64
+    before = Block(arg_types=[INDEX, ft, i1])
+    be = Emitter(before, ft)
+    it, chi, done = before.args
+    go = be(arith.AndIOp(be(arith.CmpiOp(it, be.i(max_iter), "slt")),
+                         be(arith.XOrIOp(done, be(arith.ConstantOp(IntegerAttr(1, i1)))))))
+    be(scf.ConditionOp(go, it, chi, done))
+    after = Block(arg_types=[INDEX, ft, i1])
+    ae = Emitter(after, ft)
+    it2, chi2, _ = after.args
+    _z, _c2, _c3, f0, f1, f2 = fun(ae, chi2)
+    n = 5.0
+    disc = ae(math.AbsFOp(ae.sub(ae.mul(ae.f((n - 1) ** 2), ae.mul(f1, f1)),
+                                 ae.mul(ae.f(n * (n - 1)), ae.mul(f0, f2)))))
+    root = ae(math.SqrtOp(disc))
+    denom = ae.add(f1, ae(math.CopySignOp(root, f1)))
+    delta = ae.div(ae.mul(ae.f(n), f0), denom)
+    new = ae.sub(chi2, delta)
+    small = ae(arith.CmpfOp(ae(math.AbsFOp(delta)),
+                            ae.mul(ae.f(tol), ae.add(one, ae(math.AbsFOp(new)))), "ole"))
+    ae(scf.YieldOp(ae.iadd(it2, ae.i(1)), new, small))
+    loop = scf.WhileOp([e.i(0), chi0, e(arith.ConstantOp(IntegerAttr(0, i1)))],
+                       [INDEX, ft, i1], Region(before), Region(after))
+    e(loop)
+    chi = loop.results[1]
+    z, c2, c3, _f0, r, _f2 = fun(e, chi)
+    chi2 = e.mul(chi, chi)
+    # f - 1 and g' - 1 directly, and x + (change): rounding 1 - small first would bias the
+    # energy by a few ulps per step, which over 1e5 steps is a visible drift of the phase.
+    fm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r0)))
+    g = e.sub(t, e.div(e.mul(chi2, e.mul(chi, c3)), sqmu))
+    fd = e.mul(e.div(sqmu, e.mul(r, r0)), e.mul(chi, e.sub(e.mul(z, c3), one)))
+    gdm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r)))
+    x1 = [e.add(a, e.add(e.mul(fm1, a), e.mul(g, b))) for a, b in zip(x, v)]
+    v1 = [e.add(b, e.add(e.mul(fd, a), e.mul(gdm1, b))) for a, b in zip(x, v)]
+    return x1, v1
+
+
 # ----------------------------------------------------------------------------- the time loop
 
 STATUS_OK = -1.0  # status[at] while a run goes well; the failing step's index otherwise
@@ -465,8 +583,9 @@ class TimeLoop:
     `block_run` kernel of sym-gpu-kernels). Everything else is this class:
 
     - stages: `sym.update` (target += c dt grad), `sym.midpoint`, `sym.repeat` (an scf.for);
-    - first-same-as-last schemes fuse the closing kick of a step with the opening kick of the
-      next (coefficient a + b); the closing kick is applied alone only at snapshot boundaries;
+    - first-same-as-last schemes fuse the closing kick (or Kepler flow) of a step with the
+      opening one of the next (time a + b); the closing one is applied alone only at snapshot
+      boundaries;
     - the status: a float in memory, STATUS_OK (-1) while all is well, else the index of the
       step that turned the state non-finite, or -2 - step when an implicit stage did not
       converge. Steps and snapshots start only while it is STATUS_OK, so the snapshot that
@@ -489,12 +608,32 @@ class TimeLoop:
             return []
         e.if_(self.healthy(e), mark, lambda fe: [], [])
 
+    def exact(self, e: Emitter, op: Operation, h: SSAValue) -> None:
+        """An exact flow whose time h is computed (a fused first-same-as-last stage): a kick
+        (sym.update, h carrying its sign) or a Kepler flow."""
+        if isinstance(op, sym.KeplerOp):
+            self.m.kepler(e, kepler_flows(self.scheme).index(op), h)
+        else:
+            self.m.update(e, op, h)
+
     def stages(self, e: Emitter, stages: Sequence[Operation], gstep: SSAValue) -> SSAValue:
         """Emit the stages; an i1 that is false when an implicit stage did not converge."""
         ok = e(arith.ConstantOp(IntegerAttr(1, i1)))
         for st in stages:
             if isinstance(st, sym.UpdateOp):
                 self.m.update(e, st, e.mul(e.f(st.c), self.dt))
+            elif isinstance(st, sym.LinearOp):
+                if not hasattr(self.m, "linear"):
+                    raise PassFailedException(
+                        f"{self.m.__class__.__name__}: the exact linear flow (sym.linear) of "
+                        f"{st.parts} is not lowered for this target yet")
+                self.m.linear(e, linear_flows(self.scheme).index(st))
+            elif isinstance(st, sym.KeplerOp):
+                if not hasattr(self.m, "kepler"):
+                    raise PassFailedException(
+                        f"{self.m.__class__.__name__}: the Kepler flow (sym.kepler) of "
+                        f"{st.parts} is not lowered for this target yet")
+                self.m.kepler(e, kepler_flows(self.scheme).index(st), e.mul(e.f(st.c), self.dt))
             elif isinstance(st, sym.MidpointOp):
                 conv = self.m.midpoint(e, st, self.dt)
                 e.if_(conv, lambda te: [],
@@ -523,7 +662,7 @@ class TimeLoop:
             if fsal:
                 a, b = first_up.c, last_up.c
                 c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
-                self.m.update(se, first_up, se.mul(c, dt))
+                self.exact(se, first_up, se.mul(c, dt))
                 body = stages[1:-1]
             converged = self.stages(se, body, gstep)
             return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
@@ -545,7 +684,7 @@ class TimeLoop:
                                               se(arith.SubiOp(stride, se.i(1)))))
 
                 def close(te: Emitter) -> list:
-                    self.m.update(te, last_up, te.mul(te.f(last_up.c), dt))
+                    self.exact(te, last_up, te.mul(te.f(last_up.c), dt))
                     return [self.m.check(te, self, last)]
 
                 (ok,) = se.if_(ok, close, lambda fe, ok=ok: keep(fe, ok), [i1])
@@ -736,28 +875,99 @@ class CpuMachine:
         return loop.results[1]
 
 
+    def linear(self, e: Emitter, k: int) -> None:
+        """z <- M z + b with M the k-th augmented (2n+1)^2 matrix of `maps` (row-major): each
+        new row from the old state into `work`, then copied back."""
+        n, work, maps = self.n, self.work, self.maps
+        q, p = self.env.q, self.env.p
+        two_n = e.imul(n, e.i(2))
+        width = e.iadd(two_n, e.i(1))
+        base = e.imul(e.i(k), e.imul(width, width))
+
+        def row(re: Emitter, i: SSAValue, _: list) -> list:
+            at = re.iadd(base, re.imul(i, width))
+
+            def over(field: SSAValue, offset: SSAValue):
+                def dot(de: Emitter, j: SSAValue, acc: list) -> list:
+                    m = de.load(maps, de.iadd(at, de.iadd(offset, j)))
+                    return [de.add(acc[0], de.mul(m, de.load(field, j)))]
+                return dot
+
+            (acc,) = re.for_(re.i(0), n, over(q, re.i(0)), [re.load(maps, re.iadd(at, two_n))])
+            (acc,) = re.for_(re.i(0), n, over(p, n), [acc])
+            re.store(acc, work, i)
+            return []
+
+        e.for_(e.i(0), two_n, row)
+
+        def back(be: Emitter, j: SSAValue, _: list) -> list:
+            be.store(be.load(work, j), q, j)
+            be.store(be.load(work, be.iadd(j, n)), p, j)
+            return []
+
+        e.for_(e.i(0), n, back)
+
+
+    def kepler(self, e: Emitter, k: int, h: SSAValue) -> None:
+        """Each body (row of 3) on its conic for time h: (m_i, mu_i) from the k-th block of
+        `bodies`, the universal-variable solve of kepler_step."""
+        q, p, bodies = self.env.q, self.env.p, self.bodies
+        rows = e(arith.DivUIOp(self.n, e.i(3)))
+        base = e.imul(e.i(k), e.imul(rows, e.i(2)))
+
+        def body(be: Emitter, i: SSAValue, _: list) -> list:
+            at = be.imul(i, be.i(3))
+            m = be.load(bodies, be.iadd(base, be.imul(i, be.i(2))))
+            mu = be.load(bodies, be.iadd(base, be.iadd(be.imul(i, be.i(2)), be.i(1))))
+            idx = [be.iadd(at, be.i(c)) for c in range(3)]
+            x = [be.load(q, j) for j in idx]
+            v = [be.div(be.load(p, j), m) for j in idx]
+            x1, v1 = kepler_step(be, x, v, mu, h)
+            for j, a, b in zip(idx, x1, v1):
+                be.store(a, q, j)
+                be.store(be.mul(m, b), p, j)
+            return []
+
+        e.for_(e.i(0), rows, body)
+
+
 RUN_ARGS = ("dt", "nsnap", "stride", "step0", "out_q", "out_p", "out_H", "g", "work", "status")
 
 
-def run_types(system: ham.SystemOp, ft: Attribute = f64, ncarry: int = 0) -> list[Attribute]:
+def linear_flows(scheme: sym.SchemeOp) -> list[sym.LinearOp]:
+    """The scheme's exact linear flows, in order: the k-th uses the k-th matrix of `maps`."""
+    return [op for op in scheme.walk() if isinstance(op, sym.LinearOp)]
+
+
+def kepler_flows(scheme: sym.SchemeOp) -> list[sym.KeplerOp]:
+    """The scheme's Kepler flows, in order: the k-th reads the k-th block of `bodies`."""
+    return [op for op in scheme.walk() if isinstance(op, sym.KeplerOp)]
+
+
+def run_types(system: ham.SystemOp, ft: Attribute = f64, maps: bool = False,
+              bodies: bool = False, ncarry: int = 0) -> list[Attribute]:
     buf = buf_type(ft)
-    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, buf, buf, BUF,
-            *[buf] * ncarry]
+    extra = [buf] * (int(maps) + int(bodies) + ncarry)
+    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, buf, buf, BUF, *extra]
 
 
 def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64,
               carry: Sequence[str] = ()) -> func.FuncOp:
-    """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status, carry...):
-    the time loop on the CPU (dt and every buffer in the precision's float type but out_H and
-    status, f64; one buffer per name of the evolve's `carry`)."""
-    types = run_types(system, ft, len(carry))
+    """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status[, maps]
+    [, bodies], carry...): the time loop on the CPU (dt and every buffer in the precision's
+    float type but out_H and status, f64; one buffer per name of the evolve's `carry`)."""
+    maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
+    types = run_types(system, ft, maps, bodies, len(carry))
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
         env = bind_env(system, args[:k])
         dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:k + 10]
+        extra = k + 10 + int(maps) + int(bodies)
         machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
-                             dict(zip(carry, args[k + 10:])))
+                             dict(zip(carry, args[extra:])))
+        machine.maps = args[k + 10] if maps else None
+        machine.bodies = args[k + 10 + int(maps)] if bodies else None
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
@@ -766,6 +976,25 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64,
 
 def steppable(scheme: sym.SchemeOp) -> bool:
     return all(not isinstance(op, sym.FlowOp) for op in scheme.walk())
+
+
+def flow_gradient_funcs(system: ham.SystemOp, scheme: sym.SchemeOp,
+                        ft: Attribute = f64) -> list[func.FuncOp]:
+    """linear_<k>_<field>(env..., out): out = d(parts of the k-th linear flow)/d(field), from
+    which the run-time builds that flow's matrix (the gradient of a quadratic is affine);
+    kepler_<k>_<field> likewise, from which it reads each body's m_i and k_i."""
+    funcs = []
+    for prefix, flows in (("linear", linear_flows(scheme)), ("kepler", kepler_flows(scheme))):
+        for k, op in enumerate(flows):
+            for wrt in system.state.names:
+                def body(e: Emitter, args: list[SSAValue], wrt=wrt, op=op) -> list[SSAValue]:
+                    call_gradient(e, bind_env(system, args[:-1]), wrt, op.part_names, args[-1])
+                    return []
+
+                funcs.append(make_func(f"{prefix}_{k}_{wrt}",
+                                       [*env_types(system, ft), buf_type(ft)], [], body,
+                                       private=False, ft=ft))
+    return funcs
 
 
 def gradient_funcs(system: ham.SystemOp, newton3: bool, ft: Attribute = f64) -> list:
@@ -804,6 +1033,7 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
             if isinstance(op, sym.EvolveOp):
                 carry = op.carry_names
             if steppable(scheme):
+                funcs += flow_gradient_funcs(system, scheme, ft)
                 funcs.append(build_run(system, scheme, ft, carry))
             elif isinstance(op, sym.EvolveOp):
                 raise PassFailedException(
@@ -830,8 +1060,12 @@ class SymLowerLoopsPass(ModulePass):
         new = lower_module(op, self.newton3, self.precision)
         # Functions already at the func level (GPU kernels built from this module's ham and
         # sym IR by sym-gpu-kernels) stay; the ham and sym ops are replaced.
+        defined = {f.sym_name.data for f in new.body.block.ops if isinstance(f, func.FuncOp)}
         for old in list(op.body.block.ops):
-            if isinstance(old, ham.SystemOp | sym.SchemeOp | sym.EvolveOp | sym.PropagateOp):
+            declared = (isinstance(old, func.FuncOp) and old.is_declaration
+                        and old.sym_name.data in defined)
+            if declared or isinstance(old, ham.SystemOp | sym.SchemeOp | sym.EvolveOp
+                                      | sym.PropagateOp):
                 old.detach()
                 old.erase()
         for f in list(new.body.block.ops):

@@ -119,7 +119,7 @@ def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
     n = env.n
     big = np.zeros((2 * n + 1, 2 * n + 1))
     big[-1, -1] = 1.0
-    bufs = env.native.scratch("run", n)
+    bufs = env.native.scratch("run", n, env=env.env, dt=dt)
     q, p = env.zeros()
     step = env.native.prepare("run", env.env.with_state(q, p), dt=dt, nsnap=1, stride=1,
                               step0=0, **bufs)

@@ -38,7 +38,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from tpc import api
-from tpc.runtime.cuda import compile_artifact
+from tpc.gpu import compile_artifact
 from tpc.simulate import load_run_config
 
 out = Path(sys.argv[1])

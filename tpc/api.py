@@ -214,7 +214,7 @@ class Simulation:
         if steps < 0 or save_every < 1:
             raise TpcError(f"need steps >= 0 and save_every >= 1, got {steps} and {save_every}")
         if device == "cuda":
-            from tpc.runtime.cuda import run_on_cuda
+            from tpc.gpu import run_on_cuda
 
             return run_on_cuda(self, q0, p0, dt=dt, steps=steps, save_every=save_every,
                                params=params, batch=batch, carry=carry, **inputs)
@@ -277,7 +277,7 @@ class Simulation:
         if k <= 0:
             return 0.0
         copy = env.with_state(env.q.copy(), env.p.copy())
-        bufs = self.native.scratch("run", env.q.size)  # carried state at zero: a copy's
+        bufs = self.native.scratch("run", env.q.size, env=env, dt=dt)  # carry at zero: a copy's
         t0 = time.perf_counter()
         self.native.call("run", copy, dt=dt, nsnap=1, stride=k, step0=0, **bufs)
         return (time.perf_counter() - t0) / k
@@ -313,7 +313,7 @@ class Simulation:
         t = np.zeros(rows)
         out_q[0], out_p[0] = env.q.ravel(), env.p.ravel()
         out_h[0] = native.call("energy", env)
-        bufs = native.scratch("run", n)
+        bufs = native.scratch("run", n, env=env, dt=dt)
         status = bufs["status"]
         done_rows, step = 1, 0
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
@@ -328,8 +328,9 @@ class Simulation:
                     k = min(chunk, left)
                     native.call("run", env, dt=dt, nsnap=k, stride=stride, step0=step,
                                 out_q=out_q[done_rows:], out_p=out_p[done_rows:],
-                                out_H=out_h[done_rows:], g=bufs["g"], work=bufs["work"],
-                                status=status, **carried)
+                                out_H=out_h[done_rows:], **({k: v for k, v in bufs.items()
+                                                             if not k.startswith("out_")}
+                                                            | carried))
                     if status[0] != -1.0:
                         code = int(status[0])
                         bad = code if code >= 0 else -2 - code

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field, replace
 from xdsl.dialects.builtin import ModuleOp
 
 from tpc import pipeline
-from tpc.diagnostics import TpcError
+from tpc.diagnostics import Loc, TpcError
 from tpc.dialects import ham
 from tpc.syntax import Program, Word
 
-INTEGRATORS = ("leapfrog", "yoshida4", "yoshida6", "yoshida8", "midpoint", "exact")
 PRECISIONS = ("f64", "f32")
 
 
@@ -77,19 +76,57 @@ def resolve_options(program: Program, options: Options) -> Options:
 
 
 def resolve_integrator(program: Program, options: Options) -> Options:
-    """The integrator from the command line, else the simulate block, else leapfrog."""
-    if options.integrator is not None:
-        name, loc = options.integrator, None
-    else:
-        setting = next((s for s in program.settings if s.name == "integrator"), None)
-        if setting is None:
-            return replace(options, integrator="leapfrog")
+    """The integrator from the command line, else the simulate block, else leapfrog, as the
+    canonical text of its specification (tpc.passes.methods)."""
+    from tpc.passes import methods
+
+    text, loc = integrator_source(program, options.integrator)
+    if text is None:
+        return replace(options, integrator="leapfrog")
+    try:
+        spec = methods.parse(text)
+        methods.check_names(spec)
+    except methods.MethodError as e:
+        raise TpcError(str(e), shifted(loc, text, e.offset)) from None
+    return replace(options, integrator=str(spec))
+
+
+def integrator_source(program: Program, given: str | None) -> tuple[str | None, Loc]:
+    """The integrator's text as the user wrote it, and where it starts: the command line's
+    `--integrator` (shown as its own one-line source) or the simulate block's setting."""
+    setting = next((s for s in program.settings if s.name == "integrator"), None)
+    if given is None and setting is not None:
         value = setting.value
-        name = value.text if isinstance(value, Word) else str(value)
-        loc = setting.value_loc
-    if name not in INTEGRATORS:
-        raise TpcError(f"unknown integrator '{name}' (known: {', '.join(INTEGRATORS)})", loc)
-    return replace(options, integrator=name)
+        text = value.text if isinstance(value, Word) else str(value)
+        return text, setting.value_loc
+    if setting is not None and isinstance(setting.value, Word) and given is not None:
+        from tpc.passes import methods
+
+        try:
+            if str(methods.parse(setting.value.text)) == given:
+                return setting.value.text, setting.value_loc
+        except methods.MethodError:
+            pass
+    return given, Loc("--integrator", 1, 1, given or "")
+
+
+def located_at_integrator(e: TpcError, program: Program, options: Options) -> TpcError:
+    """A lowering pass refuses the scheme (a flow a target cannot run): point at the
+    integrator the user wrote, else at H."""
+    if e.loc is not None:
+        return e
+    text, loc = integrator_source(program, options.integrator)
+    if text is None:
+        loc = program.system.hamiltonians[0].loc if program.system.hamiltonians else None
+    return TpcError(e.message, loc, e.notes)
+
+
+def shifted(base: Loc, text: str, offset: int) -> Loc:
+    """The location of character `offset` of `text`, which starts at `base`."""
+    before = text[:offset].split("\n")
+    if len(before) == 1:
+        return Loc(base.file, base.line, base.col + offset, base.source)
+    return Loc(base.file, base.line + len(before) - 1, len(before[-1]) + 1, base.source)
 
 
 def ham_remarks(module: ModuleOp) -> list[str]:
@@ -127,7 +164,10 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
     remarks = ham_remarks(module)
     if emit != "ham":
         check_integrator(program, lowering.system_of(module), options)
-        module, more = lowering.lower(module, emit, options, runner)
+        try:
+            module, more = lowering.lower(module, emit, options, runner)
+        except TpcError as e:
+            raise located_at_integrator(e, program, options) from None
         remarks += more
     if emit in ("llvm", "ptx"):
         text = lowering.render(module, emit, options,
@@ -140,15 +180,18 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
 
 
 def check_integrator(program: Program, system: ham.SystemOp, options: Options) -> None:
-    """Refuse, where the user chose it, an integrator the system cannot have: an explicit
-    splitting of a non-separable H (naming the part that couples q and p), or the exact flow
-    without folding or of a non-quadratic H."""
+    """Refuse, where the user wrote it, an integrator the system cannot have: a part it names
+    that H does not have, parts that do not add up to H, an explicit splitting of a part that
+    couples q and p (naming the part), the exact flow without folding or of a non-quadratic H."""
+    from tpc.passes import methods
     from tpc.passes.ham_degree import read_facts
     from tpc.passes.sym_fold_linear import EXACT_NEEDS_FOLD
+    from tpc.passes.sym_integrator import Coefficients, sides
 
-    setting = next((s for s in program.settings if s.name == "integrator"), None)
-    loc = setting.value_loc if setting is not None and options.integrator == getattr(
-        setting.value, "text", None) else None
+    text, base = integrator_source(program, options.integrator)
+    chosen = text is not None
+    text = text or options.integrator or "leapfrog"
+    loc = base if chosen else None
     facts = read_facts(system.hamiltonian)
     h_loc = program.system.hamiltonians[0].loc if program.system.hamiltonians else None
     if options.kahan and options.integrator in ("exact", "midpoint"):
@@ -164,17 +207,23 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
             raise TpcError("integrator 'exact' needs a quadratic H (a linear Hamiltonian "
                            f"vector field), but {facts.why or 'H is not quadratic'}", loc or h_loc)
         return
-    if facts.separable or options.integrator == "midpoint":
-        return
-    part = next(p for p in system.parts if not read_facts(p).separable)
-    where = _loc_of(part, program)
-    notes = (f"{where}: the part @{part.part_name} couples q and p",) if loc and where else ()
-    raise TpcError(
-        f"integrator '{options.integrator}' splits H into kicks and drifts, but H is not "
-        "separable (a term couples q and p), so the split would not be symplectic; "
-        "use integrator = midpoint",
-        loc or where, notes,
-    )
+
+    def mixed(name: str, offset: int) -> TpcError:
+        part = system.part(name)
+        where = _loc_of(part, program)
+        at = shifted(loc, text, offset) if loc else None
+        notes = (f"{where}: the part @{name} couples q and p",) if at and where else ()
+        return TpcError(
+            f"integrator '{options.integrator}' splits H into kicks and drifts, but part @{name} "
+            "of H couples q and p (H is not separable), so the split would not be symplectic; use "
+            "integrator = "
+            "midpoint, or name the parts to flow (e.g. leapfrog(A, B): a part of both is then "
+            "flowed by the implicit midpoint rule)", at or where or h_loc, notes)
+
+    try:
+        methods.Builder(sides(system), Coefficients(), mixed).build(methods.parse(text))
+    except methods.MethodError as e:
+        raise TpcError(str(e), shifted(base, text, e.offset)) from None
 
 
 def _loc_of(op, program: Program):

@@ -24,7 +24,7 @@ def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
 
     kahan = getattr(options, "kahan", False)
     runner.run(module, [
-        "ham-derive", f"sym-integrator{{integrator={options.integrator}}}", "sym-flow-kinds",
+        "ham-derive", f"sym-integrator{{integrator=\"{options.integrator}\"}}", "sym-flow-kinds",
         "sym-fuse-stages", *(["sym-lower-flows", "sym-kahan"] if kahan else []),
         "sym-fold-linear" if options.fold else "sym-fold-linear{enabled=false}",
     ])

@@ -127,3 +127,32 @@ def partition(system: System, h: Node) -> list[Part]:
         name = auto_name(key)
         parts.setdefault(name, Part(name, term.node.loc)).terms.append(term)
     return list(parts.values())
+
+
+def groups(system: System, parts: list[Part]) -> dict[str, list[str]]:
+    """The `let`s that stand for several parts (`let Hfast = T + Vbond`), each with the parts
+    it stands for, so an integrator can name them."""
+    names = {p.name for p in parts}
+    lets = {d.name: d for d in system.lets}
+    out: dict[str, list[str]] = {}
+
+    def expand(name: str, seen: tuple[str, ...]) -> list[str] | None:
+        if name in names:
+            return [name]
+        if name not in lets or name in seen:
+            return None
+        inner = signed_terms(lets[name].expr)
+        found: list[str] = []
+        for t in inner:
+            sub = expand(t.node.id, (*seen, name)) if isinstance(t.node, Name) else None
+            if sub is None:
+                return None
+            found += sub
+        return found if len(inner) > 1 else None
+
+    for name in lets:
+        if name not in names:
+            found = expand(name, ())
+            if found:
+                out[name] = found
+    return out

@@ -255,8 +255,8 @@ class PassRunner:
 
 
 # The ham-level passes every compilation runs before the integrator is chosen: the facts of
-# each part, then the split of separable parts that read both q and p.
-HAM_PASSES = ("ham-degree", "ham-split-parts")
+# each part, the split of separable parts that read both q and p, the Kepler-form parts.
+HAM_PASSES = ("ham-degree", "ham-split-parts", "ham-kepler")
 
 
 def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Program, ModuleOp]:

@@ -25,6 +25,7 @@ def _xdsl(module: str, cls: str) -> Callable[[], type[ModulePass]]:
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ham-degree": _ours("ham_degree", "HamDegreePass"),
     "ham-split-parts": _ours("ham_split_parts", "HamSplitPartsPass"),
+    "ham-kepler": _ours("ham_kepler", "HamKeplerPass"),
     "ham-derive": _ours("ham_derive", "HamDerivePass"),
     "sym-integrator": _ours("sym_integrator", "SymIntegratorPass"),
     "sym-flow-kinds": _ours("sym_flow_kinds", "SymFlowKindsPass"),
