@@ -294,6 +294,19 @@ def test_kahan_refuses_what_it_cannot_compensate():
         tpc.compile(EXAMPLES / "harmonic_chain.ham", kahan=True, integrator="exact")
 
 
+def test_kahan_refuses_exact_flows_of_parts_at_the_integrator(tmp_path: Path):
+    """Wisdom-Holman's Kepler drift maps the state as a whole: refused where the integrator
+    is written, from `tpc run` as from `tpc compile`."""
+    example = EXAMPLES / "outer_solar_system_wh.ham"
+    for argv in (["run", str(example), "--steps", "10", "-o", str(tmp_path / "x.npz")],
+                 ["compile", str(example), "--emit=loops", "-o", str(tmp_path / "x.mlir")]):
+        r = subprocess.run([*TPC, *argv, "--kahan"], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        first = r.stderr.splitlines()[0]
+        assert first.startswith(f"{example}:20:18: error: sym-kahan:"), first
+        assert "exact kepler flow of parts [@Hkep_q, @Hkep_p]" in first
+
+
 def test_kahan_skips_folding_and_says_so():
     sim = tpc.compile(EXAMPLES / "harmonic_chain.ham", precision="f32", kahan=True)
     assert not sim.folded and "compensated updates (--kahan)" in sim.fold_reason

@@ -142,7 +142,10 @@ class Simulation:
                 from tpc.passes.abi import read_abi
 
                 module = self.module.clone()
-                lowering.lower(module, "llvm", self.options, pipeline.PassRunner())
+                try:
+                    lowering.lower(module, "llvm", self.options, pipeline.PassRunner())
+                except TpcError as e:  # a pass refused the scheme: point at the integrator
+                    raise compiler.located_at_integrator(e, self.program, self.options) from None
                 abi = read_abi(module)
                 # A folded run executes the step only 2n+1 times to build its matrix: O1 is
                 # plenty and compiles several times faster than O3.

@@ -12,8 +12,8 @@ import numpy as np
 
 from tpc import lowering, pipeline
 from tpc.api import Trajectory
-from tpc.passes.abi import read_abi
 from tpc.diagnostics import RunError, TpcError
+from tpc.passes.abi import read_abi
 from tpc.runtime.cuda import KERNELS, CudaSimulation, Manifest, require_cuda
 from tpc.runtime.ptx import module_to_ptx
 
