@@ -163,18 +163,29 @@ class UpdateOp(_PartsStage):
     the state before the update; both the CPU loop and the GPU kernels lower this op.
 
         sym.update @p, -5.000000e-01, [@V] wrt @q
+
+    With `kahan @buf` (set by sym-kahan) the addition is compensated: `buf` is a state-sized
+    buffer of the time loop's run state (listed in the sym.evolve's `carry`) holding, per
+    element, the round-off that the stored target has not yet absorbed.
+
+        sym.update @p, -5.000000e-01, [@V] wrt @q kahan @kahan_p
     """
 
     name = "sym.update"
     target = prop_def(SymbolRefAttr)
     wrt = prop_def(SymbolRefAttr)
-    assembly_format = "$target `,` $coeff `,` $parts `wrt` $wrt attr-dict"
+    comp = opt_prop_def(SymbolRefAttr)
+    assembly_format = "$target `,` $coeff `,` $parts `wrt` $wrt (`kahan` $comp^)? attr-dict"
 
-    def __init__(self, target: str, coeff: float, parts: Sequence[str], wrt: str):
-        super().__init__(properties={
+    def __init__(self, target: str, coeff: float, parts: Sequence[str], wrt: str,
+                 comp: str | None = None):
+        props: dict = {
             "target": SymbolRefAttr(target), "coeff": FloatAttr(coeff, f64),
             "parts": _parts_attr(parts), "wrt": SymbolRefAttr(wrt),
-        })
+        }
+        if comp is not None:
+            props["comp"] = SymbolRefAttr(comp)
+        super().__init__(properties=props)
 
     @property
     def target_name(self) -> str:
@@ -183,6 +194,11 @@ class UpdateOp(_PartsStage):
     @property
     def wrt_name(self) -> str:
         return self.wrt.string_value()
+
+    @property
+    def comp_name(self) -> str | None:
+        """The compensation buffer of a compensated update (None: a plain one)."""
+        return self.comp.string_value() if self.comp is not None else None
 
 
 @irdl_op_definition
@@ -312,9 +328,39 @@ class _RunOp(IRDLOperation):
 @irdl_op_definition
 class EvolveOp(_RunOp):
     """The time loop: `steps` steps of the scheme, a snapshot every `save_every` (run-time
-    values), with a non-finite check after every step."""
+    values), with a non-finite check after every step.
+
+    `carry` names the run state beyond q and p: state-sized buffers, zero at a fresh start,
+    that every call of the loop reads and leaves for the next (sym-kahan's compensations), so
+    that a run split into pieces computes what the unsplit run does.
+
+        sym.evolve @leapfrog save ["q", "p", "H"] carry ["kahan_q", "kahan_p"]
+    """
 
     name = "sym.evolve"
+    carry = opt_prop_def(ArrayAttr[StringAttr])
+    assembly_format = "$scheme `save` $save (`carry` $carry^)? attr-dict"
+
+    @property
+    def carry_names(self) -> list[str]:
+        return [s.data for s in self.carry.data] if self.carry is not None else []
+
+    def verify_(self) -> None:
+        names = self.carry_names
+        if len(set(names)) != len(names):
+            raise VerifyException(f"sym.evolve carries a buffer twice: {names}")
+        module = self.parent_op()
+        if module is None:
+            return
+        scheme = SymbolTable.lookup_symbol(module, self.scheme)
+        if not isinstance(scheme, SchemeOp):
+            return
+        for op in scheme.walk():
+            if isinstance(op, UpdateOp) and op.comp_name is not None \
+                    and op.comp_name not in names:
+                raise VerifyException(
+                    f"the update of @{op.target_name} is compensated in @{op.comp_name}, "
+                    f"which the sym.evolve does not carry (carry {names})")
 
 
 FOLD_METHODS = ("auto", "squaring", "eigen", "expm")

@@ -10,14 +10,20 @@ Roles:
   real:NAME      a scalar of the precision's float type (dt)
   index:NAME     an integer (nsnap, stride, step0, count, ...)
   buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
-  buf:NAME:SNAP  a buffer of one value per snapshot (out_H)
-  f64:NAME       a float64 buffer of one element (status)
+  f64:NAME:SIZE  a float64 buffer of SIZE elements (1: status; snap: out_H, the energies,
+                 float64 in every precision)
   buf:maps:maps  the augmented (2n+1)^2 matrices of the scheme's exact linear flows, in the
                  order of the table's `linear` list ({parts, c, grad}); the run-time fills it
                  for each dt from the flows' gradient functions (`linear_<k>_<field>`)
   buf:boris:3n   scratch of the Boris step (momentum probes, e B)
   buf:bodies:kepler  (m_i, mu_i) of each body (row of 3) for each Kepler flow, in the order of
                  the table's `kepler` list; the run-time reads them from `kepler_<k>_<field>`
+  carry:NAME:n   run state beyond q and p (sym-kahan's compensations kahan_q, kahan_p): a
+                 state-sized buffer of the precision's float type that the function reads and
+                 updates; zero at a fresh start, then handed from each call to the next
+                 (chunks, restarts), returned with the trajectory and written to the output
+
+Function results: `f64` (energy: evaluated in float64 in every precision).
 """
 
 from __future__ import annotations
@@ -39,22 +45,22 @@ from xdsl.ir import Attribute
 ABI_ATTR = "tpc.abi"
 
 ENV = "env"
-RESULTS = {"energy": "real"}
+RESULTS = {"energy": "f64"}
 SIGNATURES: dict[str, list[str]] = {
     "energy": [ENV],
     "run": [ENV, "real:dt", "index:nsnap", "index:stride", "index:step0", "buf:out_q:snap_n",
-            "buf:out_p:snap_n", "buf:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
+            "buf:out_p:snap_n", "f64:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
 }
 
 
 def signature(name: str, linear: bool = False, kepler: bool = False,
-              boris: bool = False) -> list[str]:
+              boris: bool = False, carry: Sequence[str] = ()) -> list[str]:
     if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
     if name == "run":
         return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
                 *(["buf:bodies:kepler"] if kepler else []),
-                *(["buf:boris:3n"] if boris else [])]
+                *(["buf:boris:3n"] if boris else []), *[f"carry:{c}:n" for c in carry]]
     return SIGNATURES[name]
 
 
@@ -65,7 +71,7 @@ def flow_table(scheme, fields: Sequence[str], op_type, prefix: str) -> list[dict
 
 
 def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
-              fold: dict | None, scheme) -> StringAttr:
+              fold: dict | None, scheme, carry: Sequence[str] = ()) -> StringAttr:
     """The `tpc.abi` attribute for the exported functions of a lowered module."""
     q, p = system.state.names
     linear = flow_table(scheme, (q, p), sym.LinearOp, "linear")
@@ -81,10 +87,11 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
         "functions": {f: {"args": signature(f, bool(linear), bool(kepler), any(
-                              isinstance(op, sym.BorisOp) for op in scheme.walk())),
+                              isinstance(op, sym.BorisOp) for op in scheme.walk()), carry),
                           "result": RESULTS.get(f)} for f in exported},
         "linear": linear,
         "kepler": kepler,
+        "carry": list(carry),
         "fold": fold,
         "scheme": {
             "integrator": _attr(scheme, "integrator"),

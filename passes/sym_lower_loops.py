@@ -25,12 +25,25 @@ Algorithm:
      raised to max(tol, 4 eps32) and the round-off stall threshold to 64 eps32 (eps32 =
      2^-23): the f64 values (1e-15, 1e-10) are below f32 round-off. The finiteness check
      x * 0 == 0 holds in either type. f64 output is unchanged by the option.
+  7. `energy` computes in float64 whatever the precision: it reads the buffers of type T and
+     widens every value (the state, params, inputs; the literals rounded to T first, so it is
+     the energy of the very system the f32 code integrates), and returns an f64; `run` writes
+     it into an f64 `out_H`. A snapshot's H thus carries no f32 evaluation error on top of the
+     f32 state's, so the energy error that is reported is that of the trajectory.
+  8. Compensated updates (`sym.update ... kahan @buf`, from sym-kahan): the evolve's `carry`
+     buffers are extra arguments of `run` after `status` (ABI role `carry:NAME:n`), and each
+     element update x += d, d = a * g, becomes (Kahan-Babuska-Neumaier, see sym-kahan)
+         y = d + c;  s = x + y;  b = s - x;  c = (x - (s - b)) + (y - b);  x = s
+     (`compensated_add`), in that order and without fast-math flags: the plain IEEE operations
+     are all LLVM and NVPTX may use, so neither reassociates nor contracts them.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import copysign, inf, isfinite
 
 from tpc.dialects import ham, sym
 from tpc.passes.abi import ABI_ATTR, abi_table
@@ -74,6 +87,16 @@ def float_type(precision: str) -> Attribute:
 def buf_type(ft: Attribute = f64) -> MemRefType:
     """The flat buffer type memref<?xft>."""
     return BUF if ft == f64 else MemRefType(ft, [DYNAMIC_INDEX])
+
+
+def round_to(value: float, ft: Attribute) -> float:
+    """`value` rounded to the float type ft (to nearest; beyond f32's range, infinite)."""
+    if ft != f32 or not isfinite(value):
+        return value
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return copysign(inf, value)
 
 
 class Emitter:
@@ -180,6 +203,8 @@ class RegionLowering:
         self.values: dict[SSAValue, Scalars] = {}
         self.emit = emit
         self.grad_out = grad_out
+        # The float type of the buffers; the arithmetic (emit.ft) may be wider (energy in f64).
+        self.storage = env.params.type.element_type
         params = [op.sym_name.data for op in env.system.decls(ham.ParamOp)]
         self.param_index = {name: k for k, name in enumerate(params)}
         q, p = env.system.state.names
@@ -201,6 +226,16 @@ class RegionLowering:
 
     def get(self, v: SSAValue) -> Scalars:
         return self.values[v]
+
+    def read(self, buf: SSAValue, idx: SSAValue, e: Emitter) -> SSAValue:
+        """buf[idx] as a value of the arithmetic's type (widened when the buffer is narrower)."""
+        v = e.load(buf, idx)
+        return v if buf.type.element_type == e.ft else e(arith.ExtFOp(v, e.ft))
+
+    def const(self, value: float, e: Emitter) -> SSAValue:
+        """A literal of the ham IR (f64) as the generated code sees it: rounded to the buffers'
+        type, as every stored value is, then held in the arithmetic's type."""
+        return e.f(round_to(value, self.storage))
 
     def block(self, block: Block, e: Emitter) -> list[Scalars]:
         """Lower every op of `block` into `e`; return the lowered values of its ham.yield."""
@@ -227,12 +262,12 @@ class RegionLowering:
             set1(*[e(fn(*[c[k] for c in cols])) for k in range(width)])
 
         match op:
-            case arith.ConstantOp() if isinstance(op.value, FloatAttr) and op.value.type != e.ft:
-                set1(e.f(op.value.value.data))  # the ham IR is f64: round to the target type
-            case arith.ConstantOp() if isinstance(op.value, FloatAttr | IntegerAttr):
+            case arith.ConstantOp() if isinstance(op.value, FloatAttr):
+                set1(self.const(op.value.value.data, e))
+            case arith.ConstantOp() if isinstance(op.value, IntegerAttr):
                 set1(e(op.clone()))
             case arith.ConstantOp():
-                set1(*[e.f(v) for v in op.value.get_values()])
+                set1(*[self.const(v, e) for v in op.value.get_values()])
             case arith.AddiOp() | arith.SubiOp() | arith.MuliOp():
                 set1(e(type(op)(x[0][0], x[1][0])))
             case arith.AddfOp() | arith.SubfOp() | arith.MulfOp() | arith.DivfOp():
@@ -245,7 +280,7 @@ class RegionLowering:
                 lanes(type(op))
             case ham.ParamRefOp():
                 idx = self.param_index[op.param.string_value()]
-                set1(e.load(self.env.params, e.i(idx)))
+                set1(self.read(self.env.params, e.i(idx), e))
             case ham.DimOp():
                 set1(self.env.sizes[op.size.string_value()])
             case ham.LoadOp():
@@ -253,7 +288,7 @@ class RegionLowering:
                 base = self.flat_index(name, op.indices, e)
                 width = len(self.get_width(op.result.type))
                 comps = [base if k == 0 else e.iadd(base, e.i(k)) for k in range(width)]
-                set1(*[e.load(self.buffers[name], c) for c in comps])
+                set1(*[self.read(self.buffers[name], c, e) for c in comps])
             case ham.AccumulateOp():
                 name = op.field.string_value()
                 base = self.flat_index(name, op.indices, e)
@@ -358,7 +393,8 @@ def make_func(name: str, inputs: list[Attribute], outputs: list[Attribute],
 
 
 def lower_energy(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
-    """energy(env...) = the sum of H's parts, in ham.hamiltonian's order."""
+    """energy(env...) = the sum of H's parts, in ham.hamiltonian's order, computed in f64 from
+    buffers of type ft (header, step 7)."""
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         env = bind_env(system, args)
         total = None
@@ -367,7 +403,7 @@ def lower_energy(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
             total = v if total is None else e.add(total, v)
         return [total]
 
-    return make_func("energy", env_types(system, ft), [ft], body, private=False, ft=ft)
+    return make_func("energy", env_types(system, ft), [f64], body, private=False, ft=f64)
 
 
 def part_grad_name(part: str, wrt: str) -> str:
@@ -673,29 +709,63 @@ class TimeLoop:
         e(scf.WhileOp([e.i(0), self.healthy(e)], [INDEX, i1], Region(before), Region(after)))
 
 
+def compensated_add(e: Emitter, x: SSAValue, d: SSAValue,
+                    c: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """(s, c') with s + c' = x + (d + c) up to the rounding of d + c: the increment and the
+    compensation are summed, added to x, and the exact error of that addition (Knuth's
+    TwoSum, whatever the magnitudes) becomes the new compensation. Plain IEEE operations, no
+    fast-math flags: the order below is the order executed on every target."""
+    y = e.add(d, c)
+    s = e.add(x, y)
+    b = e.sub(s, x)
+    err = e.add(e.sub(x, e.sub(s, b)), e.sub(y, b))
+    return s, err
+
+
 def nonfinite_probe(e: Emitter, env: Env, k: SSAValue, zero: SSAValue) -> SSAValue:
     """q[k] * 0 + p[k] * 0: 0 exactly when both are finite, NaN otherwise (sums of probes
     stay 0 only when every term is)."""
     return e.add(e.mul(e.load(env.q, k), zero), e.mul(e.load(env.p, k), zero))
 
 
+def carry_buffer(carry: dict[str, SSAValue], op: sym.UpdateOp) -> SSAValue | None:
+    """The compensation buffer of an update (None for a plain one)."""
+    name = op.comp_name
+    if name is None:
+        return None
+    if name not in carry:
+        raise PassFailedException(
+            f"sym-lower-loops: the update of @{op.target_name} is compensated in @{name}, "
+            "which the sym.evolve does not carry")
+    return carry[name]
+
+
 class CpuMachine:
     """The time loop on one CPU thread over the whole flat state."""
 
-    def __init__(self, env: Env, ft: Attribute, g, work, out_q, out_p, out_h, status, e):
+    def __init__(self, env: Env, ft: Attribute, g, work, out_q, out_p, out_h, status, e,
+                 carry: dict[str, SSAValue] | None = None):
         self.env, self.ft, self.g, self.work = env, ft, g, work
         self.out_q, self.out_p, self.out_h = out_q, out_p, out_h
         self.status, self.at = status, e.i(0)
+        self.carry = carry or {}
         self.n = state_size(env, e)
         self.q_name, self.p_name = env.system.state.names
 
     def field(self, name: str) -> SSAValue:
         return self.env.q if name == self.q_name else self.env.p
 
-    def axpy(self, e: Emitter, y: SSAValue, a: SSAValue, x: SSAValue) -> None:
-        """y += a * x over the state."""
+    def axpy(self, e: Emitter, y: SSAValue, a: SSAValue, x: SSAValue,
+             comp: SSAValue | None = None) -> None:
+        """y += a * x over the state (compensated in `comp` when given)."""
         def body(inner: Emitter, k: SSAValue, _: list) -> list:
-            inner.store(inner.add(inner.load(y, k), inner.mul(a, inner.load(x, k))), y, k)
+            d = inner.mul(a, inner.load(x, k))
+            if comp is None:
+                inner.store(inner.add(inner.load(y, k), d), y, k)
+                return []
+            s, c = compensated_add(inner, inner.load(y, k), d, inner.load(comp, k))
+            inner.store(s, y, k)
+            inner.store(c, comp, k)
             return []
 
         e.for_(e.i(0), self.n, body)
@@ -704,7 +774,7 @@ class CpuMachine:
         if not self.env.system.gradients(op.wrt_name, op.part_names):
             return  # the parts do not depend on the field: nothing moves
         call_gradient(e, self.env, op.wrt_name, op.part_names, self.g)
-        self.axpy(e, self.field(op.target_name), a, self.g)
+        self.axpy(e, self.field(op.target_name), a, self.g, carry_buffer(self.carry, op))
 
     def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> SSAValue:
         """Record gstep when some q or p is not finite; an i1 that is true when all are."""
@@ -728,7 +798,7 @@ class CpuMachine:
             return []
 
         e.for_(e.i(0), self.n, copy)
-        h = e(func.CallOp("energy", self.env.args, [self.ft]))
+        h = e(func.CallOp("energy", self.env.args, [f64]))
         e.store(h, self.out_h, s)
 
     def midpoint(self, e: Emitter, stage: sym.MidpointOp, dt: SSAValue) -> SSAValue:
@@ -973,24 +1043,28 @@ def _cross(e: Emitter, a: Scalars, b: Scalars) -> Scalars:
 
 
 def run_types(system: ham.SystemOp, ft: Attribute = f64, maps: bool = False,
-              bodies: bool = False, boris: bool = False) -> list[Attribute]:
+              bodies: bool = False, boris: bool = False, ncarry: int = 0) -> list[Attribute]:
     buf = buf_type(ft)
-    extra = [buf] * (int(maps) + int(bodies) + int(boris))
-    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF, *extra]
+    extra = [buf] * (int(maps) + int(bodies) + int(boris) + ncarry)
+    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, buf, buf, BUF, *extra]
 
 
-def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -> func.FuncOp:
-    """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status): the time
-    loop on the CPU (dt and every buffer in the precision's float type but status, f64)."""
+def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64,
+              carry: Sequence[str] = ()) -> func.FuncOp:
+    """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status[, maps]
+    [, bodies][, boris], carry...): the time loop on the CPU (dt and every buffer in the precision's
+    float type but out_H and status, f64; one buffer per name of the evolve's `carry`)."""
     maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
     boris = has_boris(scheme)
-    types = run_types(system, ft, maps, bodies, boris)
+    types = run_types(system, ft, maps, bodies, boris, len(carry))
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
         env = bind_env(system, args[:k])
         dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:k + 10]
-        machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e)
+        extra = k + 10 + int(maps) + int(bodies) + int(boris)
+        machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
+                             dict(zip(carry, args[extra:])))
         machine.maps = args[k + 10] if maps else None
         machine.bodies = args[k + 10 + int(maps)] if bodies else None
         machine.bwork = args[k + 10 + int(maps) + int(bodies)] if boris else None
@@ -1046,6 +1120,7 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
     schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
     funcs: list[Operation] = []
     fold = None
+    carry: list[str] = []
     for op in module.ops:
         if isinstance(op, (sym.EvolveOp, sym.PropagateOp)):
             scheme = schemes[op.scheme.string_value()]
@@ -1055,14 +1130,17 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
             elif "not_folded" in op.attributes:
                 fold = {"method": "", "reason": op.attributes["not_folded"].data}
             funcs += [lower_energy(system, ft), *gradient_funcs(system, newton3, ft)]
+            if isinstance(op, sym.EvolveOp):
+                carry = op.carry_names
             if steppable(scheme):
                 funcs += flow_gradient_funcs(system, scheme, ft)
-                funcs.append(build_run(system, scheme, ft))
+                funcs.append(build_run(system, scheme, ft, carry))
             elif isinstance(op, sym.EvolveOp):
                 raise PassFailedException(
                     f"sym-lower-loops: scheme @{scheme.sym_name.data} has an exact flow, which "
                     "only the folded time loop (sym.propagate) can run")
-            abi = abi_table(system, [f.sym_name.data for f in funcs], precision, fold, scheme)
+            abi = abi_table(system, [f.sym_name.data for f in funcs], precision, fold, scheme,
+                            carry)
     if not funcs:
         raise PassFailedException("sym-lower-loops: no sym.evolve to lower (run sym-integrator)")
     out = ModuleOp(funcs)

@@ -82,7 +82,7 @@ class Native:
                 else:
                     argtypes.append(ctypes.c_void_p)
             result = self.abi["functions"][name]["result"]
-            restype = self.real if result == "real" else None
+            restype = {"real": self.real, "f64": ctypes.c_double}.get(result)
             self._fns[name] = self.lib.get(name, restype, argtypes)
         return self._fns[name]
 
@@ -115,22 +115,33 @@ class Native:
         """Call `name` with `env` for its env role and `named` for the others (by name)."""
         return self.prepare(name, env, **named)()
 
+    @property
+    def carry(self) -> list[str]:
+        """The names of the run state beyond q and p (ABI roles carry:NAME:n), e.g. the
+        Kahan compensations; empty for a plain run."""
+        return list(self.abi.get("carry") or [])
+
     def scratch(self, name: str, n: int, nsnap: int = 1, env: Bound | None = None,
                 dt: float | None = None) -> dict[str, np.ndarray]:
-        """Fresh buffers for every buffer role of `name` (sized from the state size n). With
+        """Fresh buffers for every buffer role of `name` (sized from the state size n): the
+        status at STATUS_OK (-1), carried state at zero (a fresh start), the rest empty. With
         `env` and `dt`, buffers that depend on them (the linear flows' `maps`) are filled."""
         out = {}
         width = (2 * n + 1) ** 2
         for role in self.roles(name):
             kind, *rest = role.split(":")
-            if kind not in ("buf", "f64"):
+            if kind not in ("buf", "f64", "carry"):
                 continue
             key, size = rest
             count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1,
                      "maps": len(self.abi.get("linear") or ()) * width,
                      "kepler": len(self.abi.get("kepler") or ()) * 2 * (n // 3)}[size]
-            out[key] = (np.full(1, -1.0) if kind == "f64"
-                        else np.empty(count, self.dtype))
+            if key == "status":
+                out[key] = np.full(count, -1.0)
+            elif kind == "carry":
+                out[key] = np.zeros(count, self.dtype)
+            else:
+                out[key] = np.empty(count, np.float64 if kind == "f64" else self.dtype)
         if "maps" in out or "bodies" in out:
             if env is None or dt is None:
                 raise ValueError(f"'{name}' runs exact flows: scratch needs env and dt")

@@ -12,6 +12,8 @@ from tpc.diagnostics import Loc, TpcError
 from tpc.dialects import ham
 from tpc.syntax import Program, Word
 
+PRECISIONS = ("f64", "f32")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -19,18 +21,20 @@ class Options:
 
     integrator: str | None = None  # None: the simulate block's, else leapfrog
     fold: bool = True
-    precision: str = "f64"
+    precision: str | None = "f64"  # None: the simulate block's, else f64
     newton3: bool = True
     arch: str = "sm_90"  # GPU architecture for PTX
+    kahan: bool | None = False  # compensated state updates (sym-kahan); None: the block's
 
 
 def options_from_args(args) -> Options:
     return Options(
         integrator=getattr(args, "integrator", None),
         fold=not getattr(args, "no_fold", False),
-        precision=getattr(args, "precision", "f64"),
+        precision=getattr(args, "precision", None),
         newton3=getattr(args, "newton3", True),
         arch=getattr(args, "arch", "sm_90"),
+        kahan=getattr(args, "kahan", None),
     )
 
 
@@ -40,6 +44,35 @@ class StageResult:
     module: ModuleOp | None
     remarks: list[str] = field(default_factory=list)
     program: Program | None = None
+
+
+def resolve_options(program: Program, options: Options) -> Options:
+    """The options a caller left open (None) from the simulate block, else their defaults:
+    the integrator, the precision (`precision = f32`) and `kahan = true`."""
+    options = resolve_integrator(program, options)
+    settings = {s.name: s for s in program.settings}
+    if options.precision is None:
+        setting = settings.get("precision")
+        name = "f64"
+        if setting is not None:
+            value = setting.value
+            name = value.text if isinstance(value, Word) else str(value)
+            if name not in PRECISIONS:
+                raise TpcError(f"unknown precision '{name}' (known: {', '.join(PRECISIONS)})",
+                               setting.value_loc)
+        options = replace(options, precision=name)
+    if options.kahan is None:
+        setting = settings.get("kahan")
+        on = False
+        if setting is not None:
+            value = setting.value
+            word = value.text if isinstance(value, Word) else None
+            if word not in ("true", "false"):
+                shown = word if word is not None else repr(value)
+                raise TpcError(f"kahan must be true or false, got {shown}", setting.value_loc)
+            on = word == "true"
+        options = replace(options, kahan=on)
+    return options
 
 
 def resolve_integrator(program: Program, options: Options) -> Options:
@@ -126,7 +159,7 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
     from tpc import lowering
 
     program, module = pipeline.frontend(path)
-    options = resolve_integrator(program, options)
+    options = resolve_options(program, options)
     runner.run(module, list(pipeline.HAM_PASSES))
     remarks = ham_remarks(module)
     if emit != "ham":
@@ -137,7 +170,8 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
             raise located_at_integrator(e, program, options) from None
         remarks += more
     if emit in ("llvm", "ptx"):
-        text = lowering.render(module, emit, options)
+        text = lowering.render(module, emit, options,
+                               optimized=getattr(runner_args, "optimized", False))
     else:
         buf = io.StringIO()
         pipeline.print_ir(module, buf, runner.debuginfo)
@@ -160,6 +194,12 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
     loc = base if chosen else None
     facts = read_facts(system.hamiltonian)
     h_loc = program.system.hamiltonians[0].loc if program.system.hamiltonians else None
+    if options.kahan and options.integrator in ("exact", "midpoint"):
+        from tpc.passes.sym_kahan import EXACT, MIDPOINT
+
+        kahan = next((s for s in program.settings if s.name == "kahan"), None)
+        raise TpcError(EXACT if options.integrator == "exact" else MIDPOINT,
+                       loc or (kahan.value_loc if kahan is not None else None))
     if options.integrator == "exact":
         if not options.fold:
             raise TpcError(EXACT_NEEDS_FOLD, loc or h_loc)

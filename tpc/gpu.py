@@ -13,6 +13,7 @@ import numpy as np
 from tpc import lowering, pipeline
 from tpc.api import Trajectory
 from tpc.diagnostics import RunError, TpcError
+from tpc.passes.abi import read_abi
 from tpc.runtime.cuda import KERNELS, CudaSimulation, Manifest, require_cuda
 from tpc.runtime.ptx import module_to_ptx
 
@@ -23,12 +24,13 @@ def compile_ptx(sim, arch: str = "sm_90") -> tuple[str, Manifest]:
     runner = pipeline.PassRunner()
     lowering.lower(module, "sym", replace(sim.options, fold=False), runner)
     lowering.make_loops(module, runner, precision=sim.options.precision, gpu=True)
+    carry = read_abi(module).get("carry") or []
     ptx = module_to_ptx(module, arch=arch)
     kernels = [k for k in KERNELS if f".entry {k}(" in ptx]
     info = sim.info
     man = Manifest(kernels, dict(info.params), list(info.inputs), list(info.sizes),
                    [d if isinstance(d, int) else str(d) for d in info.shape], arch,
-                   sim.options.precision)
+                   sim.options.precision, list(carry))
     return ptx, man
 
 
@@ -52,7 +54,7 @@ def cuda_simulation(sim, arch: str | None = None) -> CudaSimulation:
 
 
 def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
-                params: dict | None = None, batch: int | None = None, **inputs):
+                params: dict | None = None, batch: int | None = None, carry=None, **inputs):
     """`Simulation.run(..., device="cuda")`: a Trajectory like the CPU's (batched when
     `batch` is given: q is [rows, B, *shape]). The energy at row 0 is computed on the CPU."""
     runner = getattr(sim, "_cuda", None)
@@ -64,13 +66,16 @@ def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
     pb = np.asarray(p0, dtype=float)[None] if single else np.asarray(p0, dtype=float)
     if not single and (len(qb) != batch or len(pb) != batch):
         raise TpcError(f"batch={batch} needs q0 and p0 with a leading dimension of {batch}")
+    if single and carry:
+        carry = {k: np.asarray(v)[None] for k, v in carry.items()}
     res = runner.run_ensemble(qb, pb, dt=dt, steps=steps, save_every=save_every,
-                              params=params, **inputs)
+                              params=params, carry=carry, **inputs)
     for b in range(len(qb)):
         res.H[0, b] = sim.energy(qb[b], pb[b], params, **inputs)
     bad = [int(b) for b in np.nonzero(res.status != -1)[0]]
     if bad:
         raise RunError(f"GPU run failed for member(s) {bad[:8]} (status {res.status[bad[0]]})")
     if single:
-        return Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time)
-    return Trajectory(res.t, res.q, res.p, res.H, steps, res.kernel_time)
+        return Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time,
+                          carry={k: v[0] for k, v in res.carry.items()})
+    return Trajectory(res.t, res.q, res.p, res.H, steps, res.kernel_time, carry=res.carry)

@@ -32,6 +32,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "sym-flow-kinds": _ours("sym_flow_kinds", "SymFlowKindsPass"),
     "sym-fuse-stages": _ours("sym_fuse_stages", "SymFuseStagesPass"),
     "sym-lower-flows": _ours("sym_lower_flows", "SymLowerFlowsPass"),
+    "sym-kahan": _ours("sym_kahan", "SymKahanPass"),
     "sym-fold-linear": _ours("sym_fold_linear", "SymFoldLinearPass"),
     "sym-lower-loops": _ours("sym_lower_loops", "SymLowerLoopsPass"),
     "sym-gpu-kernels": _ours("sym_gpu_kernels", "SymGpuKernelsPass"),

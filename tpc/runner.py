@@ -25,8 +25,10 @@ def output_path(args) -> str:
 
 def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig) -> dict:
     """The snapshots plus what produced them, so that the file describes itself and a later
-    `tpc run --init` can continue from its last snapshot."""
-    arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H}
+    `tpc run --init` can continue from its last snapshot. The carried run state at the end
+    (with kahan: the compensations kahan_q, kahan_p, shaped like one row of q) goes in under
+    its own names: a restart that passes them back continues the run bitwise."""
+    arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H, **traj.carry}
     arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
     arrays |= {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
     arrays |= {
@@ -35,6 +37,7 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig)
         "source_sha256": np.str_(hashlib.sha256(sim.source.encode()).hexdigest()),
         "integrator": np.str_("folded" if traj.folded else sim.options.integrator),
         "precision": np.str_(sim.options.precision),
+        "kahan": np.bool_(sim.options.kahan),
         "dt": np.float64(cfg.dt),
         "save_every": np.int64(cfg.save_every),
         "steps_done": np.int64(traj.steps_done),
@@ -52,7 +55,8 @@ def main(args) -> int:
     check_writable(out)
     options = compiler.options_from_args(args)
     sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
-                      precision=options.precision, newton3=options.newton3)
+                      precision=options.precision, newton3=options.newton3,
+                      kahan=options.kahan)
     if args.remarks:
         for line in sim_remarks(sim):
             print(line, file=sys.stderr)
@@ -86,4 +90,10 @@ def main(args) -> int:
 def sim_remarks(sim: api.Simulation) -> list[str]:
     how = "remark: " if sim.folded else "remark: not folded: "
     method = [f"remark: {c}" for c in sim.native.abi["scheme"].get("coefficients") or ()]
-    return compiler.ham_remarks(sim.module) + method + [how + sim.fold_reason]
+    out = compiler.ham_remarks(sim.module) + method + [how + sim.fold_reason]
+    if sim.native.carry:
+        from tpc.passes.sym_kahan import METHOD
+
+        out.append(f"remark: state updates compensated ({METHOD}), carried in "
+                   f"{', '.join(sim.native.carry)}")
+    return out
