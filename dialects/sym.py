@@ -93,7 +93,8 @@ class SchemeOp(IRDLOperation):
         _verify_stages(self.stages, "sym.scheme")
 
 
-STAGES_DOC = "sym.flow, sym.repeat, sym.update, sym.midpoint"
+STAGES_DOC = ("sym.flow, sym.repeat, sym.update, sym.linear, sym.kepler, sym.boris, "
+              "sym.midpoint")
 
 
 def _parts_attr(parts: Sequence[str]) -> ArrayAttr:
@@ -117,7 +118,7 @@ class _PartsStage(IRDLOperation):
             raise VerifyException(f"{self.name} needs at least one part")
 
 
-FLOW_KINDS = ("kick", "drift", "midpoint", "exact")
+FLOW_KINDS = ("kick", "drift", "linear", "kepler", "boris", "midpoint", "exact")
 
 
 @irdl_op_definition
@@ -126,8 +127,11 @@ class FlowOp(_PartsStage):
 
     How it flows is decided by `sym-flow-kinds` from the parts' facts and recorded as `kind`:
     `kick` (the parts depend on q alone: p -= c dt dV/dq), `drift` (p alone: q += c dt dT/dp),
-    `midpoint` (both: the implicit midpoint rule, exact to second order), `exact` (a quadratic
-    H flowed by its matrix exponential; only the folded time loop can run it).
+    `linear` (quadratic parts of both: the exact flow of their linear vector field, a matrix
+    exponential), `kepler` (a sum of Kepler problems, ham-kepler's kinetic and potential
+    parts: the exact two-body flow of each body), `midpoint` (both, otherwise: the implicit
+    midpoint rule, second order),
+    `exact` (the whole quadratic H for the whole step; only the folded time loop runs it).
 
         sym.flow [@V] 5.000000e-01 as "kick"
     """
@@ -159,18 +163,29 @@ class UpdateOp(_PartsStage):
     the state before the update; both the CPU loop and the GPU kernels lower this op.
 
         sym.update @p, -5.000000e-01, [@V] wrt @q
+
+    With `kahan @buf` (set by sym-kahan) the addition is compensated: `buf` is a state-sized
+    buffer of the time loop's run state (listed in the sym.evolve's `carry`) holding, per
+    element, the round-off that the stored target has not yet absorbed.
+
+        sym.update @p, -5.000000e-01, [@V] wrt @q kahan @kahan_p
     """
 
     name = "sym.update"
     target = prop_def(SymbolRefAttr)
     wrt = prop_def(SymbolRefAttr)
-    assembly_format = "$target `,` $coeff `,` $parts `wrt` $wrt attr-dict"
+    comp = opt_prop_def(SymbolRefAttr)
+    assembly_format = "$target `,` $coeff `,` $parts `wrt` $wrt (`kahan` $comp^)? attr-dict"
 
-    def __init__(self, target: str, coeff: float, parts: Sequence[str], wrt: str):
-        super().__init__(properties={
+    def __init__(self, target: str, coeff: float, parts: Sequence[str], wrt: str,
+                 comp: str | None = None):
+        props: dict = {
             "target": SymbolRefAttr(target), "coeff": FloatAttr(coeff, f64),
             "parts": _parts_attr(parts), "wrt": SymbolRefAttr(wrt),
-        })
+        }
+        if comp is not None:
+            props["comp"] = SymbolRefAttr(comp)
+        super().__init__(properties=props)
 
     @property
     def target_name(self) -> str:
@@ -179,6 +194,11 @@ class UpdateOp(_PartsStage):
     @property
     def wrt_name(self) -> str:
         return self.wrt.string_value()
+
+    @property
+    def comp_name(self) -> str | None:
+        """The compensation buffer of a compensated update (None: a plain one)."""
+        return self.comp.string_value() if self.comp is not None else None
 
 
 @irdl_op_definition
@@ -197,6 +217,57 @@ class MidpointOp(_PartsStage):
             "parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64),
             "max_iter": IntegerAttr(max_iter, i64), "tol": FloatAttr(tol, f64),
         })
+
+
+@irdl_op_definition
+class LinearOp(_PartsStage):
+    """z <- exp(c dt A) z for the linear vector field A z + a = J grad(sum of `parts`) of
+    quadratic parts: the exact flow, applied as an affine map of the whole state z = (q, p).
+    The run-time builds the map from the parts' gradients once per dt (the ABI table's
+    `linear` list, in the order these ops appear), so the step does one matrix-vector product.
+
+        sym.linear [@T, @Vtrap] 1.000000e+00
+    """
+
+    name = "sym.linear"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
+@irdl_op_definition
+class KeplerOp(_PartsStage):
+    """The exact flow, for c dt, of a sum over bodies of |p_i|^2 / (2 m_i) - k_i / |q_i| (the
+    parts ham-kepler marked): each body moves on its conic with mu_i = k_i / m_i, solved in
+    universal variables (Stumpff functions), any eccentricity. The run-time reads m_i and k_i
+    from the parts' gradients (the ABI table's `kepler` list, in the order these ops appear).
+
+        sym.kepler [@Hkep_q, @Hkep_p] 5.000000e-01
+    """
+
+    name = "sym.kepler"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
+@irdl_op_definition
+class BorisOp(_PartsStage):
+    """One Boris step for c dt of a charge in H = |p - e A(q)|^2 / (2 m) + e phi(q): the first
+    part is ham-magnetic's kinetic part, the others the potential. With v = (p - e A) / m half a
+    step behind q: half an electric kick, the rotation about e B / m by 2 atan(|e B| c dt /
+    2 m), half an electric kick, the drift q += c dt v; p = m v + e A(q) is stored.
+
+        sym.boris [@K, @Phi] 1.000000e+00
+    """
+
+    name = "sym.boris"
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
 
 
 @irdl_op_definition
@@ -228,7 +299,7 @@ class RepeatOp(IRDLOperation):
         _verify_stages(self.stages, "sym.repeat")
 
 
-STAGE_TYPES = (FlowOp, UpdateOp, MidpointOp, RepeatOp)
+STAGE_TYPES = (FlowOp, UpdateOp, LinearOp, KeplerOp, BorisOp, MidpointOp, RepeatOp)
 
 
 def _verify_stages(stages: Sequence[Operation], where: str) -> None:
@@ -257,9 +328,39 @@ class _RunOp(IRDLOperation):
 @irdl_op_definition
 class EvolveOp(_RunOp):
     """The time loop: `steps` steps of the scheme, a snapshot every `save_every` (run-time
-    values), with a non-finite check after every step."""
+    values), with a non-finite check after every step.
+
+    `carry` names the run state beyond q and p: state-sized buffers, zero at a fresh start,
+    that every call of the loop reads and leaves for the next (sym-kahan's compensations), so
+    that a run split into pieces computes what the unsplit run does.
+
+        sym.evolve @leapfrog save ["q", "p", "H"] carry ["kahan_q", "kahan_p"]
+    """
 
     name = "sym.evolve"
+    carry = opt_prop_def(ArrayAttr[StringAttr])
+    assembly_format = "$scheme `save` $save (`carry` $carry^)? attr-dict"
+
+    @property
+    def carry_names(self) -> list[str]:
+        return [s.data for s in self.carry.data] if self.carry is not None else []
+
+    def verify_(self) -> None:
+        names = self.carry_names
+        if len(set(names)) != len(names):
+            raise VerifyException(f"sym.evolve carries a buffer twice: {names}")
+        module = self.parent_op()
+        if module is None:
+            return
+        scheme = SymbolTable.lookup_symbol(module, self.scheme)
+        if not isinstance(scheme, SchemeOp):
+            return
+        for op in scheme.walk():
+            if isinstance(op, UpdateOp) and op.comp_name is not None \
+                    and op.comp_name not in names:
+                raise VerifyException(
+                    f"the update of @{op.target_name} is compensated in @{op.comp_name}, "
+                    f"which the sym.evolve does not carry (carry {names})")
 
 
 FOLD_METHODS = ("auto", "squaring", "eigen", "expm")
@@ -287,5 +388,7 @@ class PropagateOp(_RunOp):
 
 
 Sym = Dialect(
-    "sym", [SchemeOp, FlowOp, UpdateOp, MidpointOp, RepeatOp, EvolveOp, PropagateOp], []
+    "sym", [SchemeOp, FlowOp, UpdateOp, LinearOp, KeplerOp, BorisOp, MidpointOp, RepeatOp,
+            EvolveOp, PropagateOp],
+    [],
 )

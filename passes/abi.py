@@ -10,16 +10,28 @@ Roles:
   real:NAME      a scalar of the precision's float type (dt)
   index:NAME     an integer (nsnap, stride, step0, count, ...)
   buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
-  buf:NAME:SNAP  a buffer of one value per snapshot (out_H)
-  buf:NAME:parts a buffer of one value per part of H, in the table's `parts` order
-  f64:NAME       a float64 buffer of one element (status)
+  f64:NAME:SIZE  a float64 buffer of SIZE elements (1: status; snap: out_H, the energies,
+                 float64 in every precision; parts: one energy per part of H, in the
+                 table's `parts` order)
+  buf:maps:maps  the augmented (2n+1)^2 matrices of the scheme's exact linear flows, in the
+                 order of the table's `linear` list ({parts, c, grad}); the run-time fills it
+                 for each dt from the flows' gradient functions (`linear_<k>_<field>`)
+  buf:boris:3n   scratch of the Boris step (momentum probes, e B)
+  buf:bodies:kepler  (m_i, mu_i) of each body (row of 3) for each Kepler flow, in the order of
+                 the table's `kepler` list; the run-time reads them from `kepler_<k>_<field>`
+  carry:NAME:n   run state beyond q and p (sym-kahan's compensations kahan_q, kahan_p): a
+                 state-sized buffer of the precision's float type that the function reads and
+                 updates; zero at a fresh start, then handed from each call to the next
+                 (chunks, restarts), returned with the trajectory and written to the output
+
+Function results: `f64` (energy: evaluated in float64 in every precision).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tpc.dialects import ham
+from tpc.dialects import ham, sym
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
@@ -34,26 +46,40 @@ from xdsl.ir import Attribute
 ABI_ATTR = "tpc.abi"
 
 ENV = "env"
-RESULTS = {"energy": "real"}
+RESULTS = {"energy": "f64"}
 SIGNATURES: dict[str, list[str]] = {
     "energy": [ENV],
-    "energy_parts": [ENV, "buf:out:parts"],
+    "energy_parts": [ENV, "f64:out:parts"],
     "run": [ENV, "real:dt", "index:nsnap", "index:stride", "index:step0", "buf:out_q:snap_n",
-            "buf:out_p:snap_n", "buf:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
+            "buf:out_p:snap_n", "f64:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
 }
 
 
-def signature(name: str) -> list[str]:
-    if name.startswith("grad_"):
+def signature(name: str, linear: bool = False, kepler: bool = False,
+              boris: bool = False, carry: Sequence[str] = ()) -> list[str]:
+    if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
+    if name == "run":
+        return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
+                *(["buf:bodies:kepler"] if kepler else []),
+                *(["buf:boris:3n"] if boris else []), *[f"carry:{c}:n" for c in carry]]
     return SIGNATURES[name]
 
 
+def flow_table(scheme, fields: Sequence[str], op_type, prefix: str) -> list[dict]:
+    flows = [op for op in scheme.walk() if isinstance(op, op_type)]
+    return [{"parts": op.part_names, "c": op.c,
+             "grad": {f: f"{prefix}_{k}_{f}" for f in fields}} for k, op in enumerate(flows)]
+
+
 def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
-              fold: dict | None, scheme) -> StringAttr:
+              fold: dict | None, scheme, carry: Sequence[str] = ()) -> StringAttr:
     """The `tpc.abi` attribute for the exported functions of a lowered module."""
     q, p = system.state.names
-    exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")]
+    linear = flow_table(scheme, (q, p), sym.LinearOp, "linear")
+    kepler = flow_table(scheme, (q, p), sym.KeplerOp, "kepler")
+    exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")
+                or f.startswith(("linear_", "kepler_"))]
     table = {
         "system": system.sym_name.data,
         "precision": precision,
@@ -63,11 +89,18 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
-        "functions": {f: {"args": signature(f), "result": RESULTS.get(f)} for f in exported},
+        "functions": {f: {"args": signature(f, bool(linear), bool(kepler), any(
+                              isinstance(op, sym.BorisOp) for op in scheme.walk()), carry),
+                          "result": RESULTS.get(f)} for f in exported},
+        "linear": linear,
+        "kepler": kepler,
+        "carry": list(carry),
         "fold": fold,
         "scheme": {
             "integrator": _attr(scheme, "integrator"),
             "force_evals": _attr(scheme, "force_evals"),
+            "coefficients": [a.data for a in scheme.attributes["coefficients"].data]
+            if "coefficients" in scheme.attributes else [],
         },
     }
     return to_attr(table)

@@ -331,7 +331,7 @@ class DerivePart(RewritePattern):
         for old in [g for g in system.decls(ham.GradientOp) if g.part_name == op.part_name]:
             rewriter.erase(old)
         for wrt in read_facts(op).depends_on:
-            rewriter.insert_op(derive(system, op, wrt), InsertPoint.at_end(system.body.block))
+            rewriter.insert(derive(system, op, wrt), InsertPoint.at_end(system.body.block))
 
     def __init__(self):
         self.done: set[str] = set()

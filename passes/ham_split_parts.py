@@ -12,8 +12,9 @@ Algorithm, for each `ham.part @E` with `depends_on = [q, p]` and `separable = tr
      split does, while a value reads both fields: at an addition or subtraction, an operand
      that reads only the other field (for p: also one that reads nothing) is dropped, so
      a + b becomes a and a - b becomes -b or a.
-  3. Drop what is left unused, give the clones ham-degree's facts, and replace @E by @E_q,
-     @E_p in ham.hamiltonian.
+  3. Drop what is left unused, give the clones ham-degree's facts and `split_from = "E"` (an
+     integrator that names @E flows the two together), and replace @E by @E_q, @E_p in
+     ham.hamiltonian.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def split(part: ham.PartOp, system: ham.SystemOp, name: str, field: str) -> ham.
     q, p = system.state.names
     clone = part.clone()
     clone.sym_name = StringAttr(name)
+    clone.attributes["split_from"] = StringAttr(part.part_name)
     for key in _FACTS:
         clone.attributes.pop(key, None)
     block = clone.body.block
@@ -112,7 +114,7 @@ class SplitSeparablePart(RewritePattern):
         q, p = system.state.names
         name = op.part_name
         new = [split(op, system, _fresh(system, f"{name}_{f}"), f) for f in (q, p)]
-        rewriter.insert_op(new, InsertPoint.after(op))
+        rewriter.insert(new, InsertPoint.after(op))
         h = system.hamiltonian
         names = []
         for n in h.part_names:

@@ -3,9 +3,14 @@
 Algorithm, for each flow without a `kind`:
   1. The parts' `depends_on` (ham-degree), united: q alone -> `kick` (p moves, q does not, so
      the flow p -= c dt dV/dq is exact); p alone -> `drift` (q += c dt dT/dp, exact).
-  2. Both: in a scheme marked `exact`, `exact` when every part is quadratic (the flow is the
-     matrix exponential of a linear vector field), else the pass fails naming the part that is
-     not; otherwise `midpoint` (the implicit midpoint rule).
+  2. Both: in a scheme marked `exact`, `exact` when every part is quadratic (the flow of the
+     whole step is the matrix exponential of a linear vector field, folded), else the pass
+     fails naming the part that is not. Otherwise `linear` when every part is quadratic (the
+     exact flow of the parts, an affine map per stage: the interaction picture of a stiff
+     harmonic part); `kepler` when the parts are ham-kepler's kinetic and potential halves
+     of a sum of Kepler problems (the exact two-body flow); else `midpoint` (the implicit
+     midpoint rule). The midpoint integrator
+     sets `midpoint` itself: it asked for the rule, not for the flow.
   3. A flow of parts that depend on nothing moves nothing: `kick` of a zero gradient.
 """
 
@@ -70,6 +75,12 @@ def kind_of(system: ham.SystemOp, flow: sym.FlowOp, exact: bool) -> str:
         return "drift"
     if deps <= {q}:
         return "kick"
+    if all(f.quadratic for f in facts):
+        return "linear"
+    roles = [part.attributes.get("kepler") for part in flow_parts(system, flow)]
+    if all(isinstance(r, StringAttr) for r in roles) and {r.data for r in roles} == {
+            "kinetic", "potential"}:
+        return "kepler"
     return "midpoint"
 
 
@@ -88,7 +99,8 @@ class DecideFlowKind(RewritePattern):
 
 @dataclass(frozen=True)
 class SymFlowKindsPass(ModulePass):
-    """Decide how each sym.flow runs (kick, drift, midpoint, exact) from its parts' facts."""
+    """Decide how each sym.flow runs (kick, drift, linear, midpoint, exact) from its parts'
+    facts."""
 
     name = "sym-flow-kinds"
 

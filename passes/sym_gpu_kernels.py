@@ -9,13 +9,15 @@ sym-lower-loops keeps the func.funcs it finds and adds `run`, which ensemble_run
 
 ensemble_run -- many independent copies of one small system, one thread per member:
     ensemble_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
-                 out_q, out_p, out_H, g, work, status, count, params_stride, n)
+                 out_q, out_p, out_H, g, work, status, carry..., count, params_stride, n)
     member b = ctaid.x * ntid.x + tid.x; threads with b >= count return at once. With
     n = one member's state size (passed by the host, which knows it), member b owns
         q, p, g      [b*n,          (b+1)*n)          (state and gradient scratch)
+        carry...     [b*n,          (b+1)*n)          (the evolve's carried state: with
+                                                       sym-kahan, kahan_q and kahan_p)
         work         [b*3n,         (b+1)*3n)         (implicit-midpoint scratch)
         out_q, out_p [b*nsnap*n,    (b+1)*nsnap*n)    (snapshots, member-major)
-        out_H        [b*nsnap,      (b+1)*nsnap)
+        out_H        [b*nsnap,      (b+1)*nsnap)      (f64 in every precision)
         params       [b*params_stride, ...)           (params_stride 0: shared params)
     and runs the whole `run` time loop on them with status[b] as its status (f64,
     memref<?xf64>, in either precision: -1.0 when all went well, see sym-lower-loops).
@@ -54,14 +56,15 @@ pair_forces -- dH/dq in gather form, one thread per particle (row of the state),
 
 block_run -- many independent copies of a small system, one per BLOCK, one row per thread:
         block_run(q, p, params, inputs..., sizes..., dt, nsnap, stride, step0,
-                  out_q, out_p, status, params_stride)
-    member b = ctaid.x (q, p, out_q, out_p, params sliced as in ensemble_run, n = the state
+                  out_q, out_p, status, carry..., params_stride)
+    member b = ctaid.x (q, p, carry, out_q, out_p, params sliced as in ensemble_run, n = the state
     size computed from the sizes), thread k = tid.x owns row k (blockDim.x >= rows, at most
     MAX_TILE; threads with k >= rows only take part in the barriers). The whole `run` time
     loop runs in the kernel: the one TimeLoop of sym-lower-loops with the BlockMachine
     execution model: per sym.update, row k's gradient of the update's parts in gather form
     (the pair_forces lowering, tiles included), barrier (every thread has read the old
-    state), row k updated with the CPU run's axpy arithmetic, barrier. FSAL and the
+    state), row k updated with the CPU run's axpy arithmetic (compensated_add for a
+    compensated update, its compensation row in the carried buffer), barrier. FSAL and the
     closing kick at snapshot boundaries as in `run`; thread k writes its row of out_q/out_p
     at each snapshot. No energy (the runner's H is NaN). Status: status[b] (f64, -1.0 on entry)
     doubles as the block's flag: after each step each active thread checks its row
@@ -100,6 +103,8 @@ from tpc.passes.sym_lower_loops import (
     TimeLoop,
     bind_env,
     buf_type,
+    carry_buffer,
+    compensated_add,
     env_types,
     float_type,
     make_func,
@@ -172,12 +177,23 @@ def add_kernels(module: ModuleOp, precision: str = "f64") -> None:
     if _find(module, lambda f: f.sym_name.data == "ensemble_run") is not None:
         return
     scheme = _scheme(module, system)
-    kernels = gpu_kernel_module(system, ft, scheme)
+    exact = [op for op in scheme.walk() if isinstance(op, sym.LinearOp | sym.KeplerOp | sym.BorisOp)] \
+        if scheme is not None else []
+    if exact:
+        raise PassFailedException(
+            f"sym-gpu-kernels: integrator '{scheme.attributes['integrator'].data}' flows "
+            f"parts {exact[0].parts} exactly ({exact[0].name}), which GPU kernels do not run "
+            "yet; run it on the CPU, or name the parts so that each flow is a kick or a drift")
+    carry = _carry(module, system)
+    kernels = gpu_kernel_module(system, ft, scheme, carry)
     for op in list(kernels.ops):
         op.detach()
         module.body.block.add_op(op)
     if scheme is not None and steppable(scheme):
-        module.body.block.add_op(build_ensemble_run(system, ft))
+        module.body.block.add_op(build_ensemble_run(system, ft, len(carry)))
+        # `run` comes from sym-lower-loops; declared here so the module verifies in between.
+        module.body.block.add_op(func.FuncOp.external(
+            "run", run_types(system, ft, ncarry=len(carry)), []))
 
 
 @dataclass(frozen=True)
@@ -191,17 +207,20 @@ class SymGpuKernelsPass(ModulePass):
         add_kernels(op, self.precision)
 
 
-def build_ensemble_run(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
+def build_ensemble_run(system: ham.SystemOp, ft: Attribute = f64,
+                       ncarry: int = 0) -> func.FuncOp:
     """The ensemble_run kernel around `run` (signature in the module header)."""
     n_env = len(env_types(system, ft))
-    run_in = run_types(system, ft)
-    types = [*run_in[:-1], BUF, INDEX, INDEX, INDEX]  # status: f64, one per member
+    run_in = run_types(system, ft, ncarry=ncarry)  # status (f64): one per member, as in run
+    types = [*run_in, INDEX, INDEX, INDEX]
     block = Block(arg_types=types)
     b = _B(block)
     args = list(block.args)
     env = args[:n_env]
     dt, nsnap, stride, step0, out_q, out_p, out_h, g, work = args[n_env:n_env + 9]
-    status, count, pstride, n = args[n_env + 9:]
+    status = args[n_env + 9]
+    carry = args[n_env + 10:n_env + 10 + ncarry]
+    count, pstride, n = args[n_env + 10 + ncarry:]
     q, p, params = env[:3]
 
     member = b(arith.AddiOp(b(arith.MuliOp(b.sreg("ctaid.x"), b.sreg("ntid.x"))),
@@ -217,7 +236,8 @@ def build_ensemble_run(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp
     new_env = [t.offset(q, bn), t.offset(p, bn), t.offset(params, bp), *env[3:]]
     t(func.CallOp("run", [*new_env, dt, nsnap, stride, step0, t.offset(out_q, bsn),
                           t.offset(out_p, bsn), t.offset(out_h, bs), t.offset(g, bn),
-                          t.offset(work, b3n), t.offset(status, member)], []))
+                          t.offset(work, b3n), t.offset(status, member),
+                          *[t.offset(c, bn) for c in carry]], []))
     t(scf.YieldOp())
     b(scf.IfOp(inside, [], Region(then), Region(Block([scf.YieldOp()]))))
     b(func.ReturnOp())
@@ -368,6 +388,10 @@ def gather_plan(system: ham.SystemOp, field: str, parts=None) -> GatherPlan:
                 raise GatherUnsupported("a loop that does not run over all rows")
             if isinstance(op, ham.PairSumOp) and op.kind.data not in ("lt", "ne"):
                 raise GatherUnsupported(f"pair kind '{op.kind.data}'")
+            if op.results:
+                # a sum over all rows that every row's gradient reads (|sum p|^2 / 2m):
+                # each thread would need the whole reduction first
+                raise GatherUnsupported("a reduction over all rows inside the gradient")
             owns = (0,) if isinstance(op, ham.SumOp) else (0, 1)
             roles = [r for own in owns if (r := _role(system, op, own, rows)) is not None]
             loops.append((op, roles))
@@ -679,7 +703,8 @@ def _system(module: ModuleOp) -> ham.SystemOp | None:
     return systems[0] if systems else None
 
 
-def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64, scheme=None) -> ModuleOp:
+def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64, scheme=None,
+                      carry: list[str] | None = None) -> ModuleOp:
     """pair_forces (when dH/dq has a pair sum in gather form), block_run (when `scheme` is
     given and block_unsupported says nothing) and their shared arrays; an empty module when
     neither can be built."""
@@ -691,7 +716,7 @@ def gpu_kernel_module(system: ham.SystemOp, ft: Attribute = f64, scheme=None) ->
         funcs.append(build_gather_kernel(plans[0], "pair_forces", ft))
     if scheme is not None and block_unsupported(system, scheme) is None:
         plans += list(_update_plans(system, scheme).values())
-        funcs.append(build_block_run(system, scheme, ft))
+        funcs.append(build_block_run(system, scheme, ft, carry or []))
     if not funcs:
         return ModuleOp([])
     return ModuleOp([*_shared_globals(plans, ft), *funcs])
@@ -721,8 +746,10 @@ class BlockMachine:
     then a barrier makes the status visible to every row."""
 
     def __init__(self, system: ham.SystemOp, scheme, env: Env, ft: Attribute, gpu: bool,
-                 e: Emitter, out_q, out_p, status, at, n, g=None):
+                 e: Emitter, out_q, out_p, status, at, n, g=None,
+                 carry: dict[str, SSAValue] | None = None):
         self.env, self.ft, self.gpu = env, ft, gpu
+        self.carry = carry or {}
         self.out_q, self.out_p, self.status, self.at, self.n, self.g = (
             out_q, out_p, status, at, n, g)
         self.plans = _update_plans(system, scheme)
@@ -753,13 +780,20 @@ class BlockMachine:
         if plan is None:
             return  # the parts do not depend on the field
         target = self.env.q if op.target_name == self.q_name else self.env.p
+        comp = carry_buffer(self.carry, op)
         rs = self.rs
 
         def update(ie: Emitter, k: SSAValue, vals: list[SSAValue]) -> None:
             base = ie.imul(k, ie.i(rs))
             for c, v in enumerate(vals):
                 at = ie.iadd(base, ie.i(c))
-                ie.store(ie.add(ie.load(target, at), ie.mul(a, v)), target, at)
+                if comp is None:
+                    ie.store(ie.add(ie.load(target, at), ie.mul(a, v)), target, at)
+                    continue
+                x, err = compensated_add(ie, ie.load(target, at), ie.mul(a, v),
+                                         ie.load(comp, at))
+                ie.store(x, target, at)
+                ie.store(err, comp, at)
 
         if self.gpu:
             vals = _emit_gather(plan, e, self.env, self.kc, gpu=True, tid=self.k)
@@ -842,17 +876,20 @@ def block_unsupported(system: ham.SystemOp, scheme) -> str | None:
     return None
 
 
-def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.FuncOp:
+def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64,
+                    carry: list[str] | tuple = ()) -> func.FuncOp:
     """The block_run kernel (signature in the module header): one member per block."""
     buf = buf_type(ft)
-    types = [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, INDEX]
+    types = [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF,
+             *[buf] * len(carry), INDEX]
     block = Block(arg_types=types)
     e = Emitter(block, ft)
     b = _B(block)
     n_env = len(env_types(system, ft))
     args = list(block.args)
     env0 = bind_env(system, args[:n_env])
-    dt, nsnap, stride, step0, out_q, out_p, status, pstride = args[n_env:]
+    dt, nsnap, stride, step0, out_q, out_p, status = args[n_env:n_env + 7]
+    carried, pstride = args[n_env + 7:-1], args[-1]
     member = b.sreg("ctaid.x")
     n = state_size(env0, e)
     bn = e.imul(member, n)
@@ -860,7 +897,8 @@ def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.F
     env = bind_env(system, [b.offset(env0.q, bn), b.offset(env0.p, bn),
                             b.offset(env0.params, e.imul(member, pstride)), *args[3:n_env]])
     machine = BlockMachine(system, scheme, env, ft, True, e, b.offset(out_q, bsn),
-                           b.offset(out_p, bsn), status, member, n)
+                           b.offset(out_p, bsn), status, member, n,
+                           carry={c: b.offset(v, bn) for c, v in zip(carry, carried)})
     TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
     e(func.ReturnOp())
     fn = func.FuncOp("block_run", (types, []), Region(block))
@@ -868,23 +906,37 @@ def build_block_run(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.F
     return fn
 
 
-def build_block_host(system: ham.SystemOp, scheme, ft: Attribute = f64) -> func.FuncOp:
-    """block_run_host(env..., dt, nsnap, stride, step0, out_q, out_p, g, status): the same
-    schedule for one member on the CPU (rows in sequence per phase; status[0], f64)."""
+def build_block_host(system: ham.SystemOp, scheme, ft: Attribute = f64,
+                     carry: list[str] | tuple = ()) -> func.FuncOp:
+    """block_run_host(env..., dt, nsnap, stride, step0, out_q, out_p, g, status, carry...):
+    the same schedule for one member on the CPU (rows in sequence per phase; status[0],
+    f64)."""
     buf = buf_type(ft)
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         n_env = len(env_types(system, ft))
         env = bind_env(system, args[:n_env])
-        dt, nsnap, stride, step0, out_q, out_p, g, status = args[n_env:]
+        dt, nsnap, stride, step0, out_q, out_p, g, status = args[n_env:n_env + 8]
         machine = BlockMachine(system, scheme, env, ft, False, e, out_q, out_p, status,
-                               e.i(0), state_size(env, e), g)
+                               e.i(0), state_size(env, e), g,
+                               carry=dict(zip(carry, args[n_env + 8:])))
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
     return make_func("block_run_host",
-                     [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, BUF],
+                     [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, BUF,
+                      *[buf] * len(carry)],
                      [], body, private=False, ft=ft)
+
+
+def _carry(module: ModuleOp, system: ham.SystemOp) -> list[str]:
+    """The carried run state of the system's sym.evolve (sym-kahan's compensations)."""
+    scheme = _scheme(module, system)
+    for op in module.ops:
+        if isinstance(op, sym.EvolveOp) and scheme is not None \
+                and op.scheme.string_value() == scheme.sym_name.data:
+            return op.carry_names
+    return []
 
 
 def _scheme(module: ModuleOp, system: ham.SystemOp):
@@ -905,4 +957,4 @@ def block_host_module(module: ModuleOp, ft: Attribute = f64) -> ModuleOp:
     scheme = _scheme(module, system) if system is not None else None
     if system is None or block_unsupported(system, scheme) is not None:
         return ModuleOp([])
-    return ModuleOp([build_block_host(system, scheme, ft)])
+    return ModuleOp([build_block_host(system, scheme, ft, _carry(module, system))])

@@ -1,17 +1,24 @@
 """sym-integrator: build the time step of the chosen integrator as a `sym.scheme` of flows.
 
+The integrator is a specification (tpc.passes.methods): a method name, optionally over named
+parts of H (`leapfrog(A, B, C)`, `yoshida6(Vweak, T + Vtrap)`), a synthesized composition
+(`compose(order = 6, stages = 7)`, `compose(A, B, order = 4, stages = 6)`) or a multiple-time-
+step scheme (`respa(slow = Vpair, fast = T + Vbond, inner = 10)`).
+
 Algorithm:
-  1. Sort H's parts by ham-degree's `depends_on`: parts of q alone (and constant parts) form
-     the potential side V, parts of p alone the kinetic side T; a part of both is non-separable.
-  2. leapfrog is Strang splitting with V outermost: flow(V, 1/2) flow(T, 1) flow(V, 1/2)
-     (Stormer-Verlet). yoshidaN composes the order-(N-2) method with itself by the triple jump
-     S(w1 h) S(w0 h) S(w1 h), where w1 = 1 / (2 - 2^(1/(N-1))) and w0 = 1 - 2 w1: each level
-     raises a symmetric method's order by two. An explicit splitting needs every part to be
-     separable; otherwise the pass fails, naming the part and its location.
-  3. midpoint flows all of H at once, composed the same way for yoshidaN-style orders; exact
-     is one flow of all of H for the whole step (the scheme is marked `exact`; sym-flow-kinds
-     checks that H is quadratic and sym-fold-linear builds its matrix exponential).
+  1. Read H's parts and ham-degree's `depends_on`: parts of q alone (and constant parts) form
+     the automatic potential side V, parts of p alone the kinetic side T; a part of both is
+     non-separable. A method without parts splits H into (V, T), V outermost, and fails,
+     naming the part and its location, when a part couples q and p.
+  2. leapfrog(t1, ..., tk) is Strang splitting with t1 outermost: t1/2 ... tk ... t1/2.
+     yoshida4/6/8 compose it with Yoshida's coefficients and compose(...) with synthesized
+     ones (tpc.passes.compositions solves the order conditions); respa flows `slow` for half
+     a step on either side of `inner` steps (a sym.repeat) of the fast sub-scheme at dt/inner.
+  3. midpoint flows all of H at once; exact is one flow of all of H for the whole step (the
+     scheme is marked `exact`; sym-flow-kinds checks that H is quadratic and sym-fold-linear
+     builds its matrix exponential).
   4. Emit the scheme after the system and a `sym.evolve` time loop that saves q, p and H.
+     The scheme records `integrator` (the specification) and `order`.
 """
 
 from __future__ import annotations
@@ -19,9 +26,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tpc.dialects import ham, sym
+from tpc.passes import compositions, methods
 from tpc.passes.ham_degree import describe, read_facts
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, UnitAttr, i64
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    UnitAttr,
+    i64,
+)
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -32,74 +48,96 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import PassFailedException
 
-ORDERS = {"leapfrog": 2, "midpoint": 2, "yoshida4": 4, "yoshida6": 6, "yoshida8": 8, "exact": 0}
 
-
-def composition_weights(order: int) -> list[float]:
-    """Step fractions of the recursive triple jump that lifts a 2nd-order method to `order`."""
-    weights = [1.0]
-    for k in range(4, order + 1, 2):
-        w1 = 1.0 / (2.0 - 2.0 ** (1.0 / (k - 1)))
-        w0 = 1.0 - 2.0 * w1
-        weights = [w * f for f in (w1, w0, w1) for w in weights]
-    return weights
-
-
-def sides(system: ham.SystemOp) -> tuple[list[str], list[str], list[ham.PartOp]]:
-    """(V parts, T parts, non-separable parts) of the system's H, in H's order."""
+def sides(system: ham.SystemOp) -> methods.Sides:
+    """H's parts as the method builder sees them: in H's order, by the fields they read, and
+    the names that stand for several parts (a `let` of parts; a part ham-split-parts split)."""
     q, p = system.state.names
     v, t, mixed = [], [], []
-    for name in system.hamiltonian.part_names:
+    names = system.hamiltonian.part_names
+    for name in names:
+        deps = read_facts(system.part(name)).depends_on
+        (mixed if len(deps) == 2 else t if deps == (p,) else v).append(name)
+    groups: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        origin = system.part(name).attributes.get("split_from")
+        if isinstance(origin, StringAttr):
+            groups.setdefault(origin.data, ())
+            groups[origin.data] += (name,)
+    lets = system.hamiltonian.attributes.get("groups")
+    if isinstance(lets, DictionaryAttr):
+        for key, val in lets.data.items():
+            if isinstance(val, ArrayAttr):
+                groups[key] = tuple(n for x in val.data for n in _current(x.string_value(),
+                                                                           groups, names))
+    magnetic = tuple(n for n in names if "magnetic" in system.part(n).attributes)
+    return methods.Sides(tuple(names), tuple(v), tuple(t), tuple(mixed), groups, magnetic)
+
+
+def _current(name: str, groups, names) -> tuple[str, ...]:
+    """A part a `let` group names, after ham-split-parts may have split it."""
+    return (name,) if name in names else groups.get(name, (name,))
+
+
+def mixed_part_error(system: ham.SystemOp, integrator: str):
+    def error(name: str, offset: int) -> Exception:
         part = system.part(name)
-        deps = read_facts(part).depends_on
-        if len(deps) == 2:
-            mixed.append(part)
-        elif deps == (p,):
-            t.append(name)
-        else:
-            v.append(name)
-    return v, t, mixed
+        return methods.MethodError(
+            f"integrator '{integrator}' is an explicit splitting, but part @{name} of H "
+            f"({describe(part)}) couples q and p, so its flow is not a kick or a drift and "
+            "the split method would not be symplectic; use integrator = midpoint, or name "
+            "the parts to flow (e.g. leapfrog(A, B), where a part of both is flowed by the "
+            "implicit midpoint rule)", offset)
+    return error
 
 
-def splitting_flows(system: ham.SystemOp, integrator: str, weights: list[float]) -> list:
-    v, t, mixed = sides(system)
-    if mixed:
-        part = mixed[0]
-        raise PassFailedException(
-            f"integrator '{integrator}' is an explicit splitting, but part @{part.part_name} "
-            f"of H ({describe(part)}) couples q and p, so its flow is not a kick or a drift and "
-            "the split method would not be symplectic; use integrator = midpoint"
-        )
-    if not v and not t:
-        v = system.hamiltonian.part_names
-    stages = []
-    for w in weights:
-        if v:
-            stages.append(sym.FlowOp(v, w / 2))
-        if t:
-            stages.append(sym.FlowOp(t, w))
-        if v:
-            stages.append(sym.FlowOp(v, w / 2))
-    return stages
+class Coefficients:
+    """The composition coefficients the builder asks for (tpc.passes.compositions)."""
+
+    def named(self, name: str) -> tuple[list[float], str]:
+        order = int(name[-1])
+        m = compositions.triple_jump(order) if name.startswith("triple_jump") else \
+            compositions.yoshida(order)
+        return list(m.weights), m.describe()
+
+    def composition(self, order: int, stages: int) -> tuple[list[float], str]:
+        m = compositions.symmetric_composition(order, stages)
+        return list(m.weights), m.describe()
+
+    def splitting(self, order: int, stages: int) -> tuple[list, str]:
+        m = compositions.splitting_method(order, stages)
+        return list(m.sequence), m.describe()
+
+
+def plan(system: ham.SystemOp, integrator: str) -> methods.Scheme:
+    """The scheme of `integrator` for `system`; MethodError (with an offset into the
+    specification) when it cannot be built."""
+    spec = methods.parse(integrator)
+    builder = methods.Builder(sides(system), Coefficients(), mixed_part_error(system, integrator))
+    return builder.build(spec)
+
+
+def _ops(stages) -> list:
+    return [sym.FlowOp(s.parts, s.c, s.kind) if isinstance(s, methods.Flow)
+            else sym.RepeatOp(s.n, _ops(s.stages)) for s in stages]
+
+
+def scheme_name(integrator: str) -> str:
+    return methods.parse(integrator).name
 
 
 def build_scheme(system: ham.SystemOp, integrator: str) -> sym.SchemeOp:
-    if integrator not in ORDERS:
-        raise PassFailedException(f"sym-integrator: unknown integrator '{integrator}'")
-    order = ORDERS[integrator]
-    weights = composition_weights(order)
-    everything = system.hamiltonian.part_names
-    extra = {}
-    if integrator == "exact":
-        stages = [sym.FlowOp(everything, 1.0)]
-        extra["exact"] = UnitAttr()
-    elif integrator == "midpoint":
-        stages = [sym.FlowOp(everything, w) for w in weights]
-    else:
-        stages = splitting_flows(system, integrator, weights)
+    try:
+        scheme = plan(system, integrator)
+    except methods.MethodError as e:
+        raise PassFailedException(f"sym-integrator: {e}") from None
+    extra = {"exact": UnitAttr()} if scheme.exact else {}
+    if scheme.notes:
+        extra["coefficients"] = ArrayAttr([StringAttr(n) for n in scheme.notes])
+    spec = str(methods.parse(integrator))
     return sym.SchemeOp(
-        integrator, system.sym_name.data, stages, order=IntegerAttr(order, i64),
-        integrator=StringAttr(integrator), **extra,
+        scheme_name(integrator), system.sym_name.data, _ops(scheme.stages),
+        order=IntegerAttr(scheme.order, i64), integrator=StringAttr(spec), **extra,
     )
 
 
@@ -115,7 +153,7 @@ class BuildScheme(RewritePattern):
                for s in module.body.block.ops):
             return
         scheme = build_scheme(op, self.integrator)
-        rewriter.insert_op([scheme, sym.EvolveOp(scheme.sym_name.data)], InsertPoint.after(op))
+        rewriter.insert([scheme, sym.EvolveOp(scheme.sym_name.data)], InsertPoint.after(op))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ One rewrite pattern per flow kind (MLIR Toy chapter 5 style); the CPU time loop 
 kernels both lower only what this pass produces:
   kick  [V] c  ->  sym.update @p, -c, [V] wrt @q        (p -= c dt dV/dq)
   drift [T] c  ->  sym.update @q,  c, [T] wrt @p        (q += c dt dT/dp)
+  linear       ->  sym.linear [parts] c                 (z <- M z + b, M built at run time)
+  kepler       ->  sym.kepler [parts] c                 (each body on its conic)
+  boris        ->  sym.boris [parts] c                  (the Boris pusher)
   midpoint     ->  sym.midpoint [parts] c               (the implicit stage, iterated)
   exact        ->  kept: only the folded time loop (sym.propagate, method expm) runs it.
 A flow without a kind is an error (run sym-flow-kinds first).
@@ -58,6 +61,27 @@ class LowerMidpoint(RewritePattern):
             rewriter.replace(op, sym.MidpointOp(op.part_names, op.c))
 
 
+class LowerLinear(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "linear":
+            rewriter.replace(op, sym.LinearOp(op.part_names, op.c))
+
+
+class LowerKepler(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "kepler":
+            rewriter.replace(op, sym.KeplerOp(op.part_names, op.c))
+
+
+class LowerBoris(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
+        if op.kind_name == "boris":
+            rewriter.replace(op, sym.BorisOp(op.part_names, op.c))
+
+
 class RequireKind(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
@@ -68,11 +92,12 @@ class RequireKind(RewritePattern):
 
 @dataclass(frozen=True)
 class SymLowerFlowsPass(ModulePass):
-    """Lower each sym.flow to its state updates (sym.update, sym.midpoint)."""
+    """Lower each sym.flow to its state updates (sym.update, sym.linear, sym.midpoint)."""
 
     name = "sym-lower-flows"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(GreedyRewritePatternApplier(
-            [RequireKind(), LowerKick(), LowerDrift(), LowerMidpoint()]
+            [RequireKind(), LowerKick(), LowerDrift(), LowerLinear(), LowerKepler(),
+             LowerBoris(), LowerMidpoint()]
         )).rewrite_module(op)

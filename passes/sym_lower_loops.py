@@ -25,12 +25,25 @@ Algorithm:
      raised to max(tol, 4 eps32) and the round-off stall threshold to 64 eps32 (eps32 =
      2^-23): the f64 values (1e-15, 1e-10) are below f32 round-off. The finiteness check
      x * 0 == 0 holds in either type. f64 output is unchanged by the option.
+  7. `energy` computes in float64 whatever the precision: it reads the buffers of type T and
+     widens every value (the state, params, inputs; the literals rounded to T first, so it is
+     the energy of the very system the f32 code integrates), and returns an f64; `run` writes
+     it into an f64 `out_H`. A snapshot's H thus carries no f32 evaluation error on top of the
+     f32 state's, so the energy error that is reported is that of the trajectory.
+  8. Compensated updates (`sym.update ... kahan @buf`, from sym-kahan): the evolve's `carry`
+     buffers are extra arguments of `run` after `status` (ABI role `carry:NAME:n`), and each
+     element update x += d, d = a * g, becomes (Kahan-Babuska-Neumaier, see sym-kahan)
+         y = d + c;  s = x + y;  b = s - x;  c = (x - (s - b)) + (y - b);  x = s
+     (`compensated_add`), in that order and without fast-math flags: the plain IEEE operations
+     are all LLVM and NVPTX may use, so neither reassociates nor contracts them.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import copysign, inf, isfinite
 
 from tpc.dialects import ham, sym
 from tpc.passes.abi import ABI_ATTR, abi_table
@@ -75,6 +88,16 @@ def float_type(precision: str) -> Attribute:
 def buf_type(ft: Attribute = f64) -> MemRefType:
     """The flat buffer type memref<?xft>."""
     return BUF if ft == f64 else MemRefType(ft, [DYNAMIC_INDEX])
+
+
+def round_to(value: float, ft: Attribute) -> float:
+    """`value` rounded to the float type ft (to nearest; beyond f32's range, infinite)."""
+    if ft != f32 or not isfinite(value):
+        return value
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return copysign(inf, value)
 
 
 class Emitter:
@@ -181,6 +204,8 @@ class RegionLowering:
         self.values: dict[SSAValue, Scalars] = {}
         self.emit = emit
         self.grad_out = grad_out
+        # The float type of the buffers; the arithmetic (emit.ft) may be wider (energy in f64).
+        self.storage = env.params.type.element_type
         params = [op.sym_name.data for op in env.system.decls(ham.ParamOp)]
         self.param_index = {name: k for k, name in enumerate(params)}
         q, p = env.system.state.names
@@ -202,6 +227,16 @@ class RegionLowering:
 
     def get(self, v: SSAValue) -> Scalars:
         return self.values[v]
+
+    def read(self, buf: SSAValue, idx: SSAValue, e: Emitter) -> SSAValue:
+        """buf[idx] as a value of the arithmetic's type (widened when the buffer is narrower)."""
+        v = e.load(buf, idx)
+        return v if buf.type.element_type == e.ft else e(arith.ExtFOp(v, e.ft))
+
+    def const(self, value: float, e: Emitter) -> SSAValue:
+        """A literal of the ham IR (f64) as the generated code sees it: rounded to the buffers'
+        type, as every stored value is, then held in the arithmetic's type."""
+        return e.f(round_to(value, self.storage))
 
     def block(self, block: Block, e: Emitter) -> list[Scalars]:
         """Lower every op of `block` into `e`; return the lowered values of its ham.yield."""
@@ -228,12 +263,12 @@ class RegionLowering:
             set1(*[e(fn(*[c[k] for c in cols])) for k in range(width)])
 
         match op:
-            case arith.ConstantOp() if isinstance(op.value, FloatAttr) and op.value.type != e.ft:
-                set1(e.f(op.value.value.data))  # the ham IR is f64: round to the target type
-            case arith.ConstantOp() if isinstance(op.value, FloatAttr | IntegerAttr):
+            case arith.ConstantOp() if isinstance(op.value, FloatAttr):
+                set1(self.const(op.value.value.data, e))
+            case arith.ConstantOp() if isinstance(op.value, IntegerAttr):
                 set1(e(op.clone()))
             case arith.ConstantOp():
-                set1(*[e.f(v) for v in op.value.get_values()])
+                set1(*[self.const(v, e) for v in op.value.get_values()])
             case arith.AddiOp() | arith.SubiOp() | arith.MuliOp():
                 set1(e(type(op)(x[0][0], x[1][0])))
             case arith.AddfOp() | arith.SubfOp() | arith.MulfOp() | arith.DivfOp():
@@ -246,7 +281,7 @@ class RegionLowering:
                 lanes(type(op))
             case ham.ParamRefOp():
                 idx = self.param_index[op.param.string_value()]
-                set1(e.load(self.env.params, e.i(idx)))
+                set1(self.read(self.env.params, e.i(idx), e))
             case ham.DimOp():
                 set1(self.env.sizes[op.size.string_value()])
             case ham.LoadOp():
@@ -254,7 +289,7 @@ class RegionLowering:
                 base = self.flat_index(name, op.indices, e)
                 width = len(self.get_width(op.result.type))
                 comps = [base if k == 0 else e.iadd(base, e.i(k)) for k in range(width)]
-                set1(*[e.load(self.buffers[name], c) for c in comps])
+                set1(*[self.read(self.buffers[name], c, e) for c in comps])
             case ham.AccumulateOp():
                 name = op.field.string_value()
                 base = self.flat_index(name, op.indices, e)
@@ -359,7 +394,8 @@ def make_func(name: str, inputs: list[Attribute], outputs: list[Attribute],
 
 
 def lower_energy(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
-    """energy(env...) = the sum of H's parts, in ham.hamiltonian's order."""
+    """energy(env...) = the sum of H's parts, in ham.hamiltonian's order, computed in f64 from
+    buffers of type ft (header, step 7)."""
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         env = bind_env(system, args)
         total = None
@@ -368,12 +404,13 @@ def lower_energy(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
             total = v if total is None else e.add(total, v)
         return [total]
 
-    return make_func("energy", env_types(system, ft), [ft], body, private=False, ft=ft)
+    return make_func("energy", env_types(system, ft), [f64], body, private=False, ft=f64)
 
 
 def lower_energy_parts(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
     """energy_parts(env..., out): out[k] = the energy of H's k-th part (ham.hamiltonian's
-    order), so that a non-finite H can be traced to the part that makes it so."""
+    order), in f64 like `energy`, so that a non-finite H can be traced to the part that makes
+    it so."""
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         env = bind_env(system, args[:-1])
         for k, name in enumerate(system.hamiltonian.part_names):
@@ -381,8 +418,8 @@ def lower_energy_parts(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp
             e.store(v, args[-1], e.i(k))
         return []
 
-    return make_func("energy_parts", [*env_types(system, ft), buf_type(ft)], [], body,
-                     private=False, ft=ft)
+    return make_func("energy_parts", [*env_types(system, ft), BUF], [], body, private=False,
+                     ft=f64)
 
 
 def part_grad_name(part: str, wrt: str) -> str:
@@ -430,6 +467,124 @@ def lower_total_gradient(system: ham.SystemOp, wrt: str, ft: Attribute = f64) ->
                      private=False, ft=ft)
 
 
+# ----------------------------------------------------------------------------- Kepler flow
+
+STUMPFF_TERMS = 14  # the series for |z| < 1: the last term is below 1 / 30!
+
+
+def stumpff(e: Emitter, z: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """c2(z) = (1 - cos sqrt z) / z, c3(z) = (sqrt z - sin sqrt z) / sqrt z^3, continued to
+    z <= 0 by cosh/sinh; Taylor series for |z| < 1, where the closed forms cancel."""
+    s2, s3 = e.f(0.0), e.f(0.0)
+    fact2 = [1.0 / _factorial(2 * k + 2) for k in range(STUMPFF_TERMS)]
+    fact3 = [1.0 / _factorial(2 * k + 3) for k in range(STUMPFF_TERMS)]
+    mz = e(arith.NegfOp(z))
+    for k in reversed(range(STUMPFF_TERMS)):  # Horner in -z
+        s2 = e.add(e.f(fact2[k]), e.mul(mz, s2))
+        s3 = e.add(e.f(fact3[k]), e.mul(mz, s3))
+    small = e(arith.CmpfOp(e(math.AbsFOp(z)), e.f(1.0), "olt"))
+    ft = e.ft
+
+    def closed(ce: Emitter) -> list:
+        def ell(te: Emitter) -> list:
+            r = te(math.SqrtOp(z))
+            return [te.div(te.sub(te.f(1.0), te(math.CosOp(r))), z),
+                    te.div(te.sub(r, te(math.SinOp(r))), te.mul(r, z))]
+
+        def hyp(he: Emitter) -> list:
+            az = he(arith.NegfOp(z))
+            r = he(math.SqrtOp(az))
+            return [he.div(he.sub(he(math.CoshOp(r)), he.f(1.0)), az),
+                    he.div(he.sub(he(math.SinhOp(r)), r), he.mul(r, az))]
+
+        return ce.if_(ce(arith.CmpfOp(z, ce.f(0.0), "ogt")), ell, hyp, [ft, ft])
+
+    c2, c3 = e.if_(small, lambda se: [s2, s3], closed, [ft, ft])
+    return c2, c3
+
+
+def _factorial(n: int) -> float:
+    out = 1.0
+    for k in range(2, n + 1):
+        out *= k
+    return out
+
+
+def kepler_step(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
+                h: SSAValue) -> tuple[Scalars, Scalars]:
+    """The two-body flow for time h of (x, v) about mu, in universal variables (Bate, Mueller
+    and White; Danby): solve sigma0 chi^2 c2 + (1 - alpha r0) chi^3 c3 + r0 chi = sqrt(mu) h
+    for chi by Laguerre's method (Conway 1986, globally convergent for this equation), then
+    the Lagrange coefficients f, g, f', g'. An elliptic orbit's h is first reduced by whole
+    periods, which changes nothing but keeps chi small."""
+    ft = e.ft
+    one, zero = e.f(1.0), e.f(0.0)
+    r0 = e(math.SqrtOp(e.add(e.add(e.mul(x[0], x[0]), e.mul(x[1], x[1])), e.mul(x[2], x[2]))))
+    v2 = e.add(e.add(e.mul(v[0], v[0]), e.mul(v[1], v[1])), e.mul(v[2], v[2]))
+    rv = e.add(e.add(e.mul(x[0], v[0]), e.mul(x[1], v[1])), e.mul(x[2], v[2]))
+    sqmu = e(math.SqrtOp(mu))
+    sigma0 = e.div(rv, sqmu)
+    alpha = e.sub(e.div(e.f(2.0), r0), e.div(v2, mu))
+    beta = e.sub(one, e.mul(alpha, r0))  # 1 - alpha r0
+    elliptic = e(arith.CmpfOp(alpha, zero, "ogt"))
+    period = e.div(e.f(2.0 * 3.141592653589793),
+                   e.mul(sqmu, e.mul(alpha, e(math.SqrtOp(e(math.AbsFOp(alpha)))))))
+    turns = e(math.FloorOp(e.add(e.div(h, period), e.f(0.5))))
+    t = e(arith.SelectOp(elliptic, e.sub(h, e.mul(turns, period)), h))
+    sqmu_t = e.mul(sqmu, t)
+    chi0 = e(arith.SelectOp(elliptic, e.mul(sqmu_t, alpha), e.div(sqmu_t, r0)))
+
+    def fun(b: Emitter, chi: SSAValue):
+        z = b.mul(alpha, b.mul(chi, chi))
+        c2, c3 = stumpff(b, z)
+        chi2 = b.mul(chi, chi)
+        f0 = b.add(b.add(b.mul(sigma0, b.mul(chi2, c2)), b.mul(beta, b.mul(chi2, b.mul(chi, c3)))),
+                   b.sub(b.mul(r0, chi), sqmu_t))
+        f1 = b.add(b.add(b.mul(sigma0, b.mul(chi, b.sub(one, b.mul(z, c3)))),
+                         b.mul(beta, b.mul(chi2, c2))), r0)
+        f2 = b.add(b.mul(sigma0, b.sub(one, b.mul(z, c2))),
+                   b.mul(beta, b.mul(chi, b.sub(one, b.mul(z, c3)))))
+        return z, c2, c3, f0, f1, f2
+
+    tol = 4e-16 if ft == f64 else 4 * EPS32
+    max_iter = 64
+    before = Block(arg_types=[INDEX, ft, i1])
+    be = Emitter(before, ft)
+    it, chi, done = before.args
+    go = be(arith.AndIOp(be(arith.CmpiOp(it, be.i(max_iter), "slt")),
+                         be(arith.XOrIOp(done, be(arith.ConstantOp(IntegerAttr(1, i1)))))))
+    be(scf.ConditionOp(go, it, chi, done))
+    after = Block(arg_types=[INDEX, ft, i1])
+    ae = Emitter(after, ft)
+    it2, chi2, _ = after.args
+    _z, _c2, _c3, f0, f1, f2 = fun(ae, chi2)
+    n = 5.0
+    disc = ae(math.AbsFOp(ae.sub(ae.mul(ae.f((n - 1) ** 2), ae.mul(f1, f1)),
+                                 ae.mul(ae.f(n * (n - 1)), ae.mul(f0, f2)))))
+    root = ae(math.SqrtOp(disc))
+    denom = ae.add(f1, ae(math.CopySignOp(root, f1)))
+    delta = ae.div(ae.mul(ae.f(n), f0), denom)
+    new = ae.sub(chi2, delta)
+    small = ae(arith.CmpfOp(ae(math.AbsFOp(delta)),
+                            ae.mul(ae.f(tol), ae.add(one, ae(math.AbsFOp(new)))), "ole"))
+    ae(scf.YieldOp(ae.iadd(it2, ae.i(1)), new, small))
+    loop = scf.WhileOp([e.i(0), chi0, e(arith.ConstantOp(IntegerAttr(0, i1)))],
+                       [INDEX, ft, i1], Region(before), Region(after))
+    e(loop)
+    chi = loop.results[1]
+    z, c2, c3, _f0, r, _f2 = fun(e, chi)
+    chi2 = e.mul(chi, chi)
+    # f - 1 and g' - 1 directly, and x + (change): rounding 1 - small first would bias the
+    # energy by a few ulps per step, which over 1e5 steps is a visible drift of the phase.
+    fm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r0)))
+    g = e.sub(t, e.div(e.mul(chi2, e.mul(chi, c3)), sqmu))
+    fd = e.mul(e.div(sqmu, e.mul(r, r0)), e.mul(chi, e.sub(e.mul(z, c3), one)))
+    gdm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r)))
+    x1 = [e.add(a, e.add(e.mul(fm1, a), e.mul(g, b))) for a, b in zip(x, v)]
+    v1 = [e.add(b, e.add(e.mul(fd, a), e.mul(gdm1, b))) for a, b in zip(x, v)]
+    return x1, v1
+
+
 # ----------------------------------------------------------------------------- the time loop
 
 STATUS_OK = -1.0  # status[at] while a run goes well; the failing step's index otherwise
@@ -444,10 +599,11 @@ class TimeLoop:
     `block_run` kernel of sym-gpu-kernels). Everything else is this class:
 
     - stages: `sym.update` (target += c dt grad), `sym.midpoint`, `sym.repeat` (an scf.for);
-    - first-same-as-last schemes fuse the closing kick of a step with the opening kick of the
-      next (coefficient a + b); the closing kick is applied alone only at snapshot boundaries.
-      A step's result exists only once its closing kick has run, so its check comes after the
-      fused kick (or, at a snapshot boundary, after the closing kick) and names that step;
+    - first-same-as-last schemes fuse the closing kick (or Kepler flow) of a step with the
+      opening one of the next (time a + b); the closing one is applied alone only at snapshot
+      boundaries. A step's result exists only once its closing stage has run, so its check
+      comes after the fused stage (or, at a snapshot boundary, after the closing one) and
+      names that step;
     - the status: a float in memory, STATUS_OK (-1) while all is well, else the index of the
       step that turned the state non-finite, or -2 - step when an implicit stage did not
       converge. Steps and snapshots start only while it is STATUS_OK, so the snapshot that
@@ -470,12 +626,38 @@ class TimeLoop:
             return []
         e.if_(self.healthy(e), mark, lambda fe: [], [])
 
+    def exact(self, e: Emitter, op: Operation, h: SSAValue) -> None:
+        """An exact flow whose time h is computed (a fused first-same-as-last stage): a kick
+        (sym.update, h carrying its sign) or a Kepler flow."""
+        if isinstance(op, sym.KeplerOp):
+            self.m.kepler(e, kepler_flows(self.scheme).index(op), h)
+        else:
+            self.m.update(e, op, h)
+
     def stages(self, e: Emitter, stages: Sequence[Operation], gstep: SSAValue) -> SSAValue:
         """Emit the stages; an i1 that is false when an implicit stage did not converge."""
         ok = e(arith.ConstantOp(IntegerAttr(1, i1)))
         for st in stages:
             if isinstance(st, sym.UpdateOp):
                 self.m.update(e, st, e.mul(e.f(st.c), self.dt))
+            elif isinstance(st, sym.LinearOp):
+                if not hasattr(self.m, "linear"):
+                    raise PassFailedException(
+                        f"{self.m.__class__.__name__}: the exact linear flow (sym.linear) of "
+                        f"{st.parts} is not lowered for this target yet")
+                self.m.linear(e, linear_flows(self.scheme).index(st))
+            elif isinstance(st, sym.KeplerOp):
+                if not hasattr(self.m, "kepler"):
+                    raise PassFailedException(
+                        f"{self.m.__class__.__name__}: the Kepler flow (sym.kepler) of "
+                        f"{st.parts} is not lowered for this target yet")
+                self.m.kepler(e, kepler_flows(self.scheme).index(st), e.mul(e.f(st.c), self.dt))
+            elif isinstance(st, sym.BorisOp):
+                if not hasattr(self.m, "boris"):
+                    raise PassFailedException(
+                        f"{self.m.__class__.__name__}: the Boris step (sym.boris) is not "
+                        "lowered for this target yet")
+                self.m.boris(e, st, e.mul(e.f(st.c), self.dt))
             elif isinstance(st, sym.MidpointOp):
                 conv = self.m.midpoint(e, st, self.dt)
                 e.if_(conv, lambda te: [],
@@ -505,10 +687,10 @@ class TimeLoop:
                 return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
             a, b = first_up.c, last_up.c
             c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
-            self.m.update(se, first_up, se.mul(c, dt))
-            # A fused kick holds the closing kick of the previous step: only after it is that
+            self.exact(se, first_up, se.mul(c, dt))
+            # A fused stage holds the closing stage of the previous step: only after it is that
             # step's result known, so the check here is the previous step's. Checking before
-            # it would name the next step when the closing kick is what goes non-finite. The
+            # it would name the next step when the closing stage is what goes non-finite. The
             # first step of a snapshot follows a checked snapshot and has nothing to check.
             true = se(arith.ConstantOp(IntegerAttr(1, i1)))
             (ok,) = se.if_(first, lambda te: [true], lambda fe: [
@@ -534,7 +716,7 @@ class TimeLoop:
                                               se(arith.SubiOp(stride, se.i(1)))))
 
                 def close(te: Emitter) -> list:
-                    self.m.update(te, last_up, te.mul(te.f(last_up.c), dt))
+                    self.exact(te, last_up, te.mul(te.f(last_up.c), dt))
                     return [self.m.check(te, self, last)]
 
                 (ok,) = se.if_(ok, close, lambda fe, ok=ok: keep(fe, ok), [i1])
@@ -553,29 +735,63 @@ class TimeLoop:
         e(scf.WhileOp([e.i(0), self.healthy(e)], [INDEX, i1], Region(before), Region(after)))
 
 
+def compensated_add(e: Emitter, x: SSAValue, d: SSAValue,
+                    c: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """(s, c') with s + c' = x + (d + c) up to the rounding of d + c: the increment and the
+    compensation are summed, added to x, and the exact error of that addition (Knuth's
+    TwoSum, whatever the magnitudes) becomes the new compensation. Plain IEEE operations, no
+    fast-math flags: the order below is the order executed on every target."""
+    y = e.add(d, c)
+    s = e.add(x, y)
+    b = e.sub(s, x)
+    err = e.add(e.sub(x, e.sub(s, b)), e.sub(y, b))
+    return s, err
+
+
 def nonfinite_probe(e: Emitter, env: Env, k: SSAValue, zero: SSAValue) -> SSAValue:
     """q[k] * 0 + p[k] * 0: 0 exactly when both are finite, NaN otherwise (sums of probes
     stay 0 only when every term is)."""
     return e.add(e.mul(e.load(env.q, k), zero), e.mul(e.load(env.p, k), zero))
 
 
+def carry_buffer(carry: dict[str, SSAValue], op: sym.UpdateOp) -> SSAValue | None:
+    """The compensation buffer of an update (None for a plain one)."""
+    name = op.comp_name
+    if name is None:
+        return None
+    if name not in carry:
+        raise PassFailedException(
+            f"sym-lower-loops: the update of @{op.target_name} is compensated in @{name}, "
+            "which the sym.evolve does not carry")
+    return carry[name]
+
+
 class CpuMachine:
     """The time loop on one CPU thread over the whole flat state."""
 
-    def __init__(self, env: Env, ft: Attribute, g, work, out_q, out_p, out_h, status, e):
+    def __init__(self, env: Env, ft: Attribute, g, work, out_q, out_p, out_h, status, e,
+                 carry: dict[str, SSAValue] | None = None):
         self.env, self.ft, self.g, self.work = env, ft, g, work
         self.out_q, self.out_p, self.out_h = out_q, out_p, out_h
         self.status, self.at = status, e.i(0)
+        self.carry = carry or {}
         self.n = state_size(env, e)
         self.q_name, self.p_name = env.system.state.names
 
     def field(self, name: str) -> SSAValue:
         return self.env.q if name == self.q_name else self.env.p
 
-    def axpy(self, e: Emitter, y: SSAValue, a: SSAValue, x: SSAValue) -> None:
-        """y += a * x over the state."""
+    def axpy(self, e: Emitter, y: SSAValue, a: SSAValue, x: SSAValue,
+             comp: SSAValue | None = None) -> None:
+        """y += a * x over the state (compensated in `comp` when given)."""
         def body(inner: Emitter, k: SSAValue, _: list) -> list:
-            inner.store(inner.add(inner.load(y, k), inner.mul(a, inner.load(x, k))), y, k)
+            d = inner.mul(a, inner.load(x, k))
+            if comp is None:
+                inner.store(inner.add(inner.load(y, k), d), y, k)
+                return []
+            s, c = compensated_add(inner, inner.load(y, k), d, inner.load(comp, k))
+            inner.store(s, y, k)
+            inner.store(c, comp, k)
             return []
 
         e.for_(e.i(0), self.n, body)
@@ -584,7 +800,7 @@ class CpuMachine:
         if not self.env.system.gradients(op.wrt_name, op.part_names):
             return  # the parts do not depend on the field: nothing moves
         call_gradient(e, self.env, op.wrt_name, op.part_names, self.g)
-        self.axpy(e, self.field(op.target_name), a, self.g)
+        self.axpy(e, self.field(op.target_name), a, self.g, carry_buffer(self.carry, op))
 
     def check(self, e: Emitter, loop: TimeLoop, gstep: SSAValue) -> SSAValue:
         """Record gstep when some q or p is not finite; an i1 that is true when all are."""
@@ -608,7 +824,7 @@ class CpuMachine:
             return []
 
         e.for_(e.i(0), self.n, copy)
-        h = e(func.CallOp("energy", self.env.args, [self.ft]))
+        h = e(func.CallOp("energy", self.env.args, [f64]))
         e.store(h, self.out_h, s)
 
     def midpoint(self, e: Emitter, stage: sym.MidpointOp, dt: SSAValue) -> SSAValue:
@@ -691,24 +907,193 @@ class CpuMachine:
         return loop.results[1]
 
 
+    def linear(self, e: Emitter, k: int) -> None:
+        """z <- M z + b with M the k-th augmented (2n+1)^2 matrix of `maps` (row-major): each
+        new row from the old state into `work`, then copied back."""
+        n, work, maps = self.n, self.work, self.maps
+        q, p = self.env.q, self.env.p
+        two_n = e.imul(n, e.i(2))
+        width = e.iadd(two_n, e.i(1))
+        base = e.imul(e.i(k), e.imul(width, width))
+
+        def row(re: Emitter, i: SSAValue, _: list) -> list:
+            at = re.iadd(base, re.imul(i, width))
+
+            def over(field: SSAValue, offset: SSAValue):
+                def dot(de: Emitter, j: SSAValue, acc: list) -> list:
+                    m = de.load(maps, de.iadd(at, de.iadd(offset, j)))
+                    return [de.add(acc[0], de.mul(m, de.load(field, j)))]
+                return dot
+
+            (acc,) = re.for_(re.i(0), n, over(q, re.i(0)), [re.load(maps, re.iadd(at, two_n))])
+            (acc,) = re.for_(re.i(0), n, over(p, n), [acc])
+            re.store(acc, work, i)
+            return []
+
+        e.for_(e.i(0), two_n, row)
+
+        def back(be: Emitter, j: SSAValue, _: list) -> list:
+            be.store(be.load(work, j), q, j)
+            be.store(be.load(work, be.iadd(j, n)), p, j)
+            return []
+
+        e.for_(e.i(0), n, back)
+
+
+    def kepler(self, e: Emitter, k: int, h: SSAValue) -> None:
+        """Each body (row of 3) on its conic for time h: (m_i, mu_i) from the k-th block of
+        `bodies`, the universal-variable solve of kepler_step."""
+        q, p, bodies = self.env.q, self.env.p, self.bodies
+        rows = e(arith.DivUIOp(self.n, e.i(3)))
+        base = e.imul(e.i(k), e.imul(rows, e.i(2)))
+
+        def body(be: Emitter, i: SSAValue, _: list) -> list:
+            at = be.imul(i, be.i(3))
+            m = be.load(bodies, be.iadd(base, be.imul(i, be.i(2))))
+            mu = be.load(bodies, be.iadd(base, be.iadd(be.imul(i, be.i(2)), be.i(1))))
+            idx = [be.iadd(at, be.i(c)) for c in range(3)]
+            x = [be.load(q, j) for j in idx]
+            v = [be.div(be.load(p, j), m) for j in idx]
+            x1, v1 = kepler_step(be, x, v, mu, h)
+            for j, a, b in zip(idx, x1, v1):
+                be.store(a, q, j)
+                be.store(be.mul(m, b), p, j)
+            return []
+
+        e.for_(e.i(0), rows, body)
+
+
+    def boris(self, e: Emitter, op: sym.BorisOp, h: SSAValue) -> None:
+        """One Boris step (see sym.BorisOp). The fields come from the magnetic part's
+        gradients, exact for its form: dK/dp = (p - eA)/m gives -eA/m at p = 0 and 1/m from a
+        unit p; at p = eA + m u_k, dK/dq = -d(eA_k)/dq, three of which give eB = curl eA.
+        work holds -eA/m, 1/m, v; the `boris` buffer p probes, eB."""
+        n, g, work, bw = self.n, self.g, self.work, self.bwork
+        q_name, p_name = self.q_name, self.p_name
+        kin, *pot = op.part_names
+        env = self.env
+        probe = Env(env.system, env.q, bw, env.params, env.inputs, env.sizes)
+        two_n = e.imul(n, e.i(2))
+
+        def fill(value: Callable[[Emitter, SSAValue], SSAValue], buf, off=None) -> None:
+            def body(be: Emitter, j: SSAValue, _: list) -> list:
+                be.store(value(be, j), buf, j if off is None else be.iadd(j, off))
+                return []
+            e.for_(e.i(0), n, body)
+
+        fill(lambda be, j: be.f(0.0), bw)
+        call_gradient(e, probe, p_name, [kin], g)
+        fill(lambda be, j: be.load(g, j), work)  # -eA/m
+        fill(lambda be, j: be.f(1.0), bw)
+        call_gradient(e, probe, p_name, [kin], g)
+        fill(lambda be, j: be.sub(be.load(g, j), be.load(work, j)), work, n)  # 1/m
+        call_gradient(e, env, p_name, [kin], g)
+        fill(lambda be, j: be.load(g, j), work, two_n)  # v
+        fill(lambda be, j: be.f(0.0), bw, n)  # eB
+        rows = e(arith.DivUIOp(n, e.i(3)))
+        # curl: component k of d(eA_k)/dq_c feeds B_(k+1) with c = k+2, B_(k+2) with c = k+1
+        for k in range(3):
+            def probe_k(be: Emitter, j: SSAValue, k=k) -> SSAValue:
+                comp = be(arith.RemUIOp(j, be.i(3)))
+                unit = be(arith.SelectOp(be(arith.CmpiOp(comp, be.i(k), "eq")), be.f(1.0),
+                                         be.f(0.0)))
+                return be.div(be.sub(unit, be.load(work, j)), be.load(work, be.iadd(j, n)))
+
+            fill(probe_k, bw)
+            call_gradient(e, probe, q_name, [kin], g)
+
+            def curl(be: Emitter, r: SSAValue, _: list, k=k) -> list:
+                at = be.imul(r, be.i(3))
+                b1, c1 = (k + 1) % 3, (k + 2) % 3
+                # B_b1 += D_k[c1], B_c1 -= D_k[b1], with D_k = -g
+                for comp, src, sign in ((b1, c1, -1.0), (c1, b1, 1.0)):
+                    slot = be.iadd(n, be.iadd(at, be.i(comp)))
+                    d = be.load(g, be.iadd(at, be.i(src)))
+                    be.store(be.add(be.load(bw, slot), be.mul(be.f(sign), d)), bw, slot)
+                return []
+
+            e.for_(e.i(0), rows, curl)
+        if pot:
+            call_gradient(e, env, q_name, pot, g)  # -e E
+        half = e.mul(e.f(0.5), h)
+        q = env.q
+
+        def push(be: Emitter, r: SSAValue, _: list) -> list:
+            at = be.imul(r, be.i(3))
+            idx = [be.iadd(at, be.i(c)) for c in range(3)]
+            inv_m = be.load(work, be.iadd(idx[0], n))
+            v = [be.load(work, be.iadd(j, two_n)) for j in idx]
+            acc = [be.mul(be(arith.NegfOp(be.load(g, j))), inv_m) if pot else be.f(0.0)
+                   for j in idx]
+            t = [be.mul(be.mul(be.load(bw, be.iadd(j, n)), inv_m), half) for j in idx]
+            vm = [be.add(a, be.mul(half, b)) for a, b in zip(v, acc)]
+            tt = be.add(be.add(be.mul(t[0], t[0]), be.mul(t[1], t[1])), be.mul(t[2], t[2]))
+            scale = be.div(be.f(2.0), be.add(be.f(1.0), tt))
+            sv = [be.mul(scale, x) for x in t]
+            vp = [be.add(a, b) for a, b in zip(vm, _cross(be, vm, t))]
+            vplus = [be.add(a, b) for a, b in zip(vm, _cross(be, vp, sv))]
+            vn = [be.add(a, be.mul(half, b)) for a, b in zip(vplus, acc)]
+            for j, x in zip(idx, vn):
+                be.store(x, work, be.iadd(j, two_n))
+                be.store(be.add(be.load(q, j), be.mul(h, x)), q, j)
+            return []
+
+        e.for_(e.i(0), rows, push)
+        fill(lambda be, j: be.f(0.0), bw)
+        call_gradient(e, probe, p_name, [kin], g)  # -eA/m at the new q
+        fill(lambda be, j: be.div(be.sub(be.load(work, be.iadd(j, two_n)), be.load(g, j)),
+                                  be.load(work, be.iadd(j, n))), env.p)
+
+
 RUN_ARGS = ("dt", "nsnap", "stride", "step0", "out_q", "out_p", "out_H", "g", "work", "status")
 
 
-def run_types(system: ham.SystemOp, ft: Attribute = f64) -> list[Attribute]:
+def linear_flows(scheme: sym.SchemeOp) -> list[sym.LinearOp]:
+    """The scheme's exact linear flows, in order: the k-th uses the k-th matrix of `maps`."""
+    return [op for op in scheme.walk() if isinstance(op, sym.LinearOp)]
+
+
+def kepler_flows(scheme: sym.SchemeOp) -> list[sym.KeplerOp]:
+    """The scheme's Kepler flows, in order: the k-th reads the k-th block of `bodies`."""
+    return [op for op in scheme.walk() if isinstance(op, sym.KeplerOp)]
+
+
+def has_boris(scheme: sym.SchemeOp) -> bool:
+    return any(isinstance(op, sym.BorisOp) for op in scheme.walk())
+
+
+def _cross(e: Emitter, a: Scalars, b: Scalars) -> Scalars:
+    return [e.sub(e.mul(a[1], b[2]), e.mul(a[2], b[1])),
+            e.sub(e.mul(a[2], b[0]), e.mul(a[0], b[2])),
+            e.sub(e.mul(a[0], b[1]), e.mul(a[1], b[0]))]
+
+
+def run_types(system: ham.SystemOp, ft: Attribute = f64, maps: bool = False,
+              bodies: bool = False, boris: bool = False, ncarry: int = 0) -> list[Attribute]:
     buf = buf_type(ft)
-    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, buf, buf, buf, BUF]
+    extra = [buf] * (int(maps) + int(bodies) + int(boris) + ncarry)
+    return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, buf, buf, BUF, *extra]
 
 
-def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -> func.FuncOp:
-    """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status): the time
-    loop on the CPU (dt and every buffer in the precision's float type but status, f64)."""
-    types = run_types(system, ft)
+def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64,
+              carry: Sequence[str] = ()) -> func.FuncOp:
+    """run(env..., dt, nsnap, stride, step0, out_q, out_p, out_H, g, work, status[, maps]
+    [, bodies][, boris], carry...): the time loop on the CPU (dt and every buffer in the precision's
+    float type but out_H and status, f64; one buffer per name of the evolve's `carry`)."""
+    maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
+    boris = has_boris(scheme)
+    types = run_types(system, ft, maps, bodies, boris, len(carry))
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
         env = bind_env(system, args[:k])
-        dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:]
-        machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e)
+        dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:k + 10]
+        extra = k + 10 + int(maps) + int(bodies) + int(boris)
+        machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
+                             dict(zip(carry, args[extra:])))
+        machine.maps = args[k + 10] if maps else None
+        machine.bodies = args[k + 10 + int(maps)] if bodies else None
+        machine.bwork = args[k + 10 + int(maps) + int(bodies)] if boris else None
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
@@ -717,6 +1102,25 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64) -
 
 def steppable(scheme: sym.SchemeOp) -> bool:
     return all(not isinstance(op, sym.FlowOp) for op in scheme.walk())
+
+
+def flow_gradient_funcs(system: ham.SystemOp, scheme: sym.SchemeOp,
+                        ft: Attribute = f64) -> list[func.FuncOp]:
+    """linear_<k>_<field>(env..., out): out = d(parts of the k-th linear flow)/d(field), from
+    which the run-time builds that flow's matrix (the gradient of a quadratic is affine);
+    kepler_<k>_<field> likewise, from which it reads each body's m_i and k_i."""
+    funcs = []
+    for prefix, flows in (("linear", linear_flows(scheme)), ("kepler", kepler_flows(scheme))):
+        for k, op in enumerate(flows):
+            for wrt in system.state.names:
+                def body(e: Emitter, args: list[SSAValue], wrt=wrt, op=op) -> list[SSAValue]:
+                    call_gradient(e, bind_env(system, args[:-1]), wrt, op.part_names, args[-1])
+                    return []
+
+                funcs.append(make_func(f"{prefix}_{k}_{wrt}",
+                                       [*env_types(system, ft), buf_type(ft)], [], body,
+                                       private=False, ft=ft))
+    return funcs
 
 
 def gradient_funcs(system: ham.SystemOp, newton3: bool, ft: Attribute = f64) -> list:
@@ -742,6 +1146,7 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
     schemes = {s.sym_name.data: s for s in module.ops if isinstance(s, sym.SchemeOp)}
     funcs: list[Operation] = []
     fold = None
+    carry: list[str] = []
     for op in module.ops:
         if isinstance(op, (sym.EvolveOp, sym.PropagateOp)):
             scheme = schemes[op.scheme.string_value()]
@@ -752,15 +1157,19 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
                 fold = {"method": "", "reason": op.attributes["not_folded"].data}
             funcs += [lower_energy(system, ft), lower_energy_parts(system, ft),
                       *gradient_funcs(system, newton3, ft)]
+            if isinstance(op, sym.EvolveOp):
+                carry = op.carry_names
             if steppable(scheme):
-                funcs.append(build_run(system, scheme, ft))
+                funcs += flow_gradient_funcs(system, scheme, ft)
+                funcs.append(build_run(system, scheme, ft, carry))
             elif isinstance(op, sym.EvolveOp) and "exact" in scheme.attributes:
                 raise Refusal(op, f"sym-lower-loops: scheme @{scheme.sym_name.data} has an exact "
                               "flow, which only the folded time loop (sym.propagate) can run")
             elif isinstance(op, sym.EvolveOp):
                 raise Refusal(op, f"sym-lower-loops: scheme @{scheme.sym_name.data} still has "
                               "sym.flow stages (run sym-lower-flows first)")
-            abi = abi_table(system, [f.sym_name.data for f in funcs], precision, fold, scheme)
+            abi = abi_table(system, [f.sym_name.data for f in funcs], precision, fold, scheme,
+                            carry)
     if not funcs:
         raise PassFailedException("sym-lower-loops: no sym.evolve to lower (run sym-integrator)")
     out = ModuleOp(funcs)
@@ -780,8 +1189,12 @@ class SymLowerLoopsPass(ModulePass):
         new = lower_module(op, self.newton3, self.precision)
         # Functions already at the func level (GPU kernels built from this module's ham and
         # sym IR by sym-gpu-kernels) stay; the ham and sym ops are replaced.
+        defined = {f.sym_name.data for f in new.body.block.ops if isinstance(f, func.FuncOp)}
         for old in list(op.body.block.ops):
-            if isinstance(old, ham.SystemOp | sym.SchemeOp | sym.EvolveOp | sym.PropagateOp):
+            declared = (isinstance(old, func.FuncOp) and old.is_declaration
+                        and old.sym_name.data in defined)
+            if declared or isinstance(old, ham.SystemOp | sym.SchemeOp | sym.EvolveOp
+                                      | sym.PropagateOp):
                 old.detach()
                 old.erase()
         for f in list(new.body.block.ops):

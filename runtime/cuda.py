@@ -19,20 +19,25 @@ is no host-driven stepper.
 
 Precision: the manifest's `precision` ("f64", or "f32" for a simulation compiled with
 precision="f32"; old manifests without it are f64) sets the dtype of every device buffer and of
-dt (`CudaSimulation.dtype`); the status buffer is float64 in both. Results come
-back in that dtype.
+dt (`CudaSimulation.dtype`); the status buffer and the energies (out_H) are float64 in both.
+Results come back in that dtype.
+
+Carried state: the manifest's `carry` (the ABI's carry roles, e.g. kahan_q and kahan_p of a
+kahan=True simulation) names per-member state-sized buffers that the kernels take after the
+status. They start at zero (or at the `carry` given, [B, *shape] each), stay on the device
+across the launches of a run, and come back in the result's `carry`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tpc.diagnostics import RunError, TpcError
+from tpc.diagnostics import TpcError
 
 THREADS = 64
 PAIR_BLOCK = 128  # pair_forces block size (128 or 256; at most MAX_TILE = 256)
@@ -84,6 +89,7 @@ class Manifest:
     shape: list[int | str]
     arch: str
     precision: str = "f64"  # "f32": float32 buffers and dt
+    carry: list[str] = field(default_factory=list)  # carried run state (the ABI's carry roles)
 
     @property
     def dtype(self) -> type:
@@ -97,36 +103,6 @@ class Manifest:
         return cls(**json.loads(text))
 
 
-def compile_ptx(sim, arch: str = "sm_90") -> tuple[str, Manifest]:
-    """(PTX, manifest) for a `tpc.api.Simulation` (needs llvmlite; runs on the CPU)."""
-    from dataclasses import replace
-
-    from tpc.runtime.ptx import module_to_ptx
-
-    from tpc import lowering, pipeline
-
-    module = sim.module.clone()
-    runner = pipeline.PassRunner()
-    lowering.lower(module, "sym", replace(sim.options, fold=False), runner)
-    lowering.make_loops(module, runner, precision=sim.options.precision, gpu=True)
-    ptx = module_to_ptx(module, arch=arch)
-    kernels = [k for k in KERNELS if f".entry {k}(" in ptx]
-    info = sim.info
-    man = Manifest(kernels, dict(info.params), list(info.inputs), list(info.sizes),
-                   [d if isinstance(d, int) else str(d) for d in info.shape], arch,
-                   sim.options.precision)
-    return ptx, man
-
-
-def compile_artifact(sim, path: str | os.PathLike[str], arch: str = "sm_90") -> Path:
-    """Write PATH.ptx and PATH.json; returns the .ptx path."""
-    ptx, man = compile_ptx(sim, arch)
-    base = Path(path).with_suffix("")
-    base.with_suffix(".ptx").write_text(ptx)
-    base.with_suffix(".json").write_text(man.to_json())
-    return base.with_suffix(".ptx")
-
-
 # ----------------------------------------------------------------------- runner
 
 
@@ -138,6 +114,7 @@ class EnsembleResult:
     H: np.ndarray  # [rows, B]
     status: np.ndarray  # [B]: -1 ok, k >= 0 non-finite at step k, <= -2 no convergence
     kernel_time: float = 0.0
+    carry: dict = field(default_factory=dict)  # name -> [B, *shape] at the end of the run
 
 
 class CudaSimulation:
@@ -164,15 +141,6 @@ class CudaSimulation:
         return np.dtype(self.dtype).itemsize
 
     @classmethod
-    def from_simulation(cls, sim, arch: str | None = None) -> CudaSimulation:
-        drv = require_cuda()
-        if arch is None:
-            major, minor = drv.Device(0).compute_capability()
-            arch = "sm_90" if (major, minor) >= (9, 0) else f"sm_{major}{minor}"
-        ptx, man = compile_ptx(sim, arch)
-        return cls(ptx, man)
-
-    @classmethod
     def from_artifact(cls, path: str | os.PathLike[str]) -> CudaSimulation:
         base = Path(path).with_suffix("")
         return cls(base.with_suffix(".ptx").read_text(),
@@ -192,8 +160,29 @@ class CudaSimulation:
                 raise TpcError(f"cannot bind size '{s}' on the GPU runner")
         return sizes
 
+    def _carry_in(self, carry, batch: int, n: int) -> list[np.ndarray]:
+        """[B, n] host arrays of the carried state, zero where not given."""
+        carry = dict(carry or {})
+        for k in carry:
+            if k not in self.manifest.carry:
+                raise TpcError(f"carry '{k}' is not run state of this code (carried: "
+                               f"{', '.join(self.manifest.carry) or 'none'})")
+        out = []
+        for name in self.manifest.carry:
+            buf = np.zeros((batch, n), self.dtype)
+            if name in carry:
+                buf[:] = np.asarray(carry[name], dtype=self.dtype).reshape(batch, n)
+            out.append(buf)
+        return out
+
+    def _carry_out(self, d_carry: list, batch: int, n: int) -> dict[str, np.ndarray]:
+        shape = self._concrete_shape(n)
+        return {name: self.drv.from_device(d, (batch, n), self.dtype).reshape(batch, *shape)
+                for name, d in zip(self.manifest.carry, d_carry)}
+
     def run_ensemble(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
-                     params=None, threads: int = THREADS, **inputs) -> EnsembleResult:
+                     params=None, threads: int = THREADS, carry=None,
+                     **inputs) -> EnsembleResult:
         """Run B = len(q0) members; q0/p0 are [B, *shape]. `params`: a dict of floats
         (shared) or of length-B arrays (one value per member)."""
         drv = self.drv
@@ -223,11 +212,12 @@ class CudaSimulation:
         rows = 1 + full + (1 if rem else 0)
         out_q = np.empty((rows, batch, n), dt_)
         out_p = np.empty((rows, batch, n), dt_)
-        out_h = np.full((rows, batch), np.nan, dt_)
+        out_h = np.full((rows, batch), np.nan)
         out_q[0], out_p[0] = q, p
         t = np.zeros(rows)
 
         d_q, d_p = drv.to_device(q), drv.to_device(p)
+        d_carry = [drv.to_device(c) for c in self._carry_in(carry, batch, n)]
         d_par = drv.to_device(np.ascontiguousarray(pb).ravel())
         d_ins = [drv.to_device(a) for a in ins]
         d_g = drv.mem_alloc(max(8, self.size * batch * n))
@@ -244,12 +234,12 @@ class CudaSimulation:
                 continue
             snap_q = np.empty((batch, count, n), dt_)
             snap_p = np.empty((batch, count, n), dt_)
-            snap_h = np.empty((batch, count), dt_)
+            snap_h = np.empty((batch, count))
             d_oq, d_op = drv.mem_alloc(snap_q.nbytes), drv.mem_alloc(snap_p.nbytes)
             d_oh = drv.mem_alloc(snap_h.nbytes)
             start.record()
             kernel(*env, dt_(dt), np.int64(count), np.int64(stride), np.int64(step),
-                   d_oq, d_op, d_oh, d_g, d_work, d_status, np.int64(batch),
+                   d_oq, d_op, d_oh, d_g, d_work, d_status, *d_carry, np.int64(batch),
                    np.int64(pstride), np.int64(n), block=(threads, 1, 1), grid=grid)
             end.record()
             end.synchronize()
@@ -266,10 +256,11 @@ class CudaSimulation:
         status = drv.from_device(d_status, (batch,), np.float64).astype(np.int64)
         shape = self._concrete_shape(n)
         return EnsembleResult(t, out_q.reshape(rows, batch, *shape),
-                              out_p.reshape(rows, batch, *shape), out_h, status, elapsed)
+                              out_p.reshape(rows, batch, *shape), out_h, status, elapsed,
+                              self._carry_out(d_carry, batch, n))
 
     def run_blocks(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
-                   params=None, **inputs) -> EnsembleResult:
+                   params=None, carry=None, **inputs) -> EnsembleResult:
         """B = len(q0) small systems, one per thread block (the block_run kernel); q0/p0 are
         [B, *shape]; `params` as for run_ensemble. H is NaN (see the module docstring)."""
         self._need("block_run")
@@ -289,6 +280,7 @@ class CudaSimulation:
         d_ins = [drv.to_device(np.ascontiguousarray(inputs[k], dtype=dt_).ravel())
                  for k in self.manifest.inputs]
         d_status = drv.to_device(np.full(batch, -1.0))
+        d_carry = [drv.to_device(c) for c in self._carry_in(carry, batch, n)]
         env = [d_q, d_p, d_par, *d_ins, *[np.int64(sizes[s]) for s in self.manifest.sizes]]
         full, rem = divmod(steps, save_every)
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
@@ -306,8 +298,9 @@ class CudaSimulation:
             d_oq, d_op = drv.to_device(snap), drv.to_device(snap)
             start.record()
             self.kernels["block_run"](*env, dt_(dt), np.int64(count), np.int64(stride),
-                                      np.int64(step), d_oq, d_op, d_status, np.int64(pstride),
-                                      block=(threads, 1, 1), grid=(batch, 1))
+                                      np.int64(step), d_oq, d_op, d_status, *d_carry,
+                                      np.int64(pstride), block=(threads, 1, 1),
+                                      grid=(batch, 1))
             end.record()
             end.synchronize()
             elapsed += start.time_till(end) / 1e3
@@ -319,7 +312,8 @@ class CudaSimulation:
         status = drv.from_device(d_status, (batch,), np.float64).astype(np.int64)
         return EnsembleResult(t, out_q.reshape(rows, batch, *shape),
                               out_p.reshape(rows, batch, *shape),
-                              np.full((rows, batch), np.nan, dt_), status, elapsed)
+                              np.full((rows, batch), np.nan), status, elapsed,
+                              self._carry_out(d_carry, batch, n))
 
     def _members(self, q0, p0, min_ndim: int) -> tuple[np.ndarray, np.ndarray]:
         """q0, p0 as [B, state size] arrays of the run's precision (fresh copies)."""
@@ -401,30 +395,3 @@ class CudaSimulation:
         fixed = [d for d in self.manifest.shape if isinstance(d, int)]
         known = int(np.prod(fixed)) if fixed else 1
         return tuple(d if isinstance(d, int) else n // known for d in self.manifest.shape)
-
-
-def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
-                params: dict | None = None, batch: int | None = None, **inputs):
-    """`Simulation.run(..., device="cuda")`: a Trajectory like the CPU's (batched when
-    `batch` is given: q is [rows, B, *shape]). The energy at row 0 is computed on the CPU."""
-    from tpc.api import Trajectory
-
-    runner = getattr(sim, "_cuda", None)
-    if runner is None:
-        runner = CudaSimulation.from_simulation(sim)
-        sim._cuda = runner
-    single = batch is None
-    qb = np.asarray(q0, dtype=float)[None] if single else np.asarray(q0, dtype=float)
-    pb = np.asarray(p0, dtype=float)[None] if single else np.asarray(p0, dtype=float)
-    if not single and (len(qb) != batch or len(pb) != batch):
-        raise TpcError(f"batch={batch} needs q0 and p0 with a leading dimension of {batch}")
-    res = runner.run_ensemble(qb, pb, dt=dt, steps=steps, save_every=save_every,
-                              params=params, **inputs)
-    for b in range(len(qb)):
-        res.H[0, b] = sim.energy(qb[b], pb[b], params, **inputs)
-    bad = [int(b) for b in np.nonzero(res.status != -1)[0]]
-    if bad:
-        raise RunError(f"GPU run failed for member(s) {bad[:8]} (status {res.status[bad[0]]})")
-    if single:
-        return Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time)
-    return Trajectory(res.t, res.q, res.p, res.H, steps, res.kernel_time)

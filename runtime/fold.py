@@ -133,7 +133,7 @@ def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
     n = env.n
     big = np.zeros((2 * n + 1, 2 * n + 1))
     big[-1, -1] = 1.0
-    bufs = env.native.scratch("run", n)
+    bufs = env.native.scratch("run", n, env=env.env, dt=dt)
     q, p = env.zeros()
     step = env.native.prepare("run", env.env.with_state(q, p), dt=dt, nsnap=1, stride=1,
                               step0=0, **bufs)
@@ -544,10 +544,10 @@ def run_folded(native, env, dt: float, steps: int, save_every: int, method: str 
     n = q.size
     full, rem = divmod(steps, save_every)
     rows = 1 + full + (1 if rem else 0)
-    dtype = native.dtype  # rows are stored (and H evaluated) in the run's precision
+    dtype = native.dtype  # rows are stored in the run's precision
     out_q = np.empty((rows, n), dtype)
     out_p = np.empty((rows, n), dtype)
-    out_h = np.empty(rows, dtype)
+    out_h = np.empty(rows)  # the energy is float64 in every precision, as in a stepped run
     t = np.zeros(rows)
     t[0] = step0 * dt
     out_q[0], out_p[0] = q.ravel(), p.ravel()

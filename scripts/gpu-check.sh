@@ -12,7 +12,9 @@
 #                  every example, kepler_ensemble.npz (many Kepler orbits, CPU reference),
 #                  nbody_forces.npz / nbody_leapfrog.npz (CPU references for the pair_forces
 #                  kernel and the device leapfrog; nbody.ptx holds pair_forces),
-#                  nbody_blocks.npz (64 small N-body members for block_run, CPU reference)
+#                  nbody_blocks.npz (64 small N-body members for block_run, CPU reference),
+#                  kepler_kahan.* / nbody_kahan.* (f32 with compensated updates, CPU references
+#                  that the GPU must match bitwise)
 #    and checks the carry stays under 64 MiB.
 # 2. On the GPU machine (device tool: carry [".gpu-carry"], e.g. timeout_s=500):
 #        bash scripts/gpu-check.sh
@@ -36,7 +38,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from tpc import api
-from tpc.runtime.cuda import compile_artifact
+from tpc.gpu import compile_artifact
 from tpc.simulate import load_run_config
 
 out = Path(sys.argv[1])
@@ -87,6 +89,36 @@ runs = [sim.run(q[b], p[b], dt=1e-3, steps=50, save_every=10, params={"G": G[b]}
 np.savez(out / "nbody_blocks.npz", q0=q, p0=p, m=m, G=G, dt=1e-3, steps=50, save_every=10,
          q=np.stack([r.q for r in runs], 1), p=np.stack([r.p for r in runs], 1))
 print("artifact nbody_blocks")
+# f32 with compensated updates: Kepler ensembles (ensemble_run) and small N-body systems
+# (block_run, CPU reference with gather-form forces, the GPU's order). Each reference is the
+# unsplit CPU run; the GPU test runs it in two launches, carrying the compensation.
+sim = api.compile(Path("examples/kepler.ham"), precision="f32", kahan=True)
+compile_artifact(sim, out / "kepler_kahan")
+B, dt, steps, split, save = 64, float(np.float32(0.01)), 3000, 1200, 600
+e = np.linspace(0.1, 0.7, B)
+mu = np.linspace(0.5, 1.5, B).astype(np.float32).astype(float)
+q0 = np.stack([1 - e, 0 * e, 0 * e], 1).astype(np.float32).astype(float)
+p0 = np.stack([0 * e, np.sqrt(mu * (1 + e) / (1 - e)), 0 * e], 1).astype(np.float32).astype(float)
+runs = [sim.run(q0[b], p0[b], dt=dt, steps=steps, save_every=save, params={"mu": mu[b]})
+        for b in range(B)]
+np.savez(out / "kepler_kahan.npz", q0=q0, p0=p0, mu=mu, dt=dt, steps=steps, split=split,
+         save_every=save, q=np.stack([r.q[-1] for r in runs]), p=np.stack([r.p[-1] for r in runs]),
+         H=np.array([r.H[-1] for r in runs]),
+         kahan_q=np.stack([r.carry["kahan_q"] for r in runs]),
+         kahan_p=np.stack([r.carry["kahan_p"] for r in runs]))
+sim = api.compile(Path("examples/nbody.ham"), precision="f32", kahan=True, newton3=False)
+compile_artifact(sim, out / "nbody_kahan")
+B, n = 16, 20
+q = rng.standard_normal((B, n, 3)) * 3; p = rng.standard_normal((B, n, 3)) * 0.1
+m = (rng.random(n) + 0.5).astype(np.float32).astype(float)
+G = np.linspace(0.5, 1.5, B).astype(np.float32).astype(float)
+q, p = q.astype(np.float32).astype(float), p.astype(np.float32).astype(float)
+runs = [sim.run(q[b], p[b], dt=1e-3, steps=60, save_every=10, params={"G": G[b]}, m=m)
+        for b in range(B)]
+np.savez(out / "nbody_kahan.npz", q0=q, p0=p, m=m, G=G, dt=1e-3, steps=60, split=20,
+         save_every=10, q=np.stack([r.q[-1] for r in runs]), p=np.stack([r.p[-1] for r in runs]),
+         kahan_p=np.stack([r.carry["kahan_p"] for r in runs]))
+print("artifact kepler_kahan, nbody_kahan")
 PY
     size=$(du -sm "$CARRY" | cut -f1)
     echo "carry: ${size} MiB in $CARRY"

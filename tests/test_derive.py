@@ -115,7 +115,26 @@ def anisotropic_case(rng):
     return {"wx": wx, "wy": wy, "omega": om, "f": f}, q, p, {}, (gq, gp)
 
 
+def wisdom_holman_case(rng):
+    """examples/outer_solar_system_wh.ham: H_kep + H_jump + H_int in democratic heliocentric
+    coordinates."""
+    G, m0, n = 1.3, 2.0, 4
+    q = rng.normal(size=(n, 3)) * 2.0
+    p = rng.normal(size=(n, 3))
+    m = rng.uniform(0.5, 2.0, n)
+    r = np.linalg.norm(q, axis=1)
+    gq = G * m0 * (m / r**3)[:, None] * q
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                d = q[i] - q[j]
+                gq[i] += G * m[i] * m[j] * d / np.linalg.norm(d) ** 3
+    gp = p / m[:, None] + p.sum(axis=0) / m0
+    return {"G": G, "m0": m0}, q, p, {"m": m}, (gq, gp)
+
+
 CASES = {
+    "outer_solar_system_wh": wisdom_holman_case,
     "anisotropic": anisotropic_case,
     "kepler": kepler_case,
     "harmonic_chain": chain_case,

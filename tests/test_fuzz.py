@@ -484,7 +484,7 @@ HAM_PIPELINES = ["", "ham-degree", "ham-derive", "ham-degree,ham-derive",
                  "ham-degree{foo=1}", "ham-derive{", "nope", "canonicalize,cse,dce"]
 SYM_PIPELINES = ["", "sym-fuse-stages", "sym-lower-loops", "sym-lower-loops{newton3=maybe}",
                  "sym-lower-loops,canonicalize,cse", "sym-fold-linear", "dce",
-                 "sym-integrator{integrator=bogus}"]
+                 "sym-integrator{integrator=bogus}", "sym-lower-flows,sym-kahan,sym-lower-loops"]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,13 @@ PRECISIONS = DTYPES
 
 @dataclass
 class Trajectory:
-    """Snapshots of a run: row k is the state after k * save_every steps (row 0 the start)."""
+    """Snapshots of a run: row k is the state after k * save_every steps (row 0 the start).
+
+    H is float64 in every precision (the energy of each snapshot's state evaluated in
+    float64). `carry` is the run state beyond q and p at the end of the run, by name (with
+    kahan: the compensations kahan_q, kahan_p, shaped like q): pass it back as
+    `run(..., carry=traj.carry)` to continue from the last snapshot exactly where the run
+    stopped; empty for a plain run."""
 
     t: np.ndarray
     q: np.ndarray
@@ -33,9 +39,13 @@ class Trajectory:
     wall_time: float = 0.0
     folded: bool = False
     note: str = ""  # a run-time decision worth telling the user (e.g. folding skipped)
+    carry: dict[str, np.ndarray] = field(default_factory=dict)
     fold_method: str = ""  # how a folded run evolved its map (tpc.runtime.fold.METHODS)
     fold_how: str = ""  # the same, in words
-    carry: object = None  # a folded run's own state at its last full-stride row (fold.Carry)
+    fold_carry: object = None  # a folded run's own state at its last full-stride row
+    # the carried run state at the last row on the snapshot grid (where a resumed run
+    # restarts; `carry` is at the last step, after a remainder of steps)
+    grid_carry: dict[str, np.ndarray] = field(default_factory=dict)
 
     def energy_error(self) -> float:
         """max |H - H0| / |H0| (absolute when H0 is 0)."""
@@ -140,7 +150,10 @@ class Simulation:
                 from tpc.passes.abi import read_abi
 
                 module = self.module.clone()
-                lowering.lower(module, "llvm", self.options, pipeline.PassRunner())
+                try:
+                    lowering.lower(module, "llvm", self.options, pipeline.PassRunner())
+                except TpcError as e:  # a pass refused the scheme: point at the integrator
+                    raise compiler.located_at_integrator(e, self.program, self.options) from None
                 abi = read_abi(module)
                 # A folded run executes the step only 2n+1 times to build its matrix: O1 is
                 # plenty and compiles several times faster than O3.
@@ -175,7 +188,8 @@ class Simulation:
     @property
     def dtype(self) -> type:
         """numpy dtype of the native buffers (q, p, params, inputs, outputs, scratch):
-        float32 for precision="f32", else float64. Trajectory q, p, H have this dtype."""
+        float32 for precision="f32", else float64. Trajectory q and p have this dtype (H is
+        float64)."""
         return PRECISIONS[self.options.precision][0]
 
     # ------------------------------------------------------------------ running
@@ -241,7 +255,10 @@ class Simulation:
 
     def run(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
             params: dict | None = None, batch: int | None = None, progress: bool = False,
-            device: str = "cpu", **inputs) -> Trajectory:
+            device: str = "cpu", carry: dict | None = None, **inputs) -> Trajectory:
+        """`steps` steps from (q0, p0); `carry`: the carried run state to start from (a
+        previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
+        absent or None)."""
         if not (np.isfinite(dt) and dt > 0):
             raise TpcError(f"dt must be a finite number > 0, got {dt}")
         if steps < 0 or save_every < 1:
@@ -250,15 +267,16 @@ class Simulation:
         for qb, pb in members:
             self.check_start(self.bind(qb, pb, params, inputs))
         if device == "cuda":
-            from tpc.runtime.cuda import run_on_cuda
+            from tpc.gpu import run_on_cuda
 
             return run_on_cuda(self, q0, p0, dt=dt, steps=steps, save_every=save_every,
-                               params=params, batch=batch, **inputs)
+                               params=params, batch=batch, carry=carry, **inputs)
         if device != "cpu":
             raise TpcError(f"unknown device '{device}' (known: cpu, cuda)")
         if batch is not None:
-            return self._run_batch(q0, p0, dt, steps, save_every, params, batch, inputs)
+            return self._run_batch(q0, p0, dt, steps, save_every, params, batch, inputs, carry)
         env = self.bind(q0, p0, params, inputs)
+        carried = self._carry_buffers(carry, env.q.size)
         note = ""
         if self.folded:
             from tpc.runtime.fold import fold_seconds
@@ -273,7 +291,7 @@ class Simulation:
                 return self._run_folded(env, dt, steps, save_every, method)
             note = (f"folding skipped at run time: {steps} steps cost about "
                     f"{steps * per_step:.3g} s stepped, {fold:.3g} s folded")
-        traj = self._run_stepped(env, dt, steps, save_every, progress)
+        traj = self._run_stepped(env, dt, steps, save_every, progress, carried)
         traj.note = note
         return traj
 
@@ -283,8 +301,9 @@ class Simulation:
         continued by `steps` more steps: the same trajectory, bitwise (t included), as one run
         of prev.steps_done + steps steps. It restarts from the last row on the snapshot grid
         (a last row after a remainder of steps is dropped and recomputed on the grid, where
-        the uninterrupted run has its rows); a folded run continues folded, by the method and
-        from the state (prev.carry) it stopped with. Returns every row, prev's included."""
+        the uninterrupted run has its rows), with the carried run state there
+        (prev.grid_carry); a folded run continues folded, by the method and from the state
+        (prev.fold_carry) it stopped with. Returns every row, prev's included."""
         if not (np.isfinite(dt) and dt > 0) or steps < 0 or save_every < 1:
             raise TpcError(f"need dt > 0, steps >= 0 and save_every >= 1, got {dt}, {steps} "
                            f"and {save_every}")
@@ -305,20 +324,42 @@ class Simulation:
 
             return Trajectory(cat(prev.t, new.t), cat(prev.q, new.q), cat(prev.p, new.p),
                               cat(prev.H, new.H), new.steps_done, new.wall_time,
-                              new.folded, new.note,
-                              new.fold_method, new.fold_how, new.carry)
+                              new.folded, new.note, new.carry, new.fold_method, new.fold_how,
+                              new.fold_carry, new.grid_carry)
 
         try:
             if prev.folded:
-                if prev.carry is None or not self.folded:
+                if prev.fold_carry is None or not self.folded:
                     raise TpcError("cannot resume a folded run without its fold state")
                 new = self._run_folded(env, dt, todo, save_every, prev.fold_method,
-                                       step0=start, carry=prev.carry)
+                                       step0=start, carry=prev.fold_carry)
             else:
-                new = self._run_stepped(env, dt, todo, save_every, progress, step0=start)
+                carried = self._carry_buffers(prev.grid_carry, env.q.size)
+                new = self._run_stepped(env, dt, todo, save_every, progress, carried,
+                                        step0=start)
         except PartialRun as e:
             raise PartialRun(e.message, joined(e.trajectory), e.interrupted) from None
         return joined(new)
+
+    def _carry_buffers(self, carry: dict | None, n: int) -> dict[str, np.ndarray]:
+        """Fresh buffers of the carried run state (the ABI's carry roles), zero or copied from
+        `carry`; a carry the compiled code does not take is an error, not ignored."""
+        names = self.native.carry if "run" in self.native.abi["functions"] else []
+        carry = dict(carry or {})
+        for key in carry:
+            if key not in names:
+                have = ", ".join(names) or "none (compile with kahan=True to carry compensations)"
+                raise TpcError(f"carry '{key}' is not run state of this code (carried: {have})")
+        out = {}
+        for name in names:
+            buf = np.zeros(n, self.dtype)
+            if name in carry:
+                value = np.asarray(carry[name])
+                if value.size != n:
+                    raise TpcError(f"carry '{name}' has {value.size} values; the state has {n}")
+                buf[:] = value.ravel()
+            out[name] = buf
+        return out
 
     def _run_folded(self, env, dt, steps, save_every, method, step0=0, carry=None) -> Trajectory:
         from tpc.runtime.fold import run_folded
@@ -335,7 +376,8 @@ class Simulation:
         r = run_folded(self.native, env, dt, steps, save_every, method, self.info.separable,
                        twin=twin, step0=step0, carry=carry)
         traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall)
-        traj.folded, traj.fold_method, traj.fold_how, traj.carry = True, r.method, r.how, r.carry
+        traj.folded, traj.fold_method, traj.fold_how = True, r.method, r.how
+        traj.fold_carry = r.carry
         if r.error:
             raise PartialRun(f"{r.error}; {r.rows} snapshot(s) kept", traj,
                              interrupted=r.interrupted)
@@ -346,38 +388,52 @@ class Simulation:
         if k <= 0:
             return 0.0
         copy = env.with_state(env.q.copy(), env.p.copy())
-        bufs = self.native.scratch("run", env.q.size)
+        bufs = self.native.scratch("run", env.q.size, env=env, dt=dt)  # carry at zero: a copy's
         t0 = time.perf_counter()
         self.native.call("run", copy, dt=dt, nsnap=1, stride=k, step0=0, **bufs)
         return (time.perf_counter() - t0) / k
 
-    def _run_batch(self, q0, p0, dt, steps, save_every, params, batch, inputs) -> Trajectory:
+    def _run_batch(self, q0, p0, dt, steps, save_every, params, batch, inputs,
+                   carry=None) -> Trajectory:
         q0, p0 = np.asarray(q0, dtype=float), np.asarray(p0, dtype=float)
         if len(q0) != batch or len(p0) != batch:
             raise TpcError(f"batch={batch} needs q0 and p0 with a leading dimension of {batch}")
+        for k, v in (carry or {}).items():
+            if len(np.asarray(v)) != batch:
+                raise TpcError(f"batch={batch} needs carry '{k}' with a leading dimension "
+                               f"of {batch}")
         runs = [self.run(q0[b], p0[b], dt=dt, steps=steps, save_every=save_every,
-                         params=params, **inputs) for b in range(batch)]
+                         params=params, carry={k: np.asarray(v)[b] for k, v in
+                                               (carry or {}).items()}, **inputs)
+                for b in range(batch)]
         return Trajectory(runs[0].t, np.stack([r.q for r in runs], 1),
                           np.stack([r.p for r in runs], 1), np.stack([r.H for r in runs], 1),
-                          steps, sum(r.wall_time for r in runs), runs[0].folded)
+                          steps, sum(r.wall_time for r in runs), runs[0].folded,
+                          carry={k: np.stack([r.carry[k] for r in runs])
+                                 for k in runs[0].carry})
 
-    def _run_stepped(self, env, dt, steps, save_every, progress, step0=0) -> Trajectory:
-        """`steps` steps from the state of env, which is that at step `step0` (rows, times and
-        step numbers count from there)."""
+    def _run_stepped(self, env, dt, steps, save_every, progress,
+                     carried: dict[str, np.ndarray], step0: int = 0) -> Trajectory:
+        """`steps` steps from the state of env (and `carried`), which is that at step `step0`
+        (rows, times and step numbers count from there)."""
         native = self.native
         n = env.q.size
         full, rem = divmod(steps, save_every)
         rows = 1 + full + (1 if rem else 0)
         out_q = np.empty((rows, n), self.dtype)
         out_p = np.empty((rows, n), self.dtype)
-        out_h = np.empty(rows, self.dtype)
+        out_h = np.empty(rows)  # f64 in every precision (the ABI's f64:out_H)
         t = np.zeros(rows)
         t[0] = step0 * dt
         out_q[0], out_p[0] = env.q.ravel(), env.p.ravel()
         out_h[0] = native.call("energy", env)
-        bufs = native.scratch("run", n)
+        bufs = native.scratch("run", n, env=env, dt=dt)
         status = bufs["status"]
         done_rows, step = 1, step0
+        # The carried state at the last row on the snapshot grid: where a resumed run restarts,
+        # and what an interrupted run keeps (Ctrl-C lands after a native call has advanced the
+        # buffers past the rows it could not record).
+        grid = {k: v.copy() for k, v in carried.items()}
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
@@ -390,8 +446,9 @@ class Simulation:
                     k = min(chunk, left)
                     native.call("run", env, dt=dt, nsnap=k, stride=stride, step0=step,
                                 out_q=out_q[done_rows:], out_p=out_p[done_rows:],
-                                out_H=out_h[done_rows:], g=bufs["g"], work=bufs["work"],
-                                status=status)
+                                out_H=out_h[done_rows:], **({k: v for k, v in bufs.items()
+                                                             if not k.startswith("out_")}
+                                                            | carried))
                     if status[0] != -1.0:
                         code = int(status[0])
                         bad = code if code >= 0 else -2 - code
@@ -400,7 +457,7 @@ class Simulation:
                             t[done_rows + r] = (step + (r + 1) * stride) * dt
                         done_rows += good
                         traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
-                                                bad, time.perf_counter() - t0)
+                                                bad, time.perf_counter() - t0, carried, grid)
                         what = ("the state became non-finite" if code >= 0
                                 else "the implicit midpoint iteration did not converge")
                         raise PartialRun(f"{what} at step {bad + 1} (t = {(bad + 1) * dt:g}); "
@@ -410,23 +467,30 @@ class Simulation:
                     step += k * stride
                     done_rows += k
                     left -= k
+                    if stride == save_every:
+                        grid = {k: v.copy() for k, v in carried.items()}
                     if bar:
                         bar.update(step)
         except KeyboardInterrupt:
             traj = self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                    time.perf_counter() - t0)
+                                    time.perf_counter() - t0, grid, grid)
             raise PartialRun(f"interrupted at step {step}; {done_rows} snapshot(s) kept",
                              traj, interrupted=True) from None
         finally:
             if bar:
                 bar.close()
         return self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                time.perf_counter() - t0)
+                                time.perf_counter() - t0, carried, grid)
 
-    def _trajectory(self, t, q, p, h, rows, steps, wall) -> Trajectory:
+    def _trajectory(self, t, q, p, h, rows, steps, wall, carry=None, grid=None) -> Trajectory:
         shape = (rows, *[int(d) for d in self._concrete_shape(q.shape[1])])
+
+        def shaped(state: dict | None) -> dict:
+            return {k: v.reshape(shape[1:]).copy() for k, v in (state or {}).items()}
+
         return Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
-                          h[:rows].copy(), steps, wall, False)
+                          h[:rows].copy(), steps, wall, False, carry=shaped(carry),
+                          grid_carry=shaped(grid))
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.info.shape if isinstance(d, int)]
@@ -452,17 +516,26 @@ class _Progress:
 
 
 def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: bool = True,
-            precision: str = "f64", newton3: bool = True) -> Simulation:
+            precision: str | None = None, newton3: bool = True,
+            kahan: bool | None = None) -> Simulation:
     """Compile a .ham file or source text. Compilation to native code happens on first run.
 
-    precision: "f64" (default) or "f32". In f32 every native buffer, the arithmetic, dt and
-    H are float32 (`Simulation.dtype`): q0, p0, params and inputs are rounded to float32, and
-    the returned Trajectory's q, p, H are float32 arrays (t stays float64), gradient() gives
-    float32 arrays. A folded run builds and powers its map in float64, from the float64 build
-    of the same code with the float32-rounded data, and rounds the state to float32 once per
+    precision: "f64" or "f32" (None: the simulate block's `precision`, else "f64"). In f32
+    every native buffer, the arithmetic and dt are float32 (`Simulation.dtype`): q0, p0,
+    params and inputs are rounded to float32, and the returned Trajectory's q, p are float32
+    arrays (t stays float64), gradient() gives float32 arrays. Energies are evaluated in
+    float64 from the float32 state in every precision (Trajectory.H and energy() are
+    float64). A folded run builds and powers its map in float64, from the float64 build of
+    the same code with the float32-rounded data, and rounds the state to float32 once per
     snapshot (a map read off float32 code is not symplectic, so folding it would cost
-    accuracy)."""
-    if precision not in PRECISIONS:
+    accuracy).
+
+    kahan: compensated state updates (None: the simulate block's `kahan`, else False): every
+    q and p update is Kahan-Babuska-Neumaier compensated in a per-element buffer carried
+    through the run (Trajectory.carry), giving most of float64's long-run accuracy in f32.
+    The time loop then always steps (no folding). Not for the `midpoint` and `exact`
+    integrators."""
+    if precision is not None and precision not in PRECISIONS:
         raise TpcError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     text = str(path_or_source)
     if isinstance(path_or_source, Path) or not _is_source(text):
@@ -471,8 +544,8 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
     else:
         program, module = pipeline.frontend(text, "<source>")
         source = text
-    options = compiler.resolve_integrator(
-        program, compiler.Options(integrator, fold, precision, newton3)
+    options = compiler.resolve_options(
+        program, compiler.Options(integrator, fold, precision, newton3, kahan=kahan)
     )
     pipeline.PassRunner().run(module, list(pipeline.HAM_PASSES))
     system = next(op for op in module.walk() if isinstance(op, ham.SystemOp))

@@ -25,11 +25,14 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--integrator", help="override the simulate block's integrator")
     p.add_argument("--no-fold", action="store_true", help="never replace the time loop by a "
                    "matrix power, even for quadratic H")
-    # None when not given (f64, and newton3 on), so that a resumed run can tell a flag that
-    # repeats its file's setting from one that contradicts it.
     p.add_argument("--precision", choices=("f64", "f32"), default=None,
                    help="floating-point type of the state and of all generated arithmetic "
-                   "(default f64)")
+                   "(default: the simulate block's `precision`, else f64)")
+    p.add_argument("--kahan", action=argparse.BooleanOptionalAction, default=None,
+                   help="compensated (Kahan-Babuska-Neumaier) state updates: near-f64 long-run "
+                   "accuracy at f32 cost (default: the simulate block's `kahan`, else off)")
+    # None when not given (on), so that a resumed run can tell a flag that repeats its file's
+    # setting from one that contradicts it.
     p.add_argument("--newton3", action=argparse.BooleanOptionalAction, default=None,
                    help="symmetric pair forces (each pair once) on the CPU (default on)")
 
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output file ('-' for stdout)")
     c.add_argument("--arch", default="sm_90", help="GPU architecture for --emit=ptx")
     c.add_argument("--remarks", action="store_true", help="explain the optimization decisions")
+    c.add_argument("--optimized", action="store_true",
+                   help="with --emit=llvm: the IR after O3, as the JIT compiles it")
     _add_compile_options(c)
     _add_ir_dump_flags(c)
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, replace
 from xdsl.dialects.builtin import ModuleOp
 
 from tpc import pipeline
-from tpc.diagnostics import TpcError
+from tpc.diagnostics import Loc, TpcError
 from tpc.dialects import ham
 from tpc.syntax import Program, Word
 
-INTEGRATORS = ("leapfrog", "yoshida4", "yoshida6", "yoshida8", "midpoint", "exact")
+PRECISIONS = ("f64", "f32")
 
 
 @dataclass(frozen=True)
@@ -21,18 +21,20 @@ class Options:
 
     integrator: str | None = None  # None: the simulate block's, else leapfrog
     fold: bool = True
-    precision: str = "f64"
+    precision: str | None = "f64"  # None: the simulate block's, else f64
     newton3: bool = True
     arch: str = "sm_90"  # GPU architecture for PTX
+    kahan: bool | None = False  # compensated state updates (sym-kahan); None: the block's
 
 
 def options_from_args(args) -> Options:
     return Options(
         integrator=getattr(args, "integrator", None),
         fold=not getattr(args, "no_fold", False),
-        precision=getattr(args, "precision", None) or "f64",
+        precision=getattr(args, "precision", None),
         newton3=getattr(args, "newton3", None) is not False,
         arch=getattr(args, "arch", "sm_90"),
+        kahan=getattr(args, "kahan", None),
     )
 
 
@@ -44,20 +46,87 @@ class StageResult:
     program: Program | None = None
 
 
+def resolve_options(program: Program, options: Options) -> Options:
+    """The options a caller left open (None) from the simulate block, else their defaults:
+    the integrator, the precision (`precision = f32`) and `kahan = true`."""
+    options = resolve_integrator(program, options)
+    settings = {s.name: s for s in program.settings}
+    if options.precision is None:
+        setting = settings.get("precision")
+        name = "f64"
+        if setting is not None:
+            value = setting.value
+            name = value.text if isinstance(value, Word) else str(value)
+            if name not in PRECISIONS:
+                raise TpcError(f"unknown precision '{name}' (known: {', '.join(PRECISIONS)})",
+                               setting.value_loc)
+        options = replace(options, precision=name)
+    if options.kahan is None:
+        setting = settings.get("kahan")
+        on = False
+        if setting is not None:
+            value = setting.value
+            word = value.text if isinstance(value, Word) else None
+            if word not in ("true", "false"):
+                shown = word if word is not None else repr(value)
+                raise TpcError(f"kahan must be true or false, got {shown}", setting.value_loc)
+            on = word == "true"
+        options = replace(options, kahan=on)
+    return options
+
+
 def resolve_integrator(program: Program, options: Options) -> Options:
-    """The integrator from the command line, else the simulate block, else leapfrog."""
-    if options.integrator is not None:
-        name, loc = options.integrator, None
-    else:
-        setting = next((s for s in program.settings if s.name == "integrator"), None)
-        if setting is None:
-            return replace(options, integrator="leapfrog")
+    """The integrator from the command line, else the simulate block, else leapfrog, as the
+    canonical text of its specification (tpc.passes.methods)."""
+    from tpc.passes import methods
+
+    text, loc = integrator_source(program, options.integrator)
+    if text is None:
+        return replace(options, integrator="leapfrog")
+    try:
+        spec = methods.parse(text)
+        methods.check_names(spec)
+    except methods.MethodError as e:
+        raise TpcError(str(e), shifted(loc, text, e.offset)) from None
+    return replace(options, integrator=str(spec))
+
+
+def integrator_source(program: Program, given: str | None) -> tuple[str | None, Loc]:
+    """The integrator's text as the user wrote it, and where it starts: the command line's
+    `--integrator` (shown as its own one-line source) or the simulate block's setting."""
+    setting = next((s for s in program.settings if s.name == "integrator"), None)
+    if given is None and setting is not None:
         value = setting.value
-        name = value.text if isinstance(value, Word) else str(value)
-        loc = setting.value_loc
-    if name not in INTEGRATORS:
-        raise TpcError(f"unknown integrator '{name}' (known: {', '.join(INTEGRATORS)})", loc)
-    return replace(options, integrator=name)
+        text = value.text if isinstance(value, Word) else str(value)
+        return text, setting.value_loc
+    if setting is not None and isinstance(setting.value, Word) and given is not None:
+        from tpc.passes import methods
+
+        try:
+            if str(methods.parse(setting.value.text)) == given:
+                return setting.value.text, setting.value_loc
+        except methods.MethodError:
+            pass
+    return given, Loc("--integrator", 1, 1, given or "")
+
+
+def located_at_integrator(e: TpcError, program: Program, options: Options) -> TpcError:
+    """A lowering pass refuses the scheme (a flow a target cannot run): point at the
+    integrator the user wrote, else at H."""
+    if e.loc is not None:
+        return e
+    text, loc = integrator_source(program, options.integrator)
+    if text is None:
+        loc = program.system.hamiltonians[0].loc if program.system.hamiltonians else None
+    return TpcError(e.message, loc, e.notes)
+
+
+def shifted(base: Loc, text: str, offset: int) -> Loc:
+    """The location of character `offset` of `text`, which starts at `base`."""
+    before = text[:offset].split("\n")
+    if len(before) == 1:
+        return Loc(base.file, base.line, base.col + offset, base.source)
+    return Loc(base.file, base.line + len(before) - 1, len(before[-1]) + 1, base.source)
 
 
 def ham_remarks(module: ModuleOp) -> list[str]:
@@ -90,15 +159,19 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
     from tpc import lowering
 
     program, module = pipeline.frontend(path)
-    options = resolve_integrator(program, options)
+    options = resolve_options(program, options)
     runner.run(module, list(pipeline.HAM_PASSES))
     remarks = ham_remarks(module)
     if emit != "ham":
         check_integrator(program, lowering.system_of(module), options)
-        module, more = lowering.lower(module, emit, options, runner)
+        try:
+            module, more = lowering.lower(module, emit, options, runner)
+        except TpcError as e:
+            raise located_at_integrator(e, program, options) from None
         remarks += more
     if emit in ("llvm", "ptx"):
-        text = lowering.render(module, emit, options)
+        text = lowering.render(module, emit, options,
+                               optimized=getattr(runner_args, "optimized", False))
     else:
         buf = io.StringIO()
         pipeline.print_ir(module, buf, runner.debuginfo)
@@ -107,17 +180,26 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
 
 
 def check_integrator(program: Program, system: ham.SystemOp, options: Options) -> None:
-    """Refuse, where the user chose it, an integrator the system cannot have: an explicit
-    splitting of a non-separable H (naming the part that couples q and p), or the exact flow
-    without folding or of a non-quadratic H."""
+    """Refuse, where the user wrote it, an integrator the system cannot have: a part it names
+    that H does not have, parts that do not add up to H, an explicit splitting of a part that
+    couples q and p (naming the part), the exact flow without folding or of a non-quadratic H."""
+    from tpc.passes import methods
     from tpc.passes.ham_degree import read_facts
     from tpc.passes.sym_fold_linear import EXACT_NEEDS_FOLD
+    from tpc.passes.sym_integrator import Coefficients, sides
 
-    setting = next((s for s in program.settings if s.name == "integrator"), None)
-    loc = setting.value_loc if setting is not None and options.integrator == getattr(
-        setting.value, "text", None) else None
+    text, base = integrator_source(program, options.integrator)
+    chosen = text is not None
+    text = text or options.integrator or "leapfrog"
+    loc = base if chosen else None
     facts = read_facts(system.hamiltonian)
     h_loc = program.system.hamiltonians[0].loc if program.system.hamiltonians else None
+    if options.kahan and options.integrator in ("exact", "midpoint"):
+        from tpc.passes.sym_kahan import EXACT, MIDPOINT
+
+        kahan = next((s for s in program.settings if s.name == "kahan"), None)
+        raise TpcError(EXACT if options.integrator == "exact" else MIDPOINT,
+                       loc or (kahan.value_loc if kahan is not None else None))
     if options.integrator == "exact":
         if not options.fold:
             raise TpcError(EXACT_NEEDS_FOLD, loc or h_loc)
@@ -125,17 +207,23 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
             raise TpcError("integrator 'exact' needs a quadratic H (a linear Hamiltonian "
                            f"vector field), but {facts.why or 'H is not quadratic'}", loc or h_loc)
         return
-    if facts.separable or options.integrator == "midpoint":
-        return
-    part = next(p for p in system.parts if not read_facts(p).separable)
-    where = loc_of(part, program)
-    notes = (f"{where}: the part @{part.part_name} couples q and p",) if loc and where else ()
-    raise TpcError(
-        f"integrator '{options.integrator}' splits H into kicks and drifts, but H is not "
-        "separable (a term couples q and p), so the split would not be symplectic; "
-        "use integrator = midpoint",
-        loc or where, notes,
-    )
+
+    def mixed(name: str, offset: int) -> TpcError:
+        part = system.part(name)
+        where = loc_of(part, program)
+        at = shifted(loc, text, offset) if loc else None
+        notes = (f"{where}: the part @{name} couples q and p",) if at and where else ()
+        return TpcError(
+            f"integrator '{options.integrator}' splits H into kicks and drifts, but part @{name} "
+            "of H couples q and p (H is not separable), so the split would not be symplectic; use "
+            "integrator = "
+            "midpoint, or name the parts to flow (e.g. leapfrog(A, B): a part of both is then "
+            "flowed by the implicit midpoint rule)", at or where or h_loc, notes)
+
+    try:
+        methods.Builder(sides(system), Coefficients(), mixed).build(methods.parse(text))
+    except methods.MethodError as e:
+        raise TpcError(str(e), shifted(base, text, e.offset)) from None
 
 
 def loc_of(op, program: Program):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DictionaryAttr,
     FileLineColLoc,
     FloatAttr,
@@ -22,6 +23,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
     StringAttr,
+    SymbolRefAttr,
     UnitAttr,
     VectorType,
     f64,
@@ -31,7 +33,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 
 from tpc.diagnostics import Loc, TpcError
 from tpc.dialects import ham
-from tpc.parts import Part, partition
+from tpc.parts import Part, groups, partition
 from tpc.syntax import (
     BinOp,
     Call,
@@ -200,7 +202,8 @@ class IRGen:
         self.params = {p.name for p in sys.params}
 
         h_decl = sys.hamiltonians[0]
-        part_ops = [self.part(part) for part in partition(sys, h_decl.expr)]
+        parts = partition(sys, h_decl.expr)
+        part_ops = [self.part(part) for part in parts]
         self.check_unused_lets()
 
         def located(op: Operation, loc: Loc) -> Operation:
@@ -213,7 +216,12 @@ class IRGen:
         decls += [located(ham.InputOp(a.name, a.shape), a.loc) for a in sys.inputs]
         decls.append(located(ham.StateOp(st.q.name, st.p.name, st.q.shape), st.loc))
         decls += part_ops
-        decls.append(located(ham.HamiltonianOp([p.part_name for p in part_ops]), h_decl.loc))
+        h_op = ham.HamiltonianOp([p.part_name for p in part_ops])
+        named_groups = groups(sys, parts)
+        if named_groups:
+            h_op.attributes["groups"] = DictionaryAttr({
+                k: ArrayAttr([SymbolRefAttr(n) for n in v]) for k, v in named_groups.items()})
+        decls.append(located(h_op, h_decl.loc))
         box = sys.boxes[0].value if sys.boxes else None
         system = ham.SystemOp(sys.name, decls, box)
         system.location = to_loc(sys.loc)

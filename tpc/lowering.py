@@ -17,15 +17,32 @@ def _spec(name: str, **options) -> str:
 
 def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
     """ham (after ham-degree) -> sym: gradients, the scheme of flows, fusion, folding. The
-    folding decision is recorded in the IR; the remarks are read back from it."""
+    folding decision is recorded in the IR; the remarks are read back from it. With kahan,
+    the flows become their (compensated) updates here, before folding, which they skip."""
     from tpc.passes.sym_fold_linear import fold_remarks
+    from tpc.passes.sym_kahan import kahan_remarks
 
+    kahan = getattr(options, "kahan", False)
     runner.run(module, [
-        "ham-derive", f"sym-integrator{{integrator={options.integrator}}}", "sym-flow-kinds",
-        "sym-fuse-stages",
+        "ham-derive", f"sym-integrator{{integrator=\"{options.integrator}\"}}", "sym-flow-kinds",
+        "sym-fuse-stages", *(["sym-lower-flows", "sym-kahan"] if kahan else []),
         "sym-fold-linear" if options.fold else "sym-fold-linear{enabled=false}",
     ])
-    return fold_remarks(module)
+    return scheme_remarks(module) + fold_remarks(module) + kahan_remarks(module)
+
+
+def scheme_remarks(module: ModuleOp) -> list[str]:
+    """The synthesized methods' coefficients, residuals and error coefficients, from the IR."""
+    from xdsl.dialects.builtin import ArrayAttr
+
+    from tpc.dialects import sym
+
+    out = []
+    for op in module.body.block.ops:
+        notes = op.attributes.get("coefficients") if isinstance(op, sym.SchemeOp) else None
+        if isinstance(notes, ArrayAttr):
+            out += [f"remark: {n.data}" for n in notes.data]
+    return out
 
 
 def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True,
@@ -71,11 +88,13 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
         raise TpcError(str(e).strip().splitlines()[0]) from None
 
 
-def render(module: ModuleOp, emit: str, options) -> str:
+def render(module: ModuleOp, emit: str, options, optimized: bool = False) -> str:
+    """The text of an llvm or ptx stage; `optimized`: the LLVM IR after O3 (what the JIT
+    turns into machine code), for checking what the optimizer keeps."""
     if emit == "llvm":
         from tpc.runtime.jit import llvm_ir_text
 
-        return llvm_ir_text(module)
+        return llvm_ir_text(module, optimize=optimized)
     from tpc.runtime.ptx import module_to_ptx
 
     return module_to_ptx(module, arch=getattr(options, "arch", "sm_90"))

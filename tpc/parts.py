@@ -127,3 +127,37 @@ def partition(system: System, h: Node) -> list[Part]:
         name = auto_name(key)
         parts.setdefault(name, Part(name, term.node.loc)).terms.append(term)
     return list(parts.values())
+
+
+def groups(system: System, parts: list[Part]) -> dict[str, list[str]]:
+    """The `let`s that stand for several parts (`let Hfast = T + Vbond`), each with the parts
+    it stands for, so an integrator can name them. Iterative with a memo: a chain of 1500
+    lets must cost linear time and no recursion."""
+    names = {p.name for p in parts}
+    lets = {d.name: d for d in system.lets}
+    # a let is a candidate when its body is a sum of two or more names
+    refs: dict[str, list[str]] = {}
+    for name, d in lets.items():
+        terms = signed_terms(d.expr)
+        if len(terms) > 1 and all(isinstance(t.node, Name) for t in terms):
+            refs[name] = [t.node.id for t in terms]  # type: ignore[union-attr]
+    memo: dict[str, list[str] | None] = {n: [n] for n in names}
+    for root in refs:
+        stack = [root]
+        while stack:
+            name = stack[-1]
+            if name in memo:
+                stack.pop()
+                continue
+            if name not in refs:
+                memo[name] = None
+                stack.pop()
+                continue
+            todo = [r for r in refs[name] if r not in memo and r not in stack]
+            if todo:
+                stack.extend(todo)
+                continue
+            subs = [memo.get(r) for r in refs[name]]
+            memo[name] = None if any(x is None for x in subs) else [n for x in subs for n in x]
+            stack.pop()
+    return {n: v for n, v in memo.items() if n not in names and n in refs and v}

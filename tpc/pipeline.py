@@ -286,8 +286,9 @@ class PassRunner:
 
 
 # The ham-level passes every compilation runs before the integrator is chosen: the facts of
-# each part, then the split of separable parts that read both q and p.
-HAM_PASSES = ("ham-degree", "ham-split-parts")
+# each part, the split of separable parts that read both q and p, the Kepler-form and
+# magnetic-form parts.
+HAM_PASSES = ("ham-degree", "ham-split-parts", "ham-kepler", "ham-magnetic")
 
 
 def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Program, ModuleOp]:

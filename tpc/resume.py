@@ -29,10 +29,11 @@ from tpc.simulate import (
 from tpc.syntax import read_bytes
 
 # What a file must hold to be resumed (written by tpc.runner.trajectory_arrays).
-NEEDED = ("t", "q", "p", "H", "system", "source_sha256", "integrator", "precision", "dt",
-          "save_every", "steps_done", "steps_total", "folded", "fold_method", "fold_enabled",
-          "newton3", "device")
+NEEDED = ("t", "q", "p", "H", "system", "source_sha256", "integrator", "precision", "kahan",
+          "dt", "save_every", "steps_done", "steps_total", "folded", "fold_method",
+          "fold_enabled", "newton3", "device")
 PARAM_PREFIX = "param_"
+RESUME_CARRY_PREFIX = "resume_"  # carried run state (kahan_q, ...) at the restart row
 
 
 @dataclass
@@ -87,23 +88,26 @@ def compile_options(res: Resumed, args) -> dict:
     """The compile options of the resumed run (the file's), checked against the flags given.
     Returns the keyword arguments of tpc.api.compile."""
     wanted = {"integrator": res.text("integrator"), "precision": res.text("precision"),
-              "newton3": res.flag("newton3"), "device": res.text("device")}
+              "newton3": res.flag("newton3"), "kahan": res.flag("kahan"),
+              "device": res.text("device")}
     if wanted["device"] != "cpu":
         raise TpcError(f"cannot resume from '{res.path}': runs on the {wanted['device']} "
                        "device cannot be resumed yet")
     given = {"integrator": args.integrator, "precision": args.precision,
-             "newton3": args.newton3, "device": args.device}
+             "newton3": args.newton3, "kahan": getattr(args, "kahan", None),
+             "device": args.device}
     for key, value in given.items():
         if value is not None and value != wanted[key]:
-            flag = (f"--{key} {value}" if key != "newton3"
-                    else ("--newton3" if value else "--no-newton3"))
+            flag = (f"--{key} {value}" if not isinstance(value, bool)
+                    else f"--{key}" if value else f"--no-{key}")
             raise TpcError(f"{flag} contradicts the run in '{res.path}' ({key} = "
                            f"{wanted[key]})")
     if args.no_fold and res.flag("fold_enabled"):
         raise TpcError(f"--no-fold contradicts the run in '{res.path}', which was compiled "
                        "with folding enabled")
     return {"integrator": wanted["integrator"], "precision": wanted["precision"],
-            "newton3": wanted["newton3"], "fold": res.flag("fold_enabled")}
+            "newton3": wanted["newton3"], "kahan": wanted["kahan"],
+            "fold": res.flag("fold_enabled")}
 
 
 def check_source(res: Resumed, sim, file: str) -> None:
@@ -175,8 +179,10 @@ def run_config(res: Resumed, sim, args) -> tuple[RunConfig, int]:
     return cfg, target
 
 
-def trajectory(res: Resumed, dtype) -> object:
-    """The run so far, as the API's Trajectory (with a folded run's fold state)."""
+def trajectory(res: Resumed, dtype, carried: list[str]) -> object:
+    """The run so far, as the API's Trajectory: with a folded run's fold state, and the
+    carried run state (`carried`: its names in the compiled code) at the end and at the
+    restart row."""
     from tpc.api import Trajectory
     from tpc.runtime.fold import Carry
 
@@ -192,6 +198,14 @@ def trajectory(res: Resumed, dtype) -> object:
                            "far as its first snapshot")
         carry = Carry(res.text("fold_method"), int(a["fold_carry_step"]),
                       np.asarray(a["fold_carry"], dtype=np.float64))
+    grid = {}
+    for name in carried:
+        key = RESUME_CARRY_PREFIX + name
+        if key not in a:
+            raise TpcError(f"cannot resume from '{res.path}': it lacks '{key}', the carried "
+                           f"'{name}' at its last snapshot")
+        grid[name] = np.asarray(a[key])
     return Trajectory(np.asarray(a["t"], dtype=np.float64), q, p, np.asarray(a["H"]),
                       res.integer("steps_done"), 0.0, res.flag("folded"),
-                      fold_method=res.text("fold_method"), carry=carry)
+                      carry={k: np.asarray(a[k]) for k in carried if k in a},
+                      fold_method=res.text("fold_method"), fold_carry=carry, grid_carry=grid)

@@ -11,6 +11,7 @@ import numpy as np
 from tpc import api, compiler, resume
 from tpc.diagnostics import TpcError
 from tpc.output import check_writable, write_file
+from tpc.resume import RESUME_CARRY_PREFIX
 from tpc.simulate import OUTPUT_INPUT_PREFIX, OUTPUT_MARK, RunConfig, load_run_config
 
 
@@ -30,8 +31,12 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
                       device: str = "cpu") -> dict:
     """The snapshots plus what produced them, so that the file describes itself, a later
     `tpc run --init` can start from its last snapshot and `tpc run --resume` can continue the
-    run bitwise (tpc.resume reads these back)."""
-    arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H}
+    run bitwise (tpc.resume reads these back). The carried run state at the end (with kahan:
+    the compensations kahan_q, kahan_p, shaped like one row of q) goes in under its own names,
+    and the same at the last row on the snapshot grid, where a resumed run restarts, under
+    `resume_<name>`."""
+    arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H, **traj.carry}
+    arrays |= {f"{RESUME_CARRY_PREFIX}{k}": v for k, v in traj.grid_carry.items()}
     arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
     arrays |= {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
     arrays |= {
@@ -43,6 +48,7 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
         "precision": np.str_(sim.options.precision),
         "fold_enabled": np.bool_(sim.options.fold),
         "newton3": np.bool_(sim.options.newton3),
+        "kahan": np.bool_(sim.options.kahan),
         "device": np.str_(device),
         "dt": np.float64(cfg.dt),
         "save_every": np.int64(cfg.save_every),
@@ -52,9 +58,9 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
         "folded": np.bool_(traj.folded),
         "fold_method": np.str_(traj.fold_method),
     }
-    if traj.carry is not None:
-        arrays["fold_carry"] = np.asarray(traj.carry.data, dtype=np.float64)
-        arrays["fold_carry_step"] = np.int64(traj.carry.step)
+    if traj.fold_carry is not None:
+        arrays["fold_carry"] = np.asarray(traj.fold_carry.data, dtype=np.float64)
+        arrays["fold_carry_step"] = np.int64(traj.fold_carry.step)
     return arrays
 
 
@@ -73,13 +79,14 @@ def main(args) -> int:
     else:
         options = compiler.options_from_args(args)
         sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
-                          precision=options.precision, newton3=options.newton3)
+                          precision=options.precision, newton3=options.newton3,
+                          kahan=options.kahan)
     if args.remarks:
-        for line in compiler.ham_remarks(sim.module):
+        for line in sim_remarks(sim):
             print(line, file=sys.stderr)
     if resumed is not None:
         cfg, _ = resume.run_config(resumed, sim, args)
-        prev = resume.trajectory(resumed, sim.dtype)
+        prev = resume.trajectory(resumed, sim.dtype, sim.native.carry)
         if note := resume.build_note(resumed):
             print(f"note: {note}", file=sys.stderr)
     else:
@@ -156,3 +163,16 @@ def run_remark(sim: api.Simulation, traj: api.Trajectory, device: str = "cpu") -
     if sim.folded and device != "cpu":
         return f"remark: not folded: the time loop runs stepped on the {device} device"
     return f"remark: not folded: {sim.fold_reason}"
+
+
+def sim_remarks(sim: api.Simulation) -> list[str]:
+    """What is known before the run: H's facts, the integrator's coefficients, compensation
+    (the folding remark follows the run: `run_remark`)."""
+    method = [f"remark: {c}" for c in sim.native.abi["scheme"].get("coefficients") or ()]
+    out = compiler.ham_remarks(sim.module) + method
+    if sim.native.carry:
+        from tpc.passes.sym_kahan import METHOD
+
+        out.append(f"remark: state updates compensated ({METHOD}), carried in "
+                   f"{', '.join(sim.native.carry)}")
+    return out

@@ -27,7 +27,9 @@ from tpc.dialects import ham
 from tpc.limits import MAX_LIST_NESTING, MAX_STEPS
 from tpc.syntax import Program, Setting, Word, abbreviate, decode_source, loc_at, read_bytes
 
-RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init")
+# integrator, precision and kahan choose the generated code: the compiler reads them
+# (tpc.compiler.resolve_options); the others are read here.
+RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan")
 
 
 @dataclass

@@ -314,6 +314,11 @@ class _Builder(lark.visitors.Transformer_NonRecursive):
         return (value, self.loc(children[0]))
 
     @lark.v_args(meta=True)
+    def method(self, meta, children):
+        # kept as text: tpc.passes.methods parses it, for the simulate block and --integrator
+        return (Word(self.source[meta.start_pos:meta.end_pos]), self.loc(meta))
+
+    @lark.v_args(meta=True)
     def list(self, meta, children):
         items = [c for c in children if c is not None]
         return ([self._plain(c) for c in items], self.loc(meta))

@@ -35,13 +35,13 @@ builtin.module {
 // BEFORE: ham.hamiltonian = [@E]
 
 // CHECK-NOT: ham.part @E attributes
-// CHECK: ham.part @E_q attributes {let, {{.*}}depends_on = ["q"]}
+// CHECK: ham.part @E_q attributes {let, split_from = "E", {{.*}}depends_on = ["q"]}
 // CHECK: ham.sum
 // CHECK-NOT: ham.load @p
 // CHECK: arith.mulf %{{.*}}, %{{.*}} : f64
 // CHECK: ham.yield
 // CHECK: arith.subf
-// CHECK: ham.part @E_p attributes {let, {{.*}}depends_on = ["p"]}
+// CHECK: ham.part @E_p attributes {let, split_from = "E", {{.*}}depends_on = ["p"]}
 // CHECK: ham.sum
 // CHECK-NOT: ham.load @q
 // CHECK: ham.yield
