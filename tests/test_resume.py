@@ -47,6 +47,10 @@ def assert_same_run(a: Path, b: Path) -> None:
             assert np.array_equal(x[key], y[key]), key
         for key in ("steps_done", "steps_total", "t_final", "folded", "fold_method"):
             assert x[key] == y[key], key
+        carried = [k for k in x.files if k.startswith(("kahan_", "resume_"))]
+        assert carried == [k for k in y.files if k.startswith(("kahan_", "resume_"))]
+        for key in carried:  # the run state beyond q and p, too
+            assert np.array_equal(x[key], y[key]), key
 
 
 def two_ways(capsys, tmp_path, src, n: int, *flags) -> tuple[Path, Path]:
@@ -70,6 +74,20 @@ def test_stepped_resume_is_bitwise(capsys, tmp_path, integrator, save_every):
     with np.load(resumed) as d:
         assert int(d["steps_done"]) == 20_000 and not bool(d["folded"])
         assert float(d["t_final"]) == d["t"][-1] == 20_000 * 0.01
+
+
+@pytest.mark.parametrize("save_every", [100, 300])
+def test_compensated_resume_is_bitwise(capsys, tmp_path, save_every):
+    """f32 with Kahan compensation: the compensations are run state; the file keeps them at
+    the end and at the last snapshot on the grid (where a run ending on a remainder restarts),
+    and the continuation equals the uninterrupted run, compensations included."""
+    whole, resumed = two_ways(capsys, tmp_path, KEPLER, 10_000, "--precision", "f32",
+                              "--kahan", "--save-every", save_every)
+    assert_same_run(whole, resumed)
+    with np.load(whole) as x, np.load(resumed) as y:
+        for key in ("kahan_q", "kahan_p", "resume_kahan_q", "resume_kahan_p"):
+            assert np.array_equal(x[key], y[key]), key
+        assert np.any(x["kahan_q"] != 0)  # the compensation is really carried
 
 
 @pytest.mark.parametrize("src, flags, method", [
@@ -114,9 +132,13 @@ def interrupt_at(monkeypatch, cls, name: str, after: int) -> None:
     monkeypatch.setattr(cls, name, wrapped)
 
 
-def test_ctrl_c_while_stepping_exits_130_and_resumes_bitwise(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("flags", [[], ["--precision", "f32", "--kahan"]])
+def test_ctrl_c_while_stepping_exits_130_and_resumes_bitwise(capsys, tmp_path, monkeypatch,
+                                                            flags):
+    """Ctrl-C lands after a native call has advanced the state (and the compensations) past
+    the rows it could not record: the file keeps the rows and the run state of its last row."""
     whole, out = tmp_path / "whole.npz", tmp_path / "cut.npz"
-    ok(capsys, KEPLER, "--steps", 2_000_000, "-o", whole)
+    ok(capsys, KEPLER, "--steps", 2_000_000, "-o", whole, *flags)
     # Native.call("run", ...) runs one chunk of snapshots: the second chunk is interrupted.
     real = Native.call
     calls = [0]
@@ -130,7 +152,7 @@ def test_ctrl_c_while_stepping_exits_130_and_resumes_bitwise(capsys, tmp_path, m
         return real(self, name, env, **named)
 
     monkeypatch.setattr(Native, "call", call)
-    rc, err = tpc(capsys, "run", KEPLER, "--steps", 2_000_000, "-o", out)
+    rc, err = tpc(capsys, "run", KEPLER, "--steps", 2_000_000, "-o", out, *flags)
     monkeypatch.undo()
     assert rc == 130
     (line,) = err.splitlines()
