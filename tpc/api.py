@@ -388,7 +388,8 @@ class Simulation:
         if k <= 0:
             return 0.0
         copy = env.with_state(env.q.copy(), env.p.copy())
-        bufs = self.native.scratch("run", env.q.size, env=env, dt=dt)  # carry at zero: a copy's
+        # A trial on a copy of the state: its carried state starts at zero too.
+        bufs = self.native.scratch("run", env.q.size, env=env, dt=dt)
         t0 = time.perf_counter()
         self.native.call("run", copy, dt=dt, nsnap=1, stride=k, step0=0, **bufs)
         return (time.perf_counter() - t0) / k
