@@ -174,7 +174,9 @@ def test_chain_folded_equals_stepped(integrator):
 def test_affine_separable_folded_equals_stepped(integrator):
     a, b = both(FIELD, integrator, [0.4], [-0.3], dt=0.05, save_every=333)  # with a remainder
     assert len(a.t) == 1 + 30 + 1
-    assert rel(b.q, a.q) <= 1e-12 and rel(b.p, a.p) <= 1e-12
+    # 10^4 steps: the stepped run's round-off grows with the stages (yoshida6: 7 stages with
+    # |w| up to 1.3 per step; measured 1.0e-12 relative), the folded map's does not
+    assert rel(b.q, a.q) <= 3e-12 and rel(b.p, a.p) <= 3e-12
 
 
 def test_anisotropic_midpoint_folded_equals_stepped():
