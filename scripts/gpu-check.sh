@@ -43,8 +43,10 @@ from tpc.simulate import load_run_config
 
 out = Path(sys.argv[1])
 STEPS, SAVE = 200, 50
+# Examples whose own integrator flows parts exactly in ways GPU kernels do not run yet.
+GPU_INTEGRATOR = {"outer_solar_system_wh": "leapfrog"}
 for ex in sorted(Path("examples").glob("*.ham")):
-    sim = api.compile(ex, fold=False)
+    sim = api.compile(ex, fold=False, integrator=GPU_INTEGRATOR.get(ex.stem))
     compile_artifact(sim, out / ex.stem)
     cfg = load_run_config(sim.program, sim.system)
     tr = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=STEPS, save_every=SAVE, params=cfg.params,
