@@ -219,8 +219,17 @@ class MidpointOp(_PartsStage):
         })
 
 
+class _ExactStage(_PartsStage):
+    """A lowered exact flow of parts, for coeff * dt, that the time loop runs as one stage."""
+
+    assembly_format = "$parts $coeff attr-dict"
+
+    def __init__(self, parts: Sequence[str], coeff: float):
+        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
+
+
 @irdl_op_definition
-class LinearOp(_PartsStage):
+class LinearOp(_ExactStage):
     """z <- exp(c dt A) z for the linear vector field A z + a = J grad(sum of `parts`) of
     quadratic parts: the exact flow, applied as an affine map of the whole state z = (q, p).
     The run-time builds the map from the parts' gradients once per dt (the ABI table's
@@ -230,14 +239,10 @@ class LinearOp(_PartsStage):
     """
 
     name = "sym.linear"
-    assembly_format = "$parts $coeff attr-dict"
-
-    def __init__(self, parts: Sequence[str], coeff: float):
-        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
 
 
 @irdl_op_definition
-class KeplerOp(_PartsStage):
+class KeplerOp(_ExactStage):
     """The exact flow, for c dt, of a sum over bodies of |p_i|^2 / (2 m_i) - k_i / |q_i| (the
     parts ham-kepler marked): each body moves on its conic with mu_i = k_i / m_i, solved in
     universal variables (Stumpff functions), any eccentricity. The run-time reads m_i and k_i
@@ -247,14 +252,10 @@ class KeplerOp(_PartsStage):
     """
 
     name = "sym.kepler"
-    assembly_format = "$parts $coeff attr-dict"
-
-    def __init__(self, parts: Sequence[str], coeff: float):
-        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
 
 
 @irdl_op_definition
-class BorisOp(_PartsStage):
+class BorisOp(_ExactStage):
     """One Boris step for c dt of a charge in H = |p - e A(q)|^2 / (2 m) + e phi(q): the first
     part is ham-magnetic's kinetic part, the others the potential. With v = (p - e A) / m half a
     step behind q: half an electric kick, the rotation about e B / m by 2 atan(|e B| c dt /
@@ -264,10 +265,6 @@ class BorisOp(_PartsStage):
     """
 
     name = "sym.boris"
-    assembly_format = "$parts $coeff attr-dict"
-
-    def __init__(self, parts: Sequence[str], coeff: float):
-        super().__init__(properties={"parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64)})
 
 
 @irdl_op_definition

@@ -1115,6 +1115,21 @@ def _remember(key: str, method: Method) -> Method:
     return method
 
 
+def _best(kind: str, order: int, stages: int) -> Method:
+    """The solved method of `kind` with the smallest error coefficient, memoized."""
+    problem = _Problem(kind, order, stages)
+    problem.check()
+    key = "solutions:" + problem.key()
+    if key in _MEMORY:
+        return _MEMORY[key]
+    cands, seconds, cached = _solved(problem)
+    rule = "smallest error coefficient" + (
+        " among the optima on the family" if problem.family_dim else " among the real solutions"
+    )
+    m = _method(problem, f"{kind}{order}_{stages}", cands[0], cands, rule, seconds, cached)
+    return _remember(key, m)
+
+
 # ----------------------------------------------------------------------------- public API
 
 
@@ -1122,34 +1137,14 @@ def symmetric_composition(order: int, stages: int) -> Composition:
     """The symmetric composition S(w_1 h) ... S(w_s h) of a symmetric 2nd-order method S with
     the given order and number of stages: among all real solutions found (square system) or
     all local optima on the solution family, the one with the smallest error coefficient."""
-    problem = _Problem("composition", order, stages)
-    problem.check()
-    key = "solutions:" + problem.key()
-    if key in _MEMORY:
-        return _MEMORY[key]  # type: ignore[return-value]
-    cands, seconds, cached = _solved(problem)
-    rule = "smallest error coefficient" + (
-        " among the optima on the family" if problem.family_dim else " among the real solutions"
-    )
-    m = _method(problem, f"composition{order}_{stages}", cands[0], cands, rule, seconds, cached)
-    return _remember(key, m)  # type: ignore[return-value]
+    return _best("composition", order, stages)  # type: ignore[return-value]
 
 
 def splitting_method(order: int, stages: int) -> Splitting:
     """A symmetric two-part splitting method with `stages` B-flows, A outermost:
     e^{a_1 hA} e^{b_1 hB} e^{a_2 hA} ... e^{b_1 hB} e^{a_1 hA}, with the smallest error
     coefficient (Lyndon basis on A < B) among the real solutions or family optima found."""
-    problem = _Problem("splitting", order, stages)
-    problem.check()
-    key = "solutions:" + problem.key()
-    if key in _MEMORY:
-        return _MEMORY[key]  # type: ignore[return-value]
-    cands, seconds, cached = _solved(problem)
-    rule = "smallest error coefficient" + (
-        " among the optima on the family" if problem.family_dim else " among the real solutions"
-    )
-    m = _method(problem, f"splitting{order}_{stages}", cands[0], cands, rule, seconds, cached)
-    return _remember(key, m)  # type: ignore[return-value]
+    return _best("splitting", order, stages)  # type: ignore[return-value]
 
 
 def compose(*parts: str, order: int, stages: int) -> Composition | Splitting:

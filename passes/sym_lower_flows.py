@@ -1,7 +1,8 @@
 """sym-lower-flows: every sym.flow becomes the state updates that run it.
 
-One rewrite pattern per flow kind (MLIR Toy chapter 5 style); the CPU time loop and the GPU
-kernels both lower only what this pass produces:
+Rewrite patterns (MLIR Toy chapter 5 style): kicks and drifts become the one update op; the
+other kinds become a stage op of the same parts and coefficient (one table). The CPU time loop
+and the GPU kernels both lower only what this pass produces:
   kick  [V] c  ->  sym.update @p, -c, [V] wrt @q        (p -= c dt dV/dq)
   drift [T] c  ->  sym.update @q,  c, [T] wrt @p        (q += c dt dT/dp)
   linear       ->  sym.linear [parts] c                 (z <- M z + b, M built at run time)
@@ -54,32 +55,17 @@ class LowerDrift(RewritePattern):
             rewriter.replace(op, sym.UpdateOp(q, op.c, op.part_names, p))
 
 
-class LowerMidpoint(RewritePattern):
+# Kinds whose flow is one stage op of the same parts and coefficient.
+STAGE_OPS = {"midpoint": sym.MidpointOp, "linear": sym.LinearOp, "kepler": sym.KeplerOp,
+             "boris": sym.BorisOp}
+
+
+class LowerToStage(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
-        if op.kind_name == "midpoint":
-            rewriter.replace(op, sym.MidpointOp(op.part_names, op.c))
-
-
-class LowerLinear(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
-        if op.kind_name == "linear":
-            rewriter.replace(op, sym.LinearOp(op.part_names, op.c))
-
-
-class LowerKepler(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
-        if op.kind_name == "kepler":
-            rewriter.replace(op, sym.KeplerOp(op.part_names, op.c))
-
-
-class LowerBoris(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: sym.FlowOp, rewriter: PatternRewriter) -> None:
-        if op.kind_name == "boris":
-            rewriter.replace(op, sym.BorisOp(op.part_names, op.c))
+        stage = STAGE_OPS.get(op.kind_name)
+        if stage is not None:
+            rewriter.replace(op, stage(op.part_names, op.c))
 
 
 class RequireKind(RewritePattern):
@@ -98,6 +84,5 @@ class SymLowerFlowsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(GreedyRewritePatternApplier(
-            [RequireKind(), LowerKick(), LowerDrift(), LowerLinear(), LowerKepler(),
-             LowerBoris(), LowerMidpoint()]
+            [RequireKind(), LowerKick(), LowerDrift(), LowerToStage()]
         )).rewrite_module(op)

@@ -590,6 +590,10 @@ def kepler_step(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
 STATUS_OK = -1.0  # status[at] while a run goes well; the failing step's index otherwise
 
 
+# The stage ops of exact flows and the machine method that runs each.
+EXACT_STAGES = {sym.LinearOp: "linear", sym.KeplerOp: "kepler", sym.BorisOp: "boris"}
+
+
 class TimeLoop:
     """The one lowering of a time loop (`sym.evolve` / the stepped code of `sym.propagate`):
     for each of nsnap snapshots, `stride` steps of the scheme, a finiteness check after every
@@ -627,12 +631,19 @@ class TimeLoop:
         e.if_(self.healthy(e), mark, lambda fe: [], [])
 
     def exact(self, e: Emitter, op: Operation, h: SSAValue) -> None:
-        """An exact flow whose time h is computed (a fused first-same-as-last stage): a kick
-        (sym.update, h carrying its sign) or a Kepler flow."""
-        if isinstance(op, sym.KeplerOp):
-            self.m.kepler(e, kepler_flows(self.scheme).index(op), h)
-        else:
+        """An exact flow for time h (h carrying the sign of a kick): the update op, or the
+        machine's method for a stage op, given the op's position among its kind in the scheme
+        (the k-th linear or Kepler flow reads the k-th block of its run-time buffer)."""
+        if isinstance(op, sym.UpdateOp):
             self.m.update(e, op, h)
+            return
+        method = getattr(self.m, EXACT_STAGES[type(op)], None)
+        if method is None:
+            raise PassFailedException(
+                f"{self.m.__class__.__name__}: {op.name} of {op.parts} is not lowered for this "
+                "target yet")
+        k = [o for o in self.scheme.walk() if type(o) is type(op)].index(op)
+        method(e, op, h, k)
 
     def stages(self, e: Emitter, stages: Sequence[Operation], gstep: SSAValue) -> SSAValue:
         """Emit the stages; an i1 that is false when an implicit stage did not converge."""
@@ -640,24 +651,8 @@ class TimeLoop:
         for st in stages:
             if isinstance(st, sym.UpdateOp):
                 self.m.update(e, st, e.mul(e.f(st.c), self.dt))
-            elif isinstance(st, sym.LinearOp):
-                if not hasattr(self.m, "linear"):
-                    raise PassFailedException(
-                        f"{self.m.__class__.__name__}: the exact linear flow (sym.linear) of "
-                        f"{st.parts} is not lowered for this target yet")
-                self.m.linear(e, linear_flows(self.scheme).index(st))
-            elif isinstance(st, sym.KeplerOp):
-                if not hasattr(self.m, "kepler"):
-                    raise PassFailedException(
-                        f"{self.m.__class__.__name__}: the Kepler flow (sym.kepler) of "
-                        f"{st.parts} is not lowered for this target yet")
-                self.m.kepler(e, kepler_flows(self.scheme).index(st), e.mul(e.f(st.c), self.dt))
-            elif isinstance(st, sym.BorisOp):
-                if not hasattr(self.m, "boris"):
-                    raise PassFailedException(
-                        f"{self.m.__class__.__name__}: the Boris step (sym.boris) is not "
-                        "lowered for this target yet")
-                self.m.boris(e, st, e.mul(e.f(st.c), self.dt))
+            elif isinstance(st, tuple(EXACT_STAGES)):
+                self.exact(e, st, e.mul(e.f(st.c), self.dt))
             elif isinstance(st, sym.MidpointOp):
                 conv = self.m.midpoint(e, st, self.dt)
                 e.if_(conv, lambda te: [],
@@ -907,7 +902,7 @@ class CpuMachine:
         return loop.results[1]
 
 
-    def linear(self, e: Emitter, k: int) -> None:
+    def linear(self, e: Emitter, op: sym.LinearOp, h: SSAValue, k: int) -> None:
         """z <- M z + b with M the k-th augmented (2n+1)^2 matrix of `maps` (row-major): each
         new row from the old state into `work`, then copied back."""
         n, work, maps = self.n, self.work, self.maps
@@ -940,7 +935,7 @@ class CpuMachine:
         e.for_(e.i(0), n, back)
 
 
-    def kepler(self, e: Emitter, k: int, h: SSAValue) -> None:
+    def kepler(self, e: Emitter, op: sym.KeplerOp, h: SSAValue, k: int) -> None:
         """Each body (row of 3) on its conic for time h: (m_i, mu_i) from the k-th block of
         `bodies`, the universal-variable solve of kepler_step."""
         q, p, bodies = self.env.q, self.env.p, self.bodies
@@ -963,7 +958,7 @@ class CpuMachine:
         e.for_(e.i(0), rows, body)
 
 
-    def boris(self, e: Emitter, op: sym.BorisOp, h: SSAValue) -> None:
+    def boris(self, e: Emitter, op: sym.BorisOp, h: SSAValue, k: int) -> None:
         """One Boris step (see sym.BorisOp). The fields come from the magnetic part's
         gradients, exact for its form: dK/dp = (p - eA)/m gives -eA/m at p = 0 and 1/m from a
         unit p; at p = eA + m u_k, dK/dq = -d(eA_k)/dq, three of which give eB = curl eA.
