@@ -109,11 +109,12 @@ class Coefficients:
         return list(m.sequence), m.describe()
 
 
-def plan(system: ham.SystemOp, integrator: str) -> methods.Scheme:
-    """The scheme of `integrator` for `system`; MethodError (with an offset into the
-    specification) when it cannot be built."""
-    spec = methods.parse(integrator)
-    builder = methods.Builder(sides(system), Coefficients(), mixed_part_error(system, integrator))
+def plan(system: ham.SystemOp, spec: methods.Method, on_mixed=None) -> methods.Scheme:
+    """The scheme of the specification for `system`; MethodError (with an offset into the
+    specification) when it cannot be built. `on_mixed(part, offset)` makes the error for a
+    part that an explicit splitting cannot flow."""
+    builder = methods.Builder(sides(system), Coefficients(),
+                              on_mixed or mixed_part_error(system, str(spec)))
     return builder.build(spec)
 
 
@@ -122,22 +123,18 @@ def _ops(stages) -> list:
             else sym.RepeatOp(s.n, _ops(s.stages)) for s in stages]
 
 
-def scheme_name(integrator: str) -> str:
-    return methods.parse(integrator).name
-
-
 def build_scheme(system: ham.SystemOp, integrator: str) -> sym.SchemeOp:
     try:
-        scheme = plan(system, integrator)
+        spec = methods.parse(integrator)
+        scheme = plan(system, spec)
     except methods.MethodError as e:
         raise PassFailedException(f"sym-integrator: {e}") from None
     extra = {"exact": UnitAttr()} if scheme.exact else {}
     if scheme.notes:
         extra["coefficients"] = ArrayAttr([StringAttr(n) for n in scheme.notes])
-    spec = str(methods.parse(integrator))
     return sym.SchemeOp(
-        scheme_name(integrator), system.sym_name.data, _ops(scheme.stages),
-        order=IntegerAttr(scheme.order, i64), integrator=StringAttr(spec), **extra,
+        spec.name, system.sym_name.data, _ops(scheme.stages),
+        order=IntegerAttr(scheme.order, i64), integrator=StringAttr(str(spec)), **extra,
     )
 
 

@@ -186,7 +186,7 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
     from tpc.passes import methods
     from tpc.passes.ham_degree import read_facts
     from tpc.passes.sym_fold_linear import EXACT_NEEDS_FOLD
-    from tpc.passes.sym_integrator import Coefficients, sides
+    from tpc.passes.sym_integrator import plan
 
     text, base = integrator_source(program, options.integrator)
     chosen = text is not None
@@ -221,7 +221,7 @@ def check_integrator(program: Program, system: ham.SystemOp, options: Options) -
             "flowed by the implicit midpoint rule)", at or where or h_loc, notes)
 
     try:
-        methods.Builder(sides(system), Coefficients(), mixed).build(methods.parse(text))
+        plan(system, methods.parse(text), mixed)
     except methods.MethodError as e:
         raise TpcError(str(e), shifted(base, text, e.offset)) from None
 
