@@ -1161,9 +1161,10 @@ def compose(*parts: str, order: int, stages: int) -> Composition | Splitting:
 
 # Yoshida's Table 2 lists five of the many real solutions of the (8, 15) system; none of them is
 # extremal in the error coefficient, max |w| or sum |w| among the solutions a search finds
-# (docs/methods.md). Solution D is therefore identified by a coarse label, Yoshida's w_7 ... w_1
-# (outermost first) rounded to one decimal: Newton's method from it converges to D, and every
-# digit of the result comes from the exact polish of the order conditions.
+# (docs/methods.md). Solution D is therefore identified by a coarse label: it is the real root
+# whose w_7 ... w_1 (outermost first) round to Yoshida's values at one decimal. Newton's method
+# from the label converges to D, the result is checked to round back to the label, and every
+# digit of it comes from the exact polish of the order conditions.
 _YOSHIDA_D_LABEL = (0.9, 0.3, -1.4, -0.2, 1.9, -2.0, 0.1)
 
 
@@ -1205,6 +1206,10 @@ def _yoshida_d_label() -> tuple[float, ...]:
     return _YOSHIDA_D_LABEL + (1.0 - 2.0 * sum(_YOSHIDA_D_LABEL),)
 
 
+def _rounds_to_label(unknowns) -> bool:
+    return all(round(float(w), 1) == x for w, x in zip(unknowns, _YOSHIDA_D_LABEL))
+
+
 def _yoshida_d() -> Composition:
     problem = _Problem("composition", 8, 15)
     label = np.array(_yoshida_d_label())
@@ -1220,13 +1225,13 @@ def _yoshida_d() -> Composition:
         target = np.array([float(t) for t in oc.targets])
         got = _newton_batch(ev, target, label[None], search.iterations)
         polished = _polish(oc, layout, ev, got[0]) if len(got) and _rank_ok(ev, got[0]) else None
-        if polished is None or polished[1] >= RESIDUAL_LIMIT:
+        if polished is None or polished[1] >= RESIDUAL_LIMIT or not _rounds_to_label(polished[0]):
             raise ValueError("the 8th-order conditions have no real root at Yoshida's label")
         cands = [_candidate(problem, polished[0])]
         _DISK.put(key, _cands_to_json(cands))
     rule = (
-        "Yoshida's solution D: the real root of the 15-stage conditions that Newton's "
-        "method reaches from his Table 2 rounded to one decimal"
+        "Yoshida's solution D: the real root of the 15-stage conditions whose w round to "
+        "his Table 2 at one decimal (Newton's method from that label)"
     )
     seconds = time.perf_counter() - t0
     m = _method(problem, "yoshida8", cands[0], cands, rule, seconds, cached)

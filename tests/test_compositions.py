@@ -222,6 +222,24 @@ def test_yoshida8_is_solution_d():
     assert d.error_generic == pytest.approx(14.44, rel=1e-3)
 
 
+def test_yoshida8_label_names_one_root():
+    """D is named by its one-decimal label: Newton from 64 starts in the label's cell reaches
+    several roots (the cell is not one basin), and every one that rounds to the label is D."""
+    d = comp.yoshida(8)
+    problem = comp._Problem("composition", 8, 15)
+    ev = comp.Evaluator(problem.conditions.conditions, problem.layout)
+    target = np.array([float(t) for t in problem.conditions.targets])
+    label = np.array(comp._yoshida_d_label())
+    starts = label[None] + np.random.default_rng(1).uniform(-0.05, 0.05, (64, label.size))
+    roots = comp._newton_batch(ev, target, starts, 40)
+    labelled = [r for r in roots if comp._rounds_to_label(r)]
+    others = [r for r in roots if not comp._rounds_to_label(r)]
+    assert len(labelled) >= 8 and len(others) >= 1
+    for r in labelled:
+        assert np.abs(r - np.array(d.unknowns)).max() < 1e-10
+    assert comp._rounds_to_label(d.unknowns)
+
+
 def test_yoshida4_and_triple_jumps():
     y4 = comp.yoshida(4)
     x1 = 1 / (2 - 2 ** (1 / 3))
