@@ -150,14 +150,15 @@ class SystemOp(IRDLOperation):
 
     name = "ham.system"
     sym_name = prop_def(SymbolNameConstraint())
-    box = opt_prop_def(FloatAttr[Float64Type])
+    box = opt_prop_def(ArrayAttr[FloatAttr[Float64Type]])  # one length per position axis
     body = region_def("single_block")
     traits = traits_def(SymbolOpInterface(), SymbolTable(), NoTerminator(), IsolatedFromAbove())
 
-    def __init__(self, name: str, ops: Sequence[Operation], box: float | None = None):
+    def __init__(self, name: str, ops: Sequence[Operation],
+                 box: Sequence[float] | None = None):
         props: dict[str, Attribute] = {"sym_name": StringAttr(name)}
         if box is not None:
-            props["box"] = FloatAttr(box, f64)
+            props["box"] = ArrayAttr([FloatAttr(x, f64) for x in box])
         super().__init__(properties=props, regions=[Region(Block(ops))])
 
     def print(self, printer: Printer) -> None:
@@ -186,6 +187,10 @@ class SystemOp(IRDLOperation):
         if attrs is not None:
             op.attributes |= attrs.data
         return op
+
+    @property
+    def box_lengths(self) -> tuple[float, ...] | None:
+        return None if self.box is None else tuple(x.value.data for x in self.box.data)
 
     # Lookups used by every pass; declarations are few, so a scan is cheapest.
     def decls(self, kind: type[Operation]) -> list[Operation]:
@@ -580,6 +585,22 @@ class IPowOp(IRDLOperation):
             raise VerifyException("ham.ipow result type must equal its operand type")
 
 
+@irdl_op_definition
+class ErfcOp(IRDLOperation):
+    """The complementary error function, which the math dialect lacks; 1 - erf(x) would lose
+    every digit of the small values an Ewald real-space sum is made of."""
+
+    name = "ham.erfc"
+    T: ClassVar = VarConstraint("T", AnyAttr())
+    operand = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$operand attr-dict `:` type($result)"
+
+    def __init__(self, x: SSAValue | Operation):
+        super().__init__(operands=[x], result_types=[SSAValue.get(x).type])
+
+
 class _VectorReduction(IRDLOperation):
     result = result_def(f64)
     traits = traits_def(Pure())
@@ -817,7 +838,7 @@ Ham = Dialect(
     "ham",
     [
         SystemOp, ParamOp, SizeOp, InputOp, StateOp, PartOp, HamiltonianOp, GradientOp, YieldOp,
-        ParamRefOp, DimOp, LoadOp, AccumulateOp, IPowOp, NormOp, ReduceOp, DotOp, CrossOp,
+        ParamRefOp, DimOp, LoadOp, AccumulateOp, IPowOp, ErfcOp, NormOp, ReduceOp, DotOp, CrossOp,
         BroadcastOp, ExtractOp, SumOp, PairSumOp,
     ],
     [FieldType],

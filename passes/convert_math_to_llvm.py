@@ -66,6 +66,7 @@ _LIBRARY_ONLY = {
     "math.log1p": "log1p",
     "math.cbrt": "cbrt",
     "math.erf": "erf",
+    "ham.erfc": "erfc",
     "math.asinh": "asinh",
     "math.acosh": "acosh",
     "math.atanh": "atanh",
@@ -89,7 +90,7 @@ class MathToLLVMPattern(RewritePattern):
     decls: dict[str, llvm.FuncOp] = field(default_factory=dict)
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
-        if not op.name.startswith("math."):
+        if not op.name.startswith("math.") and op.name != "ham.erfc":
             return
         typ = op.results[0].type
         sfx = _suffix(op, typ)

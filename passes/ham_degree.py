@@ -48,7 +48,8 @@ NONPOLY = 10**9  # larger than any real degree; keeps max/sum arithmetic uniform
 ZERO = -1  # identically zero
 _TRANSCENDENTAL = (
     math.SinOp, math.CosOp, math.TanOp, math.ExpOp, math.LogOp, math.SqrtOp, math.AbsFOp,
-    math.SinhOp, math.CoshOp, math.TanhOp, math.PowFOp, ham.NormOp,
+    math.SinhOp, math.CoshOp, math.TanhOp, math.PowFOp, ham.NormOp, math.ErfOp, ham.ErfcOp,
+    math.RoundOp, arith.SelectOp,  # a minimum image, a cutoff: piecewise
 )
 
 

@@ -44,7 +44,9 @@ from xdsl.transforms.dead_code_elimination import region_dce
 
 NO_ADJOINT = (
     arith.ConstantOp, ham.ParamRefOp, ham.DimOp, arith.AddiOp, arith.SubiOp, arith.MuliOp,
+    arith.CmpfOp, math.RoundOp,  # piecewise constant: a zero derivative almost everywhere
 )
+TWO_OVER_SQRT_PI = 1.1283791670955126
 
 
 class _Builder:
@@ -219,6 +221,17 @@ class _Reverse:
             case math.TanhOp():
                 one = b.const(1.0, r.type)
                 give(op.operand, b.mul(g, b.sub(one, b.mul(r, r))))
+            case math.ErfOp() | ham.ErfcOp():
+                sign = 1.0 if isinstance(op, math.ErfOp) else -1.0
+                slope = b.emit(math.ExpOp(b.neg(b.mul(x[0], x[0]))))
+                give(op.operands[0], b.mul(g, b.mul(b.const(sign * TWO_OVER_SQRT_PI, r.type),
+                                                    slope)))
+            case arith.SelectOp():
+                zero = b.const(0.0, r.type)
+                if self.depends(op.lhs):
+                    give(op.lhs, b.emit(arith.SelectOp(x[0], g, zero)))
+                if self.depends(op.rhs):
+                    give(op.rhs, b.emit(arith.SelectOp(x[0], zero, g)))
             case ham.NormOp():
                 give(op.vector, b.mul(b.div(g, r), x[0]))
             case ham.DotOp():

@@ -277,8 +277,19 @@ class RegionLowering:
                     | math.LogOp() | math.SqrtOp() | math.AbsFOp() | math.SinhOp() \
                     | math.CoshOp() | math.TanhOp():
                 lanes(type(op))
-            case math.PowFOp() | math.CopySignOp():
+            case math.PowFOp() | math.CopySignOp() | math.ErfOp() | ham.ErfcOp() \
+                    | math.RoundOp():
                 lanes(type(op))
+            case arith.CmpfOp():
+                set1(e(arith.CmpfOp(x[0][0], x[1][0], op.predicate.value.data)))
+            case arith.SelectOp():
+                set1(*[e(arith.SelectOp(x[0][0], a, b)) for a, b in zip(x[1], x[2])])
+            case arith.DivUIOp() | arith.RemUIOp():
+                set1(e(type(op)(x[0][0], x[1][0])))
+            case arith.IndexCastOp():
+                set1(e(arith.IndexCastOp(x[0][0], op.result.type)))
+            case arith.SIToFPOp():
+                set1(e(arith.SIToFPOp(x[0][0], e.ft)))
             case ham.ParamRefOp():
                 idx = self.param_index[op.param.string_value()]
                 set1(self.read(self.env.params, e.i(idx), e))

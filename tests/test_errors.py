@@ -59,8 +59,8 @@ COMPILE_ERRORS = [
         "unknown-function",
         "system S {\n  state q[1], p[1]\n  H = p[0]^2 + sinn(q[0])\n}\n",
         3, 16,
-        "unknown function 'sinn' (known: abs, cos, cosh, cross, dot, exp, log, norm, sin, "
-        "sinh, sqrt, sum, tan, tanh)",
+        "unknown function 'sinn' (known: abs, cos, cosh, cross, dot, erf, erfc, exp, log, norm, "
+        "sin, sinh, sqrt, sum, tan, tanh)",
     ),
     (
         "arity-dot",
@@ -266,9 +266,10 @@ COMPILE_ERRORS = [
         4, 7, "summation index 'k' shadows the param 'k'",
     ),
     (
-        "box-unsupported",
+        "box-needs-particles",
         "system S {\n  box L = -1\n  state q[1], p[1]\n  H = p[0]^2\n}\n",
-        2, 3, "periodic boxes are not supported yet",
+        2, 3, "a periodic box needs positions of shape [N, D] with a fixed number of axes D "
+        "(got 'q' of shape [1])",
     ),
     (
         "duplicate-simulate-key",

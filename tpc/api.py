@@ -198,6 +198,7 @@ class Simulation:
         from tpc.simulate import bind_arrays
 
         q, p, ins, sizes = bind_arrays(self.system, q0, p0, inputs)
+        self.check_neutral(ins)
         values = dict(self.info.params)
         for k, v in (params or {}).items():
             if k not in values:
@@ -208,6 +209,19 @@ class Simulation:
             q, p = q.astype(self.dtype), p.astype(self.dtype)
             ins = {k: v.astype(self.dtype) for k, v in ins.items()}
         return Bound(q, p, param_buf, ins, sizes)
+
+    def check_neutral(self, inputs: dict[str, np.ndarray]) -> None:
+        """An Ewald sum (ham-ewald) is defined for a neutral cell only."""
+        neutral = self.system.attributes.get("neutral")
+        for attr in neutral.data if neutral is not None else ():
+            charges = inputs[attr.data]
+            total, scale = float(np.sum(charges)), float(np.sum(np.abs(charges)))
+            if abs(total) > 1e-12 * scale:
+                raise TpcError(f"the Ewald sum needs a neutral cell: the charges '{attr.data}' "
+                               f"add up to {total:.17g}", self._input_loc(attr.data))
+
+    def _input_loc(self, name: str):
+        return next((a.loc for a in self.program.system.inputs if a.name == name), None)
 
     @property
     def system(self) -> ham.SystemOp:
@@ -548,7 +562,7 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
     options = compiler.resolve_options(
         program, compiler.Options(integrator, fold, precision, newton3, kahan=kahan)
     )
-    pipeline.PassRunner().run(module, list(pipeline.HAM_PASSES))
+    compiler.run_ham_passes(program, module, pipeline.PassRunner())
     system = next(op for op in module.walk() if isinstance(op, ham.SystemOp))
     compiler.check_integrator(program, system, options)
     return Simulation(program, module, options, SystemInfo.of(system), source)

@@ -129,6 +129,17 @@ def shifted(base: Loc, text: str, offset: int) -> Loc:
     return Loc(base.file, base.line + len(before) - 1, len(before[-1]) + 1, base.source)
 
 
+def run_ham_passes(program, module: ModuleOp, runner: pipeline.PassRunner) -> None:
+    """The ham-level passes; a refusal located in the .ham file shows its line and caret."""
+    try:
+        runner.run(module, list(pipeline.HAM_PASSES))
+    except TpcError as e:
+        loc = e.loc
+        if loc is not None and loc.source is None and loc.file == program.path:
+            loc = Loc(loc.file, loc.line, loc.col, program.source)
+        raise TpcError(e.message, loc, e.notes) from None
+
+
 def ham_remarks(module: ModuleOp) -> list[str]:
     """ham-degree's facts, read back from the IR: the whole H, then each part."""
     from tpc.passes.ham_degree import read_facts
@@ -142,6 +153,8 @@ def ham_remarks(module: ModuleOp) -> list[str]:
                    f"{'separable' if facts.separable else 'not separable'} (T(p) + V(q))")
         if facts.why:
             out.append(f"remark: {facts.why}")
+        notes = system.attributes.get("notes")
+        out += [f"remark: {n.data}" for n in (notes.data if notes is not None else ())]
         for part in system.parts:
             f = read_facts(part)
             deps = ", ".join(f.depends_on) or "nothing"
@@ -160,7 +173,7 @@ def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> S
 
     program, module = pipeline.frontend(path)
     options = resolve_options(program, options)
-    runner.run(module, list(pipeline.HAM_PASSES))
+    run_ham_passes(program, module, runner)
     remarks = ham_remarks(module)
     if emit != "ham":
         check_integrator(program, lowering.system_of(module), options)

@@ -34,6 +34,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from tpc.diagnostics import Loc, TpcError
 from tpc.dialects import ham
 from tpc.parts import Part, groups, partition
+from tpc.periodic import periodic
 from tpc.syntax import (
     BinOp,
     Call,
@@ -53,7 +54,7 @@ Form = tuple[str | None, int]  # size symbol (or None for a constant) plus an of
 UNARY_MATH: dict[str, type[Operation]] = {
     "sin": math.SinOp, "cos": math.CosOp, "tan": math.TanOp, "exp": math.ExpOp,
     "log": math.LogOp, "sqrt": math.SqrtOp, "abs": math.AbsFOp, "sinh": math.SinhOp,
-    "cosh": math.CoshOp, "tanh": math.TanhOp,
+    "cosh": math.CoshOp, "tanh": math.TanhOp, "erf": math.ErfOp, "erfc": ham.ErfcOp,
 }
 VECTOR_FUNCS = {"norm": 1, "dot": 2, "cross": 2}
 
@@ -150,6 +151,8 @@ class IRGen:
             declare(p.name, "param", p.loc)
         for b in sys.boxes:
             declare(b.name, "box", b.loc)
+        for c in sys.cutoffs:
+            declare(c.name, "cutoff", c.loc)
         for st in sys.states:
             declare(st.q.name, "state", st.q.loc)
             declare(st.p.name, "state", st.p.loc)
@@ -187,9 +190,8 @@ class IRGen:
             raise TpcError(
                 f"H is defined twice (first at {sys.hamiltonians[0].loc})", sys.hamiltonians[1].loc
             )
-        if sys.boxes:
-            raise TpcError("periodic boxes are not supported yet", sys.boxes[0].loc)
         check_state_sizes(st.q)
+        self.periodic = periodic(sys)
 
     # ------------------------------------------------------------------ generation
     def generate(self) -> ModuleOp:
@@ -222,9 +224,14 @@ class IRGen:
             h_op.attributes["groups"] = DictionaryAttr({
                 k: ArrayAttr([SymbolRefAttr(n) for n in v]) for k, v in named_groups.items()})
         decls.append(located(h_op, h_decl.loc))
-        box = sys.boxes[0].value if sys.boxes else None
-        system = ham.SystemOp(sys.name, decls, box)
+        pbc = self.periodic
+        system = ham.SystemOp(sys.name, decls, pbc.box if pbc else None)
         system.location = to_loc(sys.loc)
+        if pbc is not None:
+            if pbc.cutoff is not None:
+                system.attributes["cutoff"] = FloatAttr(pbc.cutoff, f64)
+                system.attributes["cutoff_shift"] = StringAttr(pbc.shift)
+            system.attributes["ewald_tolerance"] = FloatAttr(pbc.ewald_tolerance, f64)
         if self.min_sizes:
             system.attributes["min_sizes"] = DictionaryAttr(
                 {k: IntegerAttr(v, i64) for k, (v, _) in sorted(self.min_sizes.items())}
@@ -304,7 +311,13 @@ class IRGen:
         if kind == "size":
             raise TpcError(f"size '{name}' can only be used in shapes, ranges and indices", node.loc)
         if kind == "box":
-            return self.scalar(self.fconst(self.system.boxes[0].value))
+            box = self.system.boxes[0]
+            if len(box.lengths) > 1:
+                raise TpcError(f"'{name}' is an orthorhombic box with {len(box.lengths)} lengths, "
+                               "not a number", node.loc)
+            return self.scalar(self.fconst(box.lengths[0]))
+        if kind == "cutoff":
+            return self.scalar(self.fconst(self.system.cutoffs[0].value))
         raise TpcError(f"unknown name '{name}'", node.loc)
 
     def let(self, name: str, use: Loc) -> Val:

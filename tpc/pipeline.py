@@ -285,10 +285,12 @@ class PassRunner:
             print_ir(module, self.dump, self.debuginfo)
 
 
-# The ham-level passes every compilation runs before the integrator is chosen: the facts of
-# each part, the split of separable parts that read both q and p, the Kepler-form and
-# magnetic-form parts.
-HAM_PASSES = ("ham-degree", "ham-split-parts", "ham-kepler", "ham-magnetic")
+# The ham-level passes every compilation runs before the integrator is chosen: a periodic
+# box's Ewald sums and minimum images (they rewrite H, so they come before any fact), the
+# facts of each part, the split of separable parts that read both q and p, the Kepler-form
+# and magnetic-form parts.
+HAM_PASSES = ("ham-ewald", "ham-periodic", "ham-degree", "ham-split-parts", "ham-kepler",
+              "ham-magnetic")
 
 
 def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Program, ModuleOp]:

@@ -25,6 +25,8 @@ def _xdsl(module: str, cls: str) -> Callable[[], type[ModulePass]]:
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ham-degree": _ours("ham_degree", "HamDegreePass"),
     "ham-split-parts": _ours("ham_split_parts", "HamSplitPartsPass"),
+    "ham-ewald": _ours("ham_ewald", "HamEwaldPass"),
+    "ham-periodic": _ours("ham_periodic", "HamPeriodicPass"),
     "ham-kepler": _ours("ham_kepler", "HamKeplerPass"),
     "ham-magnetic": _ours("ham_magnetic", "HamMagneticPass"),
     "ham-derive": _ours("ham_derive", "HamDerivePass"),

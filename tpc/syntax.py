@@ -101,7 +101,28 @@ class HDecl(Node):
 
 @dataclass
 class BoxDecl(Decl):
+    lengths: list[float]  # one (cubic) or one per axis (orthorhombic)
+    length_locs: list[Loc]
+
+
+@dataclass
+class Option(Node):
+    """`name = value` after `cutoff` or `ewald`: a number or a bare word."""
+
+    name: str
+    value: float | str
+    value_loc: Loc
+
+
+@dataclass
+class CutoffDecl(Decl):
     value: float
+    options: list[Option]
+
+
+@dataclass
+class EwaldDecl(Node):
+    options: list[Option]
 
 
 @dataclass
@@ -126,6 +147,8 @@ class System(Node):
     lets: list[LetDecl]
     hamiltonians: list[HDecl]
     boxes: list[BoxDecl]
+    cutoffs: list[CutoffDecl]
+    ewalds: list[EwaldDecl]
 
 
 @dataclass
@@ -290,14 +313,31 @@ class _Builder(lark.visitors.Transformer_NonRecursive):
 
     @lark.v_args(meta=True)
     def box_decl(self, meta, children):
-        name, num = children
-        return ("boxes", [BoxDecl(self.loc(meta), str(name), num.value)])
+        name, *nums = children
+        return ("boxes", [BoxDecl(self.loc(meta), str(name), [n.value for n in nums],
+                                  [n.loc for n in nums])])
+
+    @lark.v_args(meta=True)
+    def cutoff_decl(self, meta, children):
+        name, num, *options = children
+        return ("cutoffs", [CutoffDecl(self.loc(meta), str(name), num.value, options)])
+
+    @lark.v_args(meta=True)
+    def ewald_decl(self, meta, children):
+        return ("ewalds", [EwaldDecl(self.loc(meta), list(children))])
+
+    def option(self, children):
+        name, value = children
+        if isinstance(value, Num):
+            return Option(self.loc(name), str(name), value.value, value.loc)
+        return Option(self.loc(name), str(name), str(value), self.loc(value))
 
     @lark.v_args(meta=True)
     def system(self, meta, children):
         name, *decls = children
         groups: dict[str, list] = {
-            k: [] for k in ("params", "inputs", "states", "lets", "hamiltonians", "boxes")
+            k: [] for k in ("params", "inputs", "states", "lets", "hamiltonians", "boxes",
+                            "cutoffs", "ewalds")
         }
         for kind, items in decls:
             groups[kind].extend(items)
