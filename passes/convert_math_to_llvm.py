@@ -97,7 +97,10 @@ class MathToLLVMPattern(RewritePattern):
         args = list(op.operands)
         new_ops: list[Operation] = []
         name = op.name
-        if name in _INTRINSICS_ANY or (self.target == "cpu" and name in _TRANSCENDENTAL):
+        if name == "math.round" and self.target == "nvptx":
+            # llvm.round has no NVPTX lowering; libdevice rounds half away from zero too
+            new_ops.append(self._call(self._libname("round", sfx), args, typ))
+        elif name in _INTRINSICS_ANY or (self.target == "cpu" and name in _TRANSCENDENTAL):
             base = _INTRINSICS_ANY.get(name) or _TRANSCENDENTAL[name]
             new_ops.append(llvm.CallIntrinsicOp(f"llvm.{base}.{sfx}", args, [typ]))
         elif name in _TRANSCENDENTAL or name in _LIBRARY_ONLY:

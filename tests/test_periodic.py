@@ -239,3 +239,36 @@ def test_erf_and_erfc_and_their_derivatives():
         np.testing.assert_allclose(g, [slope, -slope], rtol=1e-14)
     tail = sim.energy([0.0, 6.0], [0.0, 0.0])
     assert tail == pytest.approx(math.erfc(6.0), rel=1e-14)  # 2.15e-17
+
+
+def test_tpc_energy_prints_h_and_its_parts(tmp_path, capsys):
+    from tpc import cli
+
+    (tmp_path / "cell.json").write_text(
+        '{"q": [[0,0,0],[0,1,1],[1,0,1],[1,1,0],[1,0,0],[0,1,0],[0,0,1],[1,1,1]], '
+        '"p": [[0,0,0],[0,0,0],[0,0,0],[0,0,0],[0,0,0],[0,0,0],[0,0,0],[0,0,0]], '
+        '"Q": [1,1,1,1,-1,-1,-1,-1]}')
+    path = tmp_path / "salt.ham"
+    path.write_text(SALT.format(k=1.0, box=2.0, tol=1e-12)
+                    + 'simulate {\n    dt = 0.01\n    steps = 0\n    init = "cell.json"\n}\n')
+    assert cli.main(["energy", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("H = ") and out[1] == "  T = 0" and out[2].startswith("  V = ")
+    assert abs(-float(out[0].split("=")[1]) / 4 - 1.747564594633182) < 1e-10 * 1.75
+
+
+def test_periodic_ptx_passes_ptxas(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("ptxas") is None:
+        pytest.skip("ptxas not on PATH")
+    from tpc import cli
+
+    for name, source in (("lj", LJ.format(box="6.0", shift=", shift = energy")),
+                         ("salt", SALT.format(k=1.0, box=2.0, tol=1e-6))):
+        path = tmp_path / f"{name}.ham"
+        path.write_text(source)
+        assert cli.main(["compile", str(path), "--emit=ptx", "-o", str(tmp_path / "k.ptx")]) == 0
+        subprocess.run(["ptxas", "-arch=sm_90", str(tmp_path / "k.ptx"), "-o", "/dev/null"],
+                       check=True)

@@ -230,6 +230,13 @@ class Simulation:
     def energy(self, q0, p0, params: dict | None = None, **inputs) -> float:
         return float(self.native.call("energy", self.bind(q0, p0, params, inputs)))
 
+    def part_energies(self, q0, p0, params: dict | None = None, **inputs) -> dict[str, float]:
+        """Each part of H at the given state, by name (the parts after ham-level rewrites)."""
+        parts = self.native.abi.get("parts") or []
+        values = np.empty(len(parts), self.dtype)
+        self.native.call("energy_parts", self.bind(q0, p0, params, inputs), out=values)
+        return {name: float(v) for name, v in zip(parts, values)}
+
     def check_start(self, env) -> None:
         """Refuse an initial state at which H is not finite, naming the part (and its place in
         the source) that is not: a run from it would fail at step 1 with no hint why."""

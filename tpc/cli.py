@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("passes", help="list the passes with a one-line description")
 
+    en = sub.add_parser("energy", help="H and its parts at the initial state (no stepping)")
+    en.add_argument("file")
+    en.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a param")
+    en.add_argument("--init", help="initial state file (.json or .npz)")
+    en.add_argument("--remarks", action="store_true")
+    _add_compile_options(en)
+
     r = sub.add_parser("run", help="compile and run a simulation")
     r.add_argument("file")
     r.add_argument("--steps", type=int)
@@ -155,7 +163,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return runner.main(args)
 
 
-COMMANDS = {"opt": cmd_opt, "passes": cmd_passes, "compile": cmd_compile, "run": cmd_run}
+def cmd_energy(args: argparse.Namespace) -> int:
+    from tpc import energy
+
+    return energy.main(args)
+
+
+COMMANDS = {"opt": cmd_opt, "passes": cmd_passes, "compile": cmd_compile, "run": cmd_run,
+            "energy": cmd_energy}
 
 
 def main(argv: list[str] | None = None) -> int:
