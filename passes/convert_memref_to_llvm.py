@@ -4,13 +4,16 @@ A memref is just `!llvm.ptr` to its first element (see `llvm_types`), so
     memref.load %m[%i]  ->  llvm.getelementptr inbounds %p[%i] + llvm.load
     memref.store        ->  llvm.getelementptr inbounds %p[%i] + llvm.store
     memref.alloca       ->  llvm.alloca (static sizes hoisted to the entry block)
+    memref.alloc        ->  llvm.call @malloc(count * element size); memref.dealloc -> @free
+                            (scratch too large for the stack, such as a cell list of N entries;
+                            the CPU target only: device code has no malloc of ours)
 GEPs are emitted directly (no ptrtoint arithmetic) so LLVM's alias analysis
 and vectoriser see plain array indexing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tpc.passes.llvm_types import (
     LLVMLoweringError,
@@ -32,7 +35,8 @@ from xdsl.pattern_rewriter import (
     PatternRewriteWalker,
     RewritePattern,
 )
-from xdsl.rewriter import InsertPoint
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.traits import SymbolTable
 
 PASS_NAME = "convert-memref-to-llvm"
 
@@ -125,12 +129,48 @@ class AllocaPattern(RewritePattern):
         rewriter.replace(op, [], [value])
 
 
+@dataclass
+class HeapPattern(RewritePattern):
+    decls: dict[str, llvm.FuncOp] = field(default_factory=dict)
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
+        if isinstance(op, memref.AllocOp):
+            typ = _memref_type(op, op.memref)
+            new_ops: list[Operation] = []
+            if op.dynamic_sizes:
+                count = to_llvm(op.dynamic_sizes[0], new_ops)
+            else:
+                const = llvm.ConstantOp(IntegerAttr(typ.get_shape()[0], i64), i64)
+                new_ops.append(const)
+                count = const.result
+            size = llvm.ConstantOp(IntegerAttr(byte_size(element_llvm_type(typ)), i64), i64)
+            nbytes = llvm.MulOp(count, size.result)
+            call = llvm.CallOp("malloc", nbytes.res, return_type=llvm.LLVMPointerType())
+            self._declare("malloc", [i64], llvm.LLVMPointerType())
+            new_ops += [size, nbytes, call]
+            value = from_llvm(call.returned, typ, new_ops)
+            rewriter.replace(op, new_ops, [value])
+        elif isinstance(op, memref.DeallocOp):
+            new_ops = []
+            ptr = to_llvm(op.memref, new_ops)
+            self._declare("free", [llvm.LLVMPointerType()], llvm.LLVMVoidType())
+            new_ops.append(llvm.CallOp("free", ptr))
+            rewriter.replace(op, new_ops, [])
+
+    def _declare(self, name: str, inputs: list, output) -> None:
+        if name not in self.decls:
+            self.decls[name] = llvm.FuncOp(name, llvm.LLVMFunctionType(inputs, output),
+                                           linkage=llvm.LinkageAttr("external"))
+
+
 class RejectOtherMemrefOps(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
         if op.name.startswith("memref.") and not isinstance(
-            op, memref.LoadOp | memref.StoreOp | memref.AllocaOp
+            op, memref.LoadOp | memref.StoreOp | memref.AllocaOp | memref.AllocOp
+            | memref.DeallocOp
         ):
-            raise unsupported(PASS_NAME, op, "only load, store and alloca are supported")
+            raise unsupported(PASS_NAME, op, "only load, store, alloca, alloc and dealloc are "
+                                             "supported")
 
 
 @dataclass(frozen=True)
@@ -140,8 +180,14 @@ class ConvertMemrefToLLVMPass(ModulePass):
     name = "convert-memref-to-llvm"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        heap = HeapPattern()
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [LoadPattern(), StorePattern(), AllocaPattern(), RejectOtherMemrefOps()]
+                [LoadPattern(), StorePattern(), AllocaPattern(), heap, RejectOtherMemrefOps()]
             )
         ).rewrite_module(op)
+        where = InsertPoint.at_start(op.body.block)
+        for name, decl in heap.decls.items():
+            if SymbolTable.lookup_symbol(op, name) is None:
+                Rewriter.insert_op(decl, where)
+                where = InsertPoint.after(decl)

@@ -272,6 +272,7 @@ class _Reverse:
         else:
             new = ham.SumOp(lo, hi, Region(body), None)
         new.location = op.location
+        new.attributes |= op.attributes  # the neighbour search (cells) holds for the gradient
         b.block.add_op(new)
 
 

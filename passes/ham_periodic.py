@@ -25,12 +25,15 @@ from tpc.passes.refusal import Refusal
 from xdsl.context import Context
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DenseIntOrFPElementsAttr,
     FloatAttr,
+    IntegerAttr,
     ModuleOp,
     UnitAttr,
     VectorType,
     f64,
+    i64,
 )
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
@@ -184,9 +187,15 @@ class Cutoff(RewritePattern):
         inside = emit(arith.CmpfOp(r2, f(rc * rc), "olt"))
         y_op.operands[0] = emit(arith.SelectOp(inside, term, f(0.0)))
         op.attributes["cutoff_applied"] = UnitAttr()
+        grid = cell_grid(system.box_lengths, rc)
+        how = "all pairs (fewer than 3 cells of width rc per axis)"
+        if grid is not None:
+            op.attributes["cells"] = ArrayAttr([IntegerAttr(g, i64) for g in grid])
+            how = "a cell list of " + " x ".join(map(str, grid)) + " cells"
         self.notes.setdefault(system, []).append(
             f"pair sum at {_where(op)}: minimum image, cut at rc = {rc:g}"
-            + (" and shifted to zero there" if shift == "energy" else " (not shifted)"))
+            + (" and shifted to zero there" if shift == "energy" else " (not shifted)")
+            + f"; pairs found by {how}")
 
     @staticmethod
     def term_at_cutoff(block: Block, y_op: Operation, rc: float, emit) -> SSAValue:
@@ -204,6 +213,12 @@ class Cutoff(RewritePattern):
                 block.insert_op_before(new, y_op)
                 changed |= dict(zip(old.results, new.results))
         return changed.get(y_op.values[0], y_op.values[0])
+
+
+def cell_grid(box: tuple[float, ...], rc: float) -> tuple[int, ...] | None:
+    """Cells at least rc wide; a neighbour search needs 3 per axis (27 distinct neighbours)."""
+    grid = tuple(int(length // rc) for length in box)
+    return grid if min(grid) >= 3 else None
 
 
 def _where(op: Operation) -> str:

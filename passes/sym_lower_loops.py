@@ -371,6 +371,8 @@ class RegionLowering:
 
         if isinstance(op, ham.SumOp):
             results = e.for_(lo, hi, body_at([]), zeros)
+        elif "cells" in op.attributes:
+            results = CellList(self, op).loop(lo, hi, body_at, zeros, e)
         else:
             def outer(oe: Emitter, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
                 after = oe.iadd(i, oe.i(1))
@@ -381,6 +383,138 @@ class RegionLowering:
             results = e.for_(lo, hi, outer, zeros)
         if width:
             self.values[op.result] = results
+
+
+@dataclass
+class CellList:
+    """A cut-off pair sum in a periodic box over a cell list (ham-periodic's `cells` grid,
+    each cell at least rc wide, at least 3 per axis): particles are counting-sorted by cell,
+    and each cell's pairs are taken with the particles of its 27 neighbour cells, so a sum
+    costs O(N) instead of O(N^2). Each ordered pair of neighbour cells is met once, so the
+    pair (i, j) is met twice (once from each side) and kept for i < j (or i != j, both
+    times). The scratch lives on the heap (N entries), built at every evaluation."""
+
+    lowering: RegionLowering
+    op: ham.PairSumOp
+
+    def loop(self, lo, hi, body_at, zeros, e: Emitter) -> list[SSAValue]:
+        system = self.lowering.env.system
+        grid = [a.value.data for a in self.op.attributes["cells"].data]
+        box = system.box_lengths
+        position = system.state.names[0]
+        axes = len(grid)
+        ncell = 1
+        for g in grid:
+            ncell *= g
+        count = e(memref.AllocOp.get(i64, shape=[ncell + 1]))
+        cursor = e(memref.AllocOp.get(i64, shape=[ncell + 1]))
+        n = e(arith.SubiOp(hi, lo))
+        cell_of = e(memref.AllocOp.get(i64, shape=[DYNAMIC_INDEX], dynamic_sizes=[n]))
+        order = e(memref.AllocOp.get(i64, shape=[DYNAMIC_INDEX], dynamic_sizes=[n]))
+        zero64 = e(arith.ConstantOp(IntegerAttr(0, i64)))
+        one64 = e(arith.ConstantOp(IntegerAttr(1, i64)))
+
+        def as_index(v, x):
+            return x(arith.IndexCastOp(v, INDEX))
+
+        def as_i64(v, x):
+            return x(arith.IndexCastOp(v, i64))
+
+        def clear(x, k, _):
+            x.store(zero64, count, k)
+            return []
+
+        e.for_(e.i(0), e.i(ncell + 1), clear)
+        buf = self.lowering.buffers[position]
+
+        def bin_particle(x: Emitter, i, _):
+            cell = x.i(0)
+            for d in range(axes):
+                at = x.iadd(x.imul(i, x.i(axes)), x.i(d))
+                coord = self.lowering.read(buf, at, x)
+                if coord.type != f64:
+                    coord = x(arith.ExtFOp(coord, f64))
+                frac = x(arith.MulfOp(coord, x(arith.ConstantOp(FloatAttr(1 / box[d], f64)))))
+                frac = x(arith.SubfOp(frac, x(math.FloorOp(frac))))
+                scaled = x(arith.MulfOp(frac, x(arith.ConstantOp(FloatAttr(grid[d], f64)))))
+                k = x(arith.FPToSIOp(scaled, i64))
+                top = x(arith.ConstantOp(IntegerAttr(grid[d] - 1, i64)))
+                k = x(arith.MinSIOp(x(arith.MaxSIOp(k, zero64)), top))  # NaN, rounding up
+                cell = x.iadd(x.imul(cell, x.i(grid[d])), as_index(k, x))
+            slot = x(arith.SubiOp(i, lo))
+            x.store(as_i64(cell, x), cell_of, slot)
+            nxt = x.iadd(cell, x.i(1))
+            x.store(x(arith.AddiOp(x.load(count, nxt), one64)), count, nxt)
+            return []
+
+        e.for_(lo, hi, bin_particle)
+
+        def prefix(x: Emitter, c, _):
+            nxt = x.iadd(c, x.i(1))
+            x.store(x(arith.AddiOp(x.load(count, nxt), x.load(count, c))), count, nxt)
+            return []
+
+        e.for_(e.i(0), e.i(ncell), prefix)
+
+        def copy(x: Emitter, c, _):
+            x.store(x.load(count, c), cursor, c)
+            return []
+
+        e.for_(e.i(0), e.i(ncell), copy)
+
+        def scatter(x: Emitter, s, _):
+            c = as_index(x.load(cell_of, s), x)
+            at = x.load(cursor, c)
+            x.store(as_i64(x.iadd(s, lo), x), order, as_index(at, x))
+            x.store(x(arith.AddiOp(at, one64)), cursor, c)
+            return []
+
+        e.for_(e.i(0), n, scatter)
+        keep = "ult" if self.op.kind.data == "lt" else "ne"
+
+        def per_cell(x: Emitter, c, accs):
+            digits, rest = [], c
+            for d in reversed(range(axes)):
+                digits.append(x(arith.RemUIOp(rest, x.i(grid[d]))))
+                rest = x(arith.DivUIOp(rest, x.i(grid[d])))
+            digits.reverse()
+
+            def per_neighbour(y: Emitter, o, accs):
+                other, rest = y.i(0), o
+                shifts = []
+                for _ in range(axes):
+                    shifts.append(y(arith.RemUIOp(rest, y.i(3))))
+                    rest = y(arith.DivUIOp(rest, y.i(3)))
+                shifts.reverse()
+                for d in range(axes):
+                    moved = y.iadd(digits[d], y.iadd(shifts[d], y.i(grid[d] - 1)))
+                    other = y.iadd(y.imul(other, y.i(grid[d])),
+                                   y(arith.RemUIOp(moved, y.i(grid[d]))))
+                first = as_index(y.load(count, c), y)
+                last = as_index(y.load(count, y.iadd(c, y.i(1))), y)
+                o_first = as_index(y.load(count, other), y)
+                o_last = as_index(y.load(count, y.iadd(other, y.i(1))), y)
+
+                def over_i(z: Emitter, s, accs):
+                    i = as_index(z.load(order, s), z)
+
+                    def over_j(w: Emitter, t, accs):
+                        j = as_index(w.load(order, t), w)
+                        cond = w(arith.CmpiOp(i, j, keep))
+                        types = [a.type for a in accs]
+                        return w.if_(cond, lambda v: body_at([i])(v, j, accs),
+                                     lambda v: list(accs), types)
+
+                    return z.for_(o_first, o_last, over_j, accs)
+
+                return y.for_(first, last, over_i, accs)
+
+            return x.for_(x.i(0), x.i(3 ** axes), per_neighbour, accs)
+
+        results = e.for_(e.i(0), e.i(ncell), per_cell, zeros)
+        for scratch in (count, cursor, cell_of, order):
+            e(memref.DeallocOp.get(scratch))
+        return results
 
 
 def state_size(env: Env, e: Emitter) -> SSAValue:
