@@ -29,7 +29,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from tpc.dialects import ham
+from tpc.passes.refusal import Refusal
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects import math as xmath
@@ -82,18 +84,18 @@ class EwaldParameters:
         alpha = s / rc
         k_max = 2 * alpha * s
         n = tuple(max(1, math.ceil(k_max * length / (2 * math.pi))) for length in box)
+        if math.prod(2 * m + 1 for m in n) > MAX_LATTICE:
+            return cls(alpha, rc, k_max, n, -1)
         return cls(alpha, rc, k_max, n, _count_half(box, n, k_max))
 
 
-def _count_half(box, n, k_max) -> int:
-    import itertools
+MAX_LATTICE = 1 << 21  # index points of the reciprocal loop (each one is an O(N) sum)
 
-    count = 0
-    for idx in itertools.product(*(range(-m, m + 1) for m in n)):
-        if idx > (0,) * len(idx):
-            k2 = sum((2 * math.pi * i / length) ** 2 for i, length in zip(idx, box))
-            count += k2 <= k_max * k_max
-    return count
+
+def _count_half(box, n, k_max) -> int:
+    axes = [2 * math.pi * np.arange(-m, m + 1) / length for m, length in zip(n, box)]
+    k2 = sum(np.meshgrid(*[a * a for a in axes], indexing="ij", sparse=True))
+    return int(np.count_nonzero(k2 <= k_max * k_max) - 1) // 2  # k = 0 out, half of the rest
 
 
 def _defined_in(v: SSAValue, block: Block) -> bool:
@@ -321,6 +323,11 @@ class EwaldPattern(RewritePattern):
             else min(box) / 2
         tolerance = system.attributes["ewald_tolerance"].value.data
         p = EwaldParameters.choose(box, rc, tolerance)
+        if p.vectors < 0:
+            raise Refusal(op, f"the Ewald sum at tolerance {tolerance:g} with real-space cutoff "
+                              f"{rc:g} needs a k lattice of "
+                              f"{' x '.join(str(2 * m + 1) for m in p.n)} points (more than "
+                              f"{MAX_LATTICE}); use a larger cutoff or a looser tolerance")
         at = _At(rewriter, InsertPoint.before(op))
         memo: dict[SSAValue, SSAValue] = {}
         c = at.f(2.0 if op.kind.data == "ne" else 1.0)

@@ -215,10 +215,24 @@ class Cutoff(RewritePattern):
         return changed.get(y_op.values[0], y_op.values[0])
 
 
+MAX_CELLS = 1 << 21  # 2M cells: 32 MiB of scratch; wider cells only cost more pair tests
+
+
+def _count(grid: list[int]) -> int:
+    total = 1
+    for g in grid:
+        total *= g
+    return total
+
+
 def cell_grid(box: tuple[float, ...], rc: float) -> tuple[int, ...] | None:
-    """Cells at least rc wide; a neighbour search needs 3 per axis (27 distinct neighbours)."""
-    grid = tuple(int(length // rc) for length in box)
-    return grid if min(grid) >= 3 else None
+    """Cells at least rc wide; a neighbour search needs 3 per axis (27 distinct neighbours).
+    A tiny rc in a large box would ask for more cells than particles could fill: the grid is
+    coarsened (cells wider than rc are still correct) to at most MAX_CELLS."""
+    grid = [min(int(length // rc), MAX_CELLS) for length in box]
+    while _count(grid) > MAX_CELLS:
+        grid = [max(3, g // 2) for g in grid]
+    return tuple(grid) if min(grid) >= 3 else None
 
 
 def _where(op: Operation) -> str:

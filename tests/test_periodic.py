@@ -226,6 +226,8 @@ def test_molten_salt_conserves_momentum_and_energy():
     (SALT.format(k=1, box=2, tol="1e-6, surface = vacuum"), (5, 39),
      "the vacuum (dipole) surface term is not supported yet"),
     (SALT.format(k=1, box=2, tol="2"), (5, 23), "the Ewald tolerance must lie in"),
+    (SALT.format(k=1, box=1000, tol="1e-15\n    cutoff rc = 1.0"), (10, 17),
+     "needs a k lattice of 21991 x 21991 x 21991 points"),
     (LJ.format(box="6.0", shift=", shift = half"), (4, 30), "option 'shift' is one of"),
 ])
 def test_bad_periodic_declarations(tmp_path, source, where, message):
