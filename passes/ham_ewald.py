@@ -265,17 +265,24 @@ def _reciprocal(at: _At, pair: ham.PairSumOp, charge: str, position: str, axes: 
     inside = b(arith.CmpfOp(k2, b.f(p.k_max * p.k_max * (1 + 1e-12)), "ole"))
     weight = b(arith.SelectOp(inside, gauss, b.f(0.0)))
 
-    def structure(trig) -> SSAValue:
-        inner = Block(arg_types=[IndexType()])
-        ib = _At(None, InsertPoint.at_end(inner))
-        iv = inner.args[0]
-        qi = ib(ham.LoadOp(position, [iv], vec))
-        phase = ib(ham.DotOp(k, qi))
-        val = ib.mul(ib(ham.LoadOp(charge, [iv], f64)), ib(trig(phase)))
-        inner.add_op(ham.YieldOp(val))
-        return b(ham.SumOp(pair.lower, pair.upper, Region(inner)))
-
-    cos_sum, sin_sum = structure(xmath.CosOp), structure(xmath.SinOp)
+    # One pass over the particles gives C(k) and S(k) together (one phase per particle), and
+    # outside the sphere |k| <= k_max the particle loop is empty: the half-space box of
+    # lattice points is about twice the half ball.
+    pair_vec = VectorType(f64, [2])
+    upper = b(arith.SelectOp(inside, pair.upper, pair.lower))
+    inner = Block(arg_types=[IndexType()])
+    ib = _At(None, InsertPoint.at_end(inner))
+    iv = inner.args[0]
+    phase = ib(ham.DotOp(k, ib(ham.LoadOp(position, [iv], vec))))
+    unit_c = ib(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(pair_vec, [1.0, 0.0])))
+    unit_s = ib(arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(pair_vec, [0.0, 1.0])))
+    trig = ib(arith.AddfOp(
+        ib(arith.MulfOp(ib(ham.BroadcastOp(ib(xmath.CosOp(phase)), pair_vec)), unit_c)),
+        ib(arith.MulfOp(ib(ham.BroadcastOp(ib(xmath.SinOp(phase)), pair_vec)), unit_s))))
+    charge_i = ib(ham.BroadcastOp(ib(ham.LoadOp(charge, [iv], f64)), pair_vec))
+    inner.add_op(ham.YieldOp(ib(arith.MulfOp(charge_i, trig))))
+    both = b(ham.SumOp(pair.lower, upper, Region(inner), pair_vec))
+    cos_sum, sin_sum = b(ham.ExtractOp(both, 0)), b(ham.ExtractOp(both, 1))
     power = b.add(b.mul(cos_sum, cos_sum), b.mul(sin_sum, sin_sum))
     body.add_op(ham.YieldOp(b.mul(weight, power)))
     lo, hi = at.idx(centre + 1), at.idx(total)
