@@ -45,6 +45,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 from xdsl.rewriter import InsertPoint
+from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
 
 IMAGED = "minimum_image"
 
@@ -116,6 +117,18 @@ def _in_reciprocal_sum(op: Operation) -> bool:
         if attr is not None and attr.data == "reciprocal":
             return True
         parent = parent.parent_op()
+    return False
+
+
+def _directional(d: SSAValue) -> bool:
+    """d is used other than through norm(d) or dot(d, d)."""
+    for use in d.uses:
+        user = use.operation
+        if isinstance(user, ham.NormOp) or (isinstance(user, ham.DotOp) and user.lhs is user.rhs):
+            continue
+        if "image_of" in user.attributes or isinstance(user, arith.CmpfOp):
+            continue
+        return True
     return False
 
 
@@ -199,11 +212,17 @@ class Cutoff(RewritePattern):
 
     @staticmethod
     def term_at_cutoff(block: Block, y_op: Operation, rc: float, emit) -> SSAValue:
-        """The pair term with every imaged difference scaled to length rc (its direction kept)."""
+        """The pair term with every imaged difference scaled to length rc (its direction kept).
+        Where a difference enters only through its norm (or its square), the norm is rc: the
+        shift is then the same for every pair of the same particles (a constant for LJ)."""
         images = set(_images(block))
         changed: dict[SSAValue, SSAValue] = {}
         for old in [o for o in block.ops if o is not y_op]:
-            if old.results and old.results[0] in images:
+            if isinstance(old, ham.NormOp) and old.vector in images:
+                changed[old.result] = emit(arith.ConstantOp(FloatAttr(rc, f64)))
+            elif isinstance(old, ham.DotOp) and old.lhs is old.rhs and old.lhs in images:
+                changed[old.result] = emit(arith.ConstantOp(FloatAttr(rc * rc, f64)))
+            elif old.results and old.results[0] in images and _directional(old.results[0]):
                 d = old.results[0]
                 r = emit(ham.NormOp(d))
                 ratio = emit(arith.DivfOp(emit(arith.ConstantOp(FloatAttr(rc, f64))), r))
@@ -229,7 +248,8 @@ def cell_grid(box: tuple[float, ...], rc: float) -> tuple[int, ...] | None:
     """Cells at least rc wide; a neighbour search needs 3 per axis (27 distinct neighbours).
     A tiny rc in a large box would ask for more cells than particles could fill: the grid is
     coarsened (cells wider than rc are still correct) to at most MAX_CELLS."""
-    grid = [min(int(length // rc), MAX_CELLS) for length in box]
+    # a margin over rc, so that a position rounded across a cell face cannot hide a partner
+    grid = [min(int(length // (rc * (1 + 1e-6))), MAX_CELLS) for length in box]
     while _count(grid) > MAX_CELLS:
         grid = [max(3, g // 2) for g in grid]
     return tuple(grid) if min(grid) >= 3 else None
@@ -248,6 +268,8 @@ class HamPeriodicPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if not any(isinstance(s, ham.SystemOp) and s.box is not None for s in op.walk()):
             return
+        # one load and one difference per distinct q[a] - q[b], so each is imaged once
+        CommonSubexpressionElimination().apply(ctx, op)
         PatternRewriteWalker(RefuseAbsolutePositions(), apply_recursively=False) \
             .rewrite_module(op)
         PatternRewriteWalker(MinimumImage(), apply_recursively=False).rewrite_module(op)

@@ -432,11 +432,9 @@ class CellList:
             for d in range(axes):
                 at = x.iadd(x.imul(i, x.i(axes)), x.i(d))
                 coord = self.lowering.read(buf, at, x)
-                if coord.type != f64:
-                    coord = x(arith.ExtFOp(coord, f64))
-                frac = x(arith.MulfOp(coord, x(arith.ConstantOp(FloatAttr(1 / box[d], f64)))))
+                frac = x(arith.MulfOp(coord, x.f(1 / box[d])))
                 frac = x(arith.SubfOp(frac, x(math.FloorOp(frac))))
-                scaled = x(arith.MulfOp(frac, x(arith.ConstantOp(FloatAttr(grid[d], f64)))))
+                scaled = x(arith.MulfOp(frac, x.f(float(grid[d]))))
                 k = x(arith.FPToSIOp(scaled, i64))
                 top = x(arith.ConstantOp(IntegerAttr(grid[d] - 1, i64)))
                 k = x(arith.MinSIOp(x(arith.MaxSIOp(k, zero64)), top))  # NaN, rounding up

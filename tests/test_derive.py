@@ -133,7 +133,25 @@ def wisdom_holman_case(rng):
     return {"G": G, "m0": m0}, q, p, {"m": m}, (gq, gp)
 
 
+def lj_liquid_case(rng):
+    """examples/lj_liquid.ham: minimum image in a box of 7.540521415, cut at 2.5, shifted."""
+    eps, sigma, box, rc = 1.3, 0.9, 7.540521415, 2.5
+    lattice = np.array(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), float).reshape(3, -1).T
+    q = lattice * (box / 4) + rng.normal(0, 0.15, lattice.shape) - 0.5  # some outside the box
+    n = len(q)
+    p = rng.normal(size=(n, 3))
+    d = q[:, None, :] - q[None, :, :]
+    d -= box * np.round(d / box)
+    r2 = np.einsum("ijk,ijk->ij", d, d) + np.eye(n)
+    inside = (r2 < rc * rc) & ~np.eye(n, dtype=bool)
+    s2 = sigma * sigma / r2
+    coef = np.where(inside, 4 * eps * (-12 * s2**6 + 6 * s2**3) / r2, 0.0)  # (dV/dr) / r
+    gq = (coef[:, :, None] * d).sum(axis=1)
+    return {"eps": eps, "sigma": sigma}, q, p, {}, (gq, p.copy())
+
+
 CASES = {
+    "lj_liquid": lj_liquid_case,
     "outer_solar_system_wh": wisdom_holman_case,
     "anisotropic": anisotropic_case,
     "kepler": kepler_case,
