@@ -244,6 +244,7 @@ NAMES = ["q", "p", "q", "p", "k", "m", "g", "N", "i", "j", "V", "T", "x", "sin",
 LET_NAMES = ["V", "T", "a", "b", "V", "T", "V", "a", "sin", "q"]
 PARAM_NAMES = ["k", "g", "mu", "k", "g", "mu", "k", "cos", "N"]
 FUNCS = ["sin", "cos", "exp", "log", "sqrt", "abs", "tanh", "norm", "dot", "cross", "sum",
+         "erf", "erfc",
          "foo"]
 NUMBER_TEXT = ["1", "2", "0.5", "1", "2", "3", "0.5", ".5", "1e-3", "2.5E+4", "100_000", "0",
                "0.0", "1e309", "1e-400", "1" + "0" * 400, "9" * 25, "2147483648", "1_", "007"]
@@ -317,6 +318,27 @@ def simulate_blocks(draw) -> str:
 
 
 @st.composite
+def periodic_decls(draw) -> list[str]:
+    """box / cutoff / ewald declarations, valid or not."""
+    lengths = st.one_of(numbers, st.lists(numbers, min_size=0, max_size=4).map(
+        lambda xs: "[" + ", ".join(xs) + "]"))
+    options = st.lists(st.tuples(
+        st.sampled_from(["shift", "tolerance", "method", "surface", "rc", "x"]),
+        st.one_of(numbers, st.sampled_from(["energy", "none", "pme", "ewald", "vacuum",
+                                            "tinfoil", "1e-300", "nan"]))), max_size=3)
+    out = []
+    if draw(usually(5)):
+        out.append(f"box {draw(st.sampled_from(['L', 'L', 'q', 'rc']))} = {draw(lengths)}")
+    if draw(st.booleans()):
+        opts = "".join(f", {k} = {v}" for k, v in draw(options))
+        out.append(f"cutoff {draw(st.sampled_from(['rc', 'rc', 'L']))} = {draw(numbers)}{opts}")
+    if draw(st.booleans()):
+        opts = ", ".join(f"{k} = {v}" for k, v in draw(options)) or "tolerance = 1e-6"
+        out.append(f"ewald {opts}")
+    return out
+
+
+@st.composite
 def programs(draw) -> str:
     q, p = draw(st.sampled_from([("q", "p")] * 8 + [("x", "px"), ("q", "q")]))
     shape = draw(shapes)
@@ -336,8 +358,8 @@ def programs(draw) -> str:
     if draw(usually(19)):
         base = draw(st.sampled_from(["", "sum(p * p) / 2 + ", "dot(p, p) + "]))
         decls.append(f"H = {base}{draw(expressions)}")
-    if not draw(usually(40)):
-        decls.append("box L = 1.0")
+    if not draw(usually(6)):
+        decls += draw(periodic_decls())
     decls = draw(st.permutations(decls))
     sep = draw(st.sampled_from(["\n    ", " ", "\n", "  # note\n  ", "\r\n  "]))
     text = "system S {" + sep + sep.join(decls) + "\n}\n"

@@ -297,3 +297,27 @@ def test_periodic_ptx_passes_ptxas(tmp_path):
         assert cli.main(["compile", str(path), "--emit=ptx", "-o", str(tmp_path / "k.ptx")]) == 0
         subprocess.run(["ptxas", "-arch=sm_90", str(tmp_path / "k.ptx"), "-o", "/dev/null"],
                        check=True)
+
+
+def test_positions_are_kept_unwrapped_and_given_wrapped(tmp_path):
+    """A particle that crosses the box face keeps moving in q (so its displacement is
+    q[-1] - q[0]); q_wrapped puts it back in [0, L). A free particle, so the numbers are exact."""
+    source = LJ.format(box="6.0", shift="")
+    sim = tpc.compile(source, fold=False)
+    q = np.array([[5.9, 1.0, 1.0], [2.0, 4.0, 4.0]])
+    p = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    traj = sim.run(q, p, dt=0.05, steps=40, save_every=40)
+    np.testing.assert_allclose(traj.q[-1], [[7.9, 1.0, 1.0], [2.0, 4.0, 2.0]], atol=1e-12)
+    np.testing.assert_allclose(traj.q_wrapped[-1], [[1.9, 1.0, 1.0], [2.0, 4.0, 2.0]],
+                               atol=1e-12)
+    from tpc import cli
+
+    path = tmp_path / "gas.ham"
+    path.write_text(source + 'simulate {\n    dt = 0.05\n    steps = 40\n    save_every = 40\n'
+                    '    init = "gas.json"\n}\n')
+    (tmp_path / "gas.json").write_text('{"q": [[5.9, 1, 1], [2, 4, 4]], '
+                                       '"p": [[1, 0, 0], [0, 0, -1]]}')
+    assert cli.main(["run", str(path), "--quiet", "-o", str(tmp_path / "out.npz")]) == 0
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_array_equal(out["box"], [6.0, 6.0, 6.0])
+    np.testing.assert_allclose(out["q_wrapped"][-1], traj.q_wrapped[-1], atol=1e-15)

@@ -46,6 +46,17 @@ class Trajectory:
     # the carried run state at the last row on the snapshot grid (where a resumed run
     # restarts; `carry` is at the last step, after a remainder of steps)
     grid_carry: dict[str, np.ndarray] = field(default_factory=dict)
+    box: tuple[float, ...] | None = None  # a periodic system's box lengths
+
+    @property
+    def q_wrapped(self) -> np.ndarray:
+        """q with every position in the box, [0, L) per axis. q itself is the unwrapped run
+        state (positions move continuously across the box, so displacements and diffusion
+        are read off q); H depends only on the images."""
+        if self.box is None:
+            return self.q
+        box = np.asarray(self.box, dtype=self.q.dtype)
+        return self.q - box * np.floor(self.q / box)
 
     def energy_error(self) -> float:
         """max |H - H0| / |H0| (absolute when H0 is 0)."""
@@ -76,6 +87,7 @@ class SystemInfo:
     separable: bool
     quadratic: bool
     why: str = ""  # why H is not quadratic, naming the op and its source location
+    box: tuple[float, ...] | None = None
 
     @classmethod
     def of(cls, system: ham.SystemOp) -> SystemInfo:
@@ -88,7 +100,7 @@ class SystemInfo:
             {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
             {op.sym_name.data: op.shape.shape for op in system.decls(ham.InputOp)},
             [op.sym_name.data for op in system.decls(ham.SizeOp)],
-            facts.separable, facts.quadratic, facts.why,
+            facts.separable, facts.quadratic, facts.why, system.box_lengths,
         )
 
 
@@ -346,7 +358,7 @@ class Simulation:
             return Trajectory(cat(prev.t, new.t), cat(prev.q, new.q), cat(prev.p, new.p),
                               cat(prev.H, new.H), new.steps_done, new.wall_time,
                               new.folded, new.note, new.carry, new.fold_method, new.fold_how,
-                              new.fold_carry, new.grid_carry)
+                              new.fold_carry, new.grid_carry, new.box)
 
         try:
             if prev.folded:
@@ -432,7 +444,7 @@ class Simulation:
                           np.stack([r.p for r in runs], 1), np.stack([r.H for r in runs], 1),
                           steps, sum(r.wall_time for r in runs), runs[0].folded,
                           carry={k: np.stack([r.carry[k] for r in runs])
-                                 for k in runs[0].carry})
+                                 for k in runs[0].carry}, box=runs[0].box)
 
     def _run_stepped(self, env, dt, steps, save_every, progress,
                      carried: dict[str, np.ndarray], step0: int = 0) -> Trajectory:
@@ -512,7 +524,7 @@ class Simulation:
 
         return Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
                           h[:rows].copy(), steps, wall, False, carry=shaped(carry),
-                          grid_carry=shaped(grid))
+                          grid_carry=shaped(grid), box=self.info.box)
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.info.shape if isinstance(d, int)]

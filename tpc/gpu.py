@@ -77,5 +77,6 @@ def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
         raise RunError(f"GPU run failed for member(s) {bad[:8]} (status {res.status[bad[0]]})")
     if single:
         return Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time,
-                          carry={k: v[0] for k, v in res.carry.items()})
-    return Trajectory(res.t, res.q, res.p, res.H, steps, res.kernel_time, carry=res.carry)
+                          carry={k: v[0] for k, v in res.carry.items()}, box=sim.info.box)
+    return Trajectory(res.t, res.q, res.p, res.H, steps, res.kernel_time, carry=res.carry,
+                      box=sim.info.box)

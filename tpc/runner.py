@@ -58,6 +58,9 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
         "folded": np.bool_(traj.folded),
         "fold_method": np.str_(traj.fold_method),
     }
+    if traj.box is not None:
+        arrays["box"] = np.array(traj.box, dtype=np.float64)
+        arrays["q_wrapped"] = traj.q_wrapped
     if traj.fold_carry is not None:
         arrays["fold_carry"] = np.asarray(traj.fold_carry.data, dtype=np.float64)
         arrays["fold_carry_step"] = np.int64(traj.fold_carry.step)
