@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from tpc.dialects import ham
+from tpc.passes.periodic_common import add_notes, cell_grid, system_of, where
 from tpc.passes.refusal import Refusal
 from xdsl.context import Context
 from xdsl.dialects import arith
@@ -302,13 +303,6 @@ def _self_energy(at: _At, pair: ham.PairSumOp, charge: str, p: EwaldParameters) 
     return at.mul(squares, at.f(-p.alpha * INV_SQRT_PI))
 
 
-def system_of(op: Operation) -> ham.SystemOp | None:
-    parent = op.parent_op()
-    while parent is not None and not isinstance(parent, ham.SystemOp):
-        parent = parent.parent_op()
-    return parent
-
-
 @dataclass
 class EwaldPattern(RewritePattern):
     notes: dict[ham.SystemOp, list[str]]
@@ -341,6 +335,9 @@ class EwaldPattern(RewritePattern):
         for factor in found.factors:
             c = at.mul(c, _clone_factor(factor, op.body.block, at, memo))
         real = _real_space(op, found, p)
+        grid = cell_grid(box, p.rc)
+        if grid is not None:
+            real.attributes["cells"] = ArrayAttr([IntegerAttr(g, i64) for g in grid])
         rewriter.insert(real, InsertPoint.before(op))
         recip = _reciprocal(at, op, found.charge, position, len(box), box, p)
         self_e = _self_energy(at, op, found.charge, p)
@@ -358,27 +355,12 @@ class EwaldPattern(RewritePattern):
         })
         self.notes.setdefault(system, []).append(
             f"Ewald sum of the Coulomb pair sum over charges '{found.charge}' at "
-            f"{_where(op)}: alpha = {p.alpha:.6g}, real-space cutoff {p.rc:.6g}, k_max = "
+            f"{where(op)}: alpha = {p.alpha:.6g}, real-space cutoff {p.rc:.6g}, k_max = "
             f"{p.k_max:.6g} ({p.vectors} k vectors in the half space), tolerance {tolerance:g} "
             "(erfc(alpha rc) and exp(-k_max^2 / 4 alpha^2) at the tolerance); tin-foil "
-            "boundary; the cell must be neutral")
-
-
-def _where(op: Operation) -> str:
-    loc = op.location
-    from xdsl.dialects.builtin import FileLineColLoc
-
-    if isinstance(loc, FileLineColLoc):
-        return f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
-    return "the pair sum"
-
-
-def add_notes(system: ham.SystemOp, notes: list[str]) -> None:
-    if not notes:
-        return
-    old = system.attributes.get("notes")
-    kept = [] if old is None else list(old.data)
-    system.attributes["notes"] = ArrayAttr(kept + [StringAttr(n) for n in notes])
+            "boundary; the cell must be neutral; real-space pairs by "
+            + ("a cell list of " + " x ".join(map(str, grid)) + " cells" if grid else
+               "all pairs"))
 
 
 @dataclass(frozen=True)

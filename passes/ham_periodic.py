@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tpc.dialects import ham
-from tpc.passes.ham_ewald import add_notes, system_of
+from tpc.passes.periodic_common import add_notes, cell_grid, system_of, where
 from tpc.passes.refusal import Refusal
 from xdsl.context import Context
 from xdsl.dialects import arith, math
@@ -206,7 +206,7 @@ class Cutoff(RewritePattern):
             op.attributes["cells"] = ArrayAttr([IntegerAttr(g, i64) for g in grid])
             how = "a cell list of " + " x ".join(map(str, grid)) + " cells"
         self.notes.setdefault(system, []).append(
-            f"pair sum at {_where(op)}: minimum image, cut at rc = {rc:g}"
+            f"pair sum at {where(op)}: minimum image, cut at rc = {rc:g}"
             + (" and shifted to zero there" if shift == "energy" else " (not shifted)")
             + f"; pairs found by {how}")
 
@@ -232,33 +232,6 @@ class Cutoff(RewritePattern):
                 block.insert_op_before(new, y_op)
                 changed |= dict(zip(old.results, new.results))
         return changed.get(y_op.values[0], y_op.values[0])
-
-
-MAX_CELLS = 1 << 21  # 2M cells: 32 MiB of scratch; wider cells only cost more pair tests
-
-
-def _count(grid: list[int]) -> int:
-    total = 1
-    for g in grid:
-        total *= g
-    return total
-
-
-def cell_grid(box: tuple[float, ...], rc: float) -> tuple[int, ...] | None:
-    """Cells at least rc wide; a neighbour search needs 3 per axis (27 distinct neighbours).
-    A tiny rc in a large box would ask for more cells than particles could fill: the grid is
-    coarsened (cells wider than rc are still correct) to at most MAX_CELLS."""
-    # a margin over rc, so that a position rounded across a cell face cannot hide a partner
-    grid = [min(int(length // (rc * (1 + 1e-6))), MAX_CELLS) for length in box]
-    while _count(grid) > MAX_CELLS:
-        grid = [max(3, g // 2) for g in grid]
-    return tuple(grid) if min(grid) >= 3 else None
-
-
-def _where(op: Operation) -> str:
-    from tpc.passes.ham_ewald import _where as where
-
-    return where(op)
 
 
 @dataclass(frozen=True)
