@@ -365,6 +365,8 @@ class EwaldPattern(RewritePattern):
 
 @dataclass(frozen=True)
 class HamEwaldPass(ModulePass):
+    """Rewrite a Coulomb pair sum in a periodic box into its Ewald sum (real, reciprocal, self)."""
+
     name = "ham-ewald"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:

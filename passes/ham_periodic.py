@@ -236,6 +236,8 @@ class Cutoff(RewritePattern):
 
 @dataclass(frozen=True)
 class HamPeriodicPass(ModulePass):
+    """Minimum-image position differences in a periodic box; cut short-range pair sums at rc."""
+
     name = "ham-periodic"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
