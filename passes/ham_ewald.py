@@ -45,6 +45,8 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
     StringAttr,
+    SymbolRefAttr,
+    UnitAttr,
     VectorType,
     f64,
     i64,
@@ -58,6 +60,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 from xdsl.rewriter import InsertPoint
+from xdsl.transforms.dead_code_elimination import region_dce
 
 INV_SQRT_PI = 0.5641895835477563
 
@@ -343,6 +346,9 @@ class EwaldPattern(RewritePattern):
         self_e = _self_energy(at, op, found.charge, p)
         total = at.add(real.results[0], at.mul(c, at.add(recip, self_e)))
         rewriter.replace(op, [], [total])
+        part = total.owner.parent_op()
+        if isinstance(part, ham.PartOp) and _linear_to_yield(total, part):
+            part.attributes["ewald_split"] = UnitAttr()
         neutral = system.attributes.get("neutral")
         names = [] if neutral is None else [s.data for s in neutral.data]
         if found.charge not in names:
@@ -363,6 +369,78 @@ class EwaldPattern(RewritePattern):
                "all pairs"))
 
 
+def _linear_to_yield(v: SSAValue, part: ham.PartOp) -> bool:
+    """The part's value is v times factors (negations, products, divisions of v): then the
+    part is exactly the sum of the same expression of each piece of v."""
+    while True:
+        uses = list(v.uses)
+        if len(uses) != 1:
+            return False
+        user = uses[0].operation
+        if isinstance(user, ham.YieldOp):
+            return user.parent_op() is part
+        if isinstance(user, arith.NegfOp):
+            v = user.result
+        elif isinstance(user, arith.MulfOp) and (user.lhs is v) != (user.rhs is v):
+            v = user.result
+        elif isinstance(user, arith.DivfOp) and user.lhs is v and user.rhs is not v:
+            v = user.result
+        else:
+            return False
+
+
+def _zero(clone: ham.PartOp, piece: str) -> None:
+    """Drop the Ewald piece marked `piece` from a clone of the part (its value becomes 0)."""
+    for op in [o for o in clone.walk() if o.attributes.get("ewald") == StringAttr(piece)]:
+        zero = arith.ConstantOp(FloatAttr(0.0, f64))
+        op.parent_block().insert_op_before(zero, op)
+        op.results[0].replace_all_uses_with(zero.result)
+        op.detach()
+        op.erase()
+
+
+class SplitEwaldPart(RewritePattern):
+    """A part that is (a product of) an Ewald sum becomes two parts: `<name>_real` (real space
+    and self energy: short-ranged, the fast forces) and `<name>_recip` (reciprocal space:
+    smooth, the slow forces), each with `split_from = "<name>"`, so `respa` can give them
+    different steps while an integrator that names the part flows both."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ham.PartOp, rewriter: PatternRewriter) -> None:
+        if "ewald_split" not in op.attributes:
+            return
+        system = op.parent_op()
+        name = op.part_name
+        taken = {p.part_name for p in system.parts}
+        new = []
+        for suffix, drop in (("real", ("reciprocal",)), ("recip", ("real", "self"))):
+            clone = op.clone()
+            del clone.attributes["ewald_split"]
+            clone.sym_name = StringAttr(_fresh(f"{name}_{suffix}", taken))
+            clone.attributes["split_from"] = StringAttr(name)
+            for piece in drop:
+                _zero(clone, piece)
+            while region_dce(clone.body):
+                pass
+            new.append(clone)
+        rewriter.insert(new, InsertPoint.after(op))
+        h = system.hamiltonian
+        names = []
+        for n in h.part_names:
+            names += [x.part_name for x in new] if n == name else [n]
+        h.parts = ArrayAttr([SymbolRefAttr(n) for n in names])
+        rewriter.notify_op_modified(h)
+        rewriter.erase(op)
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
 @dataclass(frozen=True)
 class HamEwaldPass(ModulePass):
     """Rewrite a Coulomb pair sum in a periodic box into its Ewald sum (real, reciprocal, self)."""
@@ -372,5 +450,6 @@ class HamEwaldPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         notes: dict[ham.SystemOp, list[str]] = {}
         PatternRewriteWalker(EwaldPattern(notes), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(SplitEwaldPart(), apply_recursively=False).rewrite_module(op)
         for system, lines in notes.items():
             add_notes(system, lines)
