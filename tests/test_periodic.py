@@ -278,8 +278,11 @@ def test_tpc_energy_prints_h_and_its_parts(tmp_path, capsys):
                     + 'simulate {\n    dt = 0.01\n    steps = 0\n    init = "cell.json"\n}\n')
     assert cli.main(["energy", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("H = ") and out[1] == "  T = 0" and out[2].startswith("  V = ")
-    assert abs(-float(out[0].split("=")[1]) / 4 - 1.747564594633182) < 1e-10 * 1.75
+    assert out[0].startswith("H = ") and out[1] == "  T = 0"
+    assert [ln.split("=")[0].strip() for ln in out[2:]] == ["V_real", "V_recip"]
+    h = float(out[0].split("=")[1])
+    assert abs(-h / 4 - 1.747564594633182) < 1e-10 * 1.75
+    assert sum(float(ln.split("=")[1]) for ln in out[1:]) == pytest.approx(h, rel=1e-15)
 
 
 def test_periodic_ptx_passes_ptxas(tmp_path):
