@@ -501,8 +501,8 @@ class Simulation:
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
+        bar = Progress(steps, step0) if progress else None  # before the clock: tqdm's import
         t0 = time.perf_counter()
-        bar = Progress(steps, step0) if progress else None
         reports = reports or Reports(None, 1)
         shape = self._concrete_shape(n)
 

@@ -66,13 +66,16 @@ class Progress:
     """A tqdm bar on stderr in steps: rate-limited (it redraws at most twice a second), and it
     works in a terminal, in Jupyter (tqdm.auto picks the widget there) and when piped."""
 
-    def __init__(self, total: int, start: int = 0, members: int | None = None):
+    def __init__(self, total: int, start: int = 0, members: int | None = None,
+                 delay: float = 1.0):
         from tqdm.auto import tqdm
 
         self.start = start
         desc = f"{members} members" if members else None
+        # delay: a run shorter than a second shows no bar (and leaves no line in a log)
         self.bar = tqdm(total=max(total, 1), unit="step", unit_scale=True, mininterval=0.5,
-                        file=sys.stderr, desc=desc, leave=False, dynamic_ncols=True)
+                        delay=delay, file=sys.stderr, desc=desc, leave=False,
+                        dynamic_ncols=True)
 
     def update(self, done: int) -> None:
         self.bar.update(done - self.start - self.bar.n)
