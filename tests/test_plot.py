@@ -42,9 +42,11 @@ def assert_a_picture(path: Path) -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
 def test_tpc_plot_writes_a_png_for_every_example(capsys, tmp_path, example):
     run = tmp_path / f"{example.stem}.npz"
-    # leapfrog and stepped for all: the cheapest code to compile; the plot is the point here
+    # stepped leapfrog (midpoint where H is not separable): the cheapest code to compile; the
+    # plot is the point here
+    integrator = "midpoint" if example.stem == "anisotropic" else "leapfrog"
     tpc_ok(capsys, "run", example, "--steps", "300", "--save-every", "10", "--quiet",
-           "--integrator", "leapfrog", "--no-fold", "-o", run)
+           "--integrator", integrator, "--no-fold", "-o", run)
     out = tpc_ok(capsys, "plot", run)
     png = run.with_suffix(".png")
     assert out.strip() == f"wrote {png}"

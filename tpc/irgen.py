@@ -46,6 +46,7 @@ from tpc.syntax import (
     Reduction,
     System,
 )
+from tpc.units import ALWAYS, constants, unit_names
 
 Dim = int | str
 Form = tuple[str | None, int]  # size symbol (or None for a constant) plus an offset
@@ -195,6 +196,12 @@ class IRGen:
     def generate(self) -> ModuleOp:
         self.check_declarations()
         self.kinds = self.names()
+        self.constants = constants(self.program)
+        if unit_names(self.program) is not None:
+            for name, (kind, loc) in self.kinds.items():
+                if name in self.constants and name not in ALWAYS:
+                    raise TpcError(f"{kind} '{name}' would hide the constant {name} of the "
+                                   "simulate block's units; remove it or the units", loc)
         sys = self.system
         st = sys.states[0]
         self.fields = {st.q.name: tuple(st.q.shape), st.p.name: tuple(st.p.shape)}
@@ -305,6 +312,8 @@ class IRGen:
             raise TpcError(f"size '{name}' can only be used in shapes, ranges and indices", node.loc)
         if kind == "box":
             return self.scalar(self.fconst(self.system.boxes[0].value))
+        if name in self.constants:  # pi, and G with units (tpc.units)
+            return self.scalar(self.fconst(self.constants[name]))
         raise TpcError(f"unknown name '{name}'", node.loc)
 
     def let(self, name: str, use: Loc) -> Val:

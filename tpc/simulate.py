@@ -28,8 +28,9 @@ from tpc.limits import MAX_LIST_NESTING, MAX_STEPS
 from tpc.syntax import Program, Setting, Word, abbreviate, decode_source, loc_at, read_bytes
 
 # integrator, precision and kahan choose the generated code: the compiler reads them
-# (tpc.compiler.resolve_options); the others are read here.
-RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan")
+# (tpc.compiler.resolve_options); units give the energy its constants (tpc.units, read by
+# tpc.irgen); the others are read here.
+RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan", "units")
 
 
 @dataclass
