@@ -290,7 +290,8 @@ class Simulation:
     def run(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
             params: dict | None = None, batch: int | None = None, progress: bool = False,
             device: str = "cpu", carry: dict | None = None, reporter=None,
-            report_every: int = 1, threads: int | None = None, **inputs) -> Trajectory:
+            report_every: int = 1, threads: int | None = None, client=None,
+            **inputs) -> Trajectory:
         """`steps` steps from (q0, p0); `carry`: the carried run state to start from (a
         previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
         absent or None).
@@ -302,7 +303,11 @@ class Simulation:
         cores this process may use).
 
         reporter(snapshots) is called every `report_every` snapshots with the rows computed
-        since its last call (tpc.reporting.Snapshots), and once at the end with the rest."""
+        since its last call (tpc.reporting.Snapshots), and once at the end with the rest.
+
+        client: a distributed.Client: the ensemble's members run in chunks on its workers
+        (tpc.cluster), each compiling once from the source, gathered in order; bitwise the
+        local run."""
         _check_run_numbers(dt, steps, save_every)
         reports = Reports(reporter, report_every)
         if batch is not None:
@@ -312,6 +317,14 @@ class Simulation:
             check_members_start(self, members)
         else:
             self.check_start(self.bind(q0, p0, params, inputs))
+        if client is not None:
+            from tpc.cluster import run_on_cluster
+
+            if batch is None or device != "cpu" or reporter is not None:
+                raise TpcError("client= runs ensembles on the CPUs of a Dask cluster: it needs "
+                               "batch=B, device='cpu' and no reporter")
+            return run_on_cluster(self, client, q0, p0, params, inputs, members, dt, steps,
+                                  save_every, carry)
         if device == "cuda":
             from tpc.gpu import run_on_cuda
 

@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "file resumed from), .h5 (HDF5, streamed as the run goes) or .xyz (particle "
                    "positions)")
     r.add_argument("--compress", action="store_true", help="gzip the HDF5 datasets")
+    r.add_argument("--ensemble", metavar="ENS.npz", help="run the members in ENS.npz (states "
+                   "[B, ...], params and inputs per member or shared); writes batch-first "
+                   "arrays")
+    r.add_argument("--workers", type=int, help="with --ensemble: on a local Dask cluster of N "
+                   "worker processes")
+    r.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="with --ensemble: on the Dask "
+                   "cluster of this scheduler")
     r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     r.add_argument("--remarks", action="store_true")
     r.add_argument("--quiet", action="store_true")

@@ -170,6 +170,14 @@ def main(args) -> int:
     else:
         cfg = load_run_config(sim.program, sim.system, steps=args.steps, dt=args.dt,
                               save_every=args.save_every, sets=args.set, init=args.init)
+    if getattr(args, "ensemble", None) is not None:
+        from tpc import ensemble_run
+
+        if resumed is not None or device != "cpu":
+            raise TpcError("--ensemble runs a new ensemble on the CPU: no --resume or --device")
+        return ensemble_run.run(args, sim, cfg, out)
+    if args.workers is not None or args.scheduler is not None:
+        raise TpcError("--workers and --scheduler run an ensemble: give --ensemble FILE.npz")
     if device == "cuda":
         from tpc.runtime.cuda import require_cuda
 
