@@ -90,6 +90,7 @@ class IRGen:
     def __init__(self, program: Program):
         self.program = program
         self.system: System = program.system
+        self.constants = constants(program)  # pi, and G with units (tpc.units)
         self.block: Block | None = None
         self.hoisted: list[Operation] = []
         self.cache: dict[tuple, SSAValue] = {}
@@ -196,7 +197,6 @@ class IRGen:
     def generate(self) -> ModuleOp:
         self.check_declarations()
         self.kinds = self.names()
-        self.constants = constants(self.program)
         if unit_names(self.program) is not None:
             for name, (kind, loc) in self.kinds.items():
                 if name in self.constants and name not in ALWAYS:

@@ -60,6 +60,10 @@ def run_metadata(sim: api.Simulation, cfg: RunConfig, device: str = "cpu") -> di
         "save_every": np.int64(cfg.save_every),
         "steps_total": np.int64(cfg.steps),
     }
+    from tpc.units import unit_names
+
+    if (units := unit_names(sim.program)) is not None:
+        meta["units"] = np.array(units)
     return meta | {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
 
 
@@ -176,7 +180,7 @@ def main(args) -> int:
         if resumed is not None or device != "cpu":
             raise TpcError("--ensemble runs a new ensemble on the CPU: no --resume or --device")
         return ensemble_run.run(args, sim, cfg, out)
-    if args.workers is not None or args.scheduler is not None:
+    if getattr(args, "workers", None) is not None or getattr(args, "scheduler", None) is not None:
         raise TpcError("--workers and --scheduler run an ensemble: give --ensemble FILE.npz")
     if device == "cuda":
         from tpc.runtime.cuda import require_cuda
