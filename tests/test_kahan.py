@@ -166,9 +166,11 @@ def test_batch_members_carry_their_own_compensation():
     q0, p0 = np.stack([c[0] for c in copies]), np.stack([c[1] for c in copies])
     full = sim.run(q0, p0, dt=DT, steps=900, save_every=300, batch=3)
     a = sim.run(q0, p0, dt=DT, steps=300, save_every=300, batch=3)
-    b = sim.run(a.q[-1], a.p[-1], dt=DT, steps=600, save_every=300, batch=3, carry=a.carry)
+    b = sim.run(a.q[:, -1], a.p[:, -1], dt=DT, steps=600, save_every=300, batch=3,
+                carry=a.carry)
     assert full.carry["kahan_p"].shape == (3, 3)
-    assert np.array_equal(b.q[-1], full.q[-1]) and np.array_equal(b.p[-1], full.p[-1])
+    assert np.array_equal(b.q[:, -1], full.q[:, -1])
+    assert np.array_equal(b.p[:, -1], full.p[:, -1])
     assert np.array_equal(b.carry["kahan_q"], full.carry["kahan_q"])
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from tpc import compiler, pipeline
 from tpc.diagnostics import RunError, TpcError
 from tpc.dialects import ham
+from tpc.reporting import Progress, Reports
 from tpc.runtime.native import DTYPES
 
 VERSION = "0.1.0"
@@ -57,13 +57,50 @@ class Trajectory:
             return self.q
         box = np.asarray(self.box, dtype=self.q.dtype)
         return self.q - box * np.floor(self.q / box)
+    # an ensemble's member count: q, p are then [B, rows, *shape], H [B, rows]; None for one run
+    batch: int | None = None
+    names: tuple[str, str] = ("q", "p")  # the state's names in the source (`x`, `px`)
 
-    def energy_error(self) -> float:
-        """max |H - H0| / |H0| (absolute when H0 is 0)."""
-        if len(self.H) == 0:
-            return 0.0
-        scale = abs(self.H[0]) if self.H[0] != 0 else 1.0
-        return float(np.max(np.abs(self.H - self.H[0])) / scale)
+    def __getitem__(self, name: str) -> np.ndarray:
+        """The state by its name in the source: traj["x"] is traj.q for `state x[3], px[3]`."""
+        arrays = {"t": self.t, "H": self.H, self.names[0]: self.q, self.names[1]: self.p}
+        if name not in arrays:
+            raise KeyError(f"no array '{name}' (known: {', '.join(arrays)})")
+        return arrays[name]
+
+    def energy_error(self) -> float | np.ndarray:
+        """max |H - H0| / |H0| over the snapshots (absolute when H0 is 0); for an ensemble, an
+        array with each member's."""
+        h = np.asarray(self.H)
+        if h.shape[-1] == 0:
+            return np.zeros(h.shape[:-1]) if h.ndim > 1 else 0.0
+        h0 = h[..., :1]
+        scale = np.where(h0 != 0, np.abs(h0), 1.0)
+        err = np.max(np.abs(h - h0) / scale, axis=-1)
+        return err if h.ndim > 1 else float(err)
+
+    def relative_energy_error(self) -> np.ndarray:
+        """|H - H0| / |H0| at each snapshot (absolute when H0 is 0), shaped like H."""
+        h = np.asarray(self.H)
+        h0 = h[..., :1]
+        return np.abs(h - h0) / np.where(h0 != 0, np.abs(h0), 1.0)
+
+    def member(self, b: int) -> Trajectory:
+        """Member b of an ensemble, as the Trajectory of a single run."""
+        if self.batch is None:
+            raise TpcError("member() is for ensembles (run with batch=B)")
+        return Trajectory(self.t, self.q[b], self.p[b], self.H[b], self.steps_done,
+                          self.wall_time, self.folded, self.note,
+                          {k: v[b] for k, v in self.carry.items()},
+                          grid_carry={k: v[b] for k, v in self.grid_carry.items()},
+                          names=self.names)
+
+    def plot(self, path: str | None = None, *, member: int | None = None):
+        """Relative energy error against t (log scale) and the phase portraits; written to
+        `path` (.png or .pdf) when given. Returns the matplotlib Figure (the `plot` extra)."""
+        from tpc.plot import plot_trajectory
+
+        return plot_trajectory(self, path, member=member)
 
 
 class PartialRun(RunError):
@@ -206,16 +243,13 @@ class Simulation:
 
     # ------------------------------------------------------------------ running
     def bind(self, q0, p0, params: dict | None, inputs: dict):
+        from tpc.ensemble import param_values
         from tpc.runtime.native import Bound
         from tpc.simulate import bind_arrays
 
         q, p, ins, sizes = bind_arrays(self.system, q0, p0, inputs)
         self.check_neutral(ins)
-        values = dict(self.info.params)
-        for k, v in (params or {}).items():
-            if k not in values:
-                raise TpcError(f"unknown param '{k}' (known: {', '.join(values) or 'none'})")
-            values[k] = float(v)
+        values, _ = param_values(self.info.params, params, None)
         param_buf = np.array(list(values.values()) or [0.0], dtype=self.dtype)
         if self.dtype != np.float64:  # bind_arrays gives float64 copies
             q, p = q.astype(self.dtype), p.astype(self.dtype)
@@ -255,7 +289,7 @@ class Simulation:
         parts = self.native.abi.get("parts") or []
         if not self.native.has("energy_parts") or not parts:
             return
-        values = np.empty(len(parts), self.dtype)
+        values = np.empty(len(parts))  # the ABI role is f64:out:parts in every precision
         self.native.call("energy_parts", env, out=values)
         total = self.native.call("energy", env)
         bad = [k for k, v in enumerate(values) if not np.isfinite(v)]
@@ -288,26 +322,55 @@ class Simulation:
 
     def run(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
             params: dict | None = None, batch: int | None = None, progress: bool = False,
-            device: str = "cpu", carry: dict | None = None, **inputs) -> Trajectory:
+            device: str = "cpu", carry: dict | None = None, reporter=None,
+            report_every: int = 1, threads: int | None = None, client=None,
+            **inputs) -> Trajectory:
         """`steps` steps from (q0, p0); `carry`: the carried run state to start from (a
         previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
-        absent or None)."""
-        if not (np.isfinite(dt) and dt > 0):
-            raise TpcError(f"dt must be a finite number > 0, got {dt}")
-        if steps < 0 or save_every < 1:
-            raise TpcError(f"need steps >= 0 and save_every >= 1, got {steps} and {save_every}")
-        members = [(q0, p0)] if batch is None else zip(np.asarray(q0), np.asarray(p0))
-        for qb, pb in members:
-            self.check_start(self.bind(qb, pb, params, inputs))
+        absent or None).
+
+        batch=B runs an ensemble: q0, p0 are [B, *shape]; a param may be an array of B values
+        and an input [B, *its shape] (one per member), else it is shared. The result is
+        batch-first (q [B, rows, *shape], H [B, rows]); member b equals the single run of its
+        data bit for bit. Members run in one native loop on `threads` threads (default: the
+        cores this process may use).
+
+        reporter(snapshots) is called every `report_every` snapshots with the rows computed
+        since its last call (tpc.reporting.Snapshots), and once at the end with the rest.
+
+        client: a distributed.Client: the ensemble's members run in chunks on its workers
+        (tpc.cluster), each compiling once from the source, gathered in order; bitwise the
+        local run."""
+        _check_run_numbers(dt, steps, save_every)
+        reports = Reports(reporter, report_every)
+        if batch is not None:
+            from tpc.ensemble import bind_members, check_batch, check_members_start
+
+            members = bind_members(self, q0, p0, params, inputs, check_batch(batch))
+            check_members_start(self, members)
+        else:
+            self.check_start(self.bind(q0, p0, params, inputs))
+        if client is not None:
+            from tpc.cluster import run_on_cluster
+
+            if batch is None or device != "cpu" or reporter is not None:
+                raise TpcError("client= runs ensembles on the CPUs of a Dask cluster: it needs "
+                               "batch=B, device='cpu' and no reporter")
+            return run_on_cluster(self, client, q0, p0, params, inputs, members, dt, steps,
+                                  save_every, carry)
         if device == "cuda":
             from tpc.gpu import run_on_cuda
 
+            if reporter is not None:
+                raise TpcError("reporter is not available on the cuda device (it runs the "
+                               "whole run in one launch)")
             return run_on_cuda(self, q0, p0, dt=dt, steps=steps, save_every=save_every,
                                params=params, batch=batch, carry=carry, **inputs)
         if device != "cpu":
             raise TpcError(f"unknown device '{device}' (known: cpu, cuda)")
         if batch is not None:
-            return self._run_batch(q0, p0, dt, steps, save_every, params, batch, inputs, carry)
+            return self._run_batch(members, dt, steps, save_every, params, carry, threads,
+                                   progress, reports)
         env = self.bind(q0, p0, params, inputs)
         carried = self._carry_buffers(carry, env.q.size)
         note = ""
@@ -316,15 +379,16 @@ class Simulation:
 
             method = self.native.fold["method"]
             if method == "expm" or not self.native.has("run"):
-                return self._run_folded(env, dt, steps, save_every, method)
+                return self._run_folded(env, dt, steps, save_every, method, reports=reports)
             # Folding costs O(n^3) once; stepping O(steps). Decide with the measured step time.
             per_step = self._step_seconds(env, dt, min(steps, 64))
             fold = fold_seconds(env.q.size, steps, save_every, self.info.separable, per_step)
             if fold <= steps * per_step:
-                return self._run_folded(env, dt, steps, save_every, method)
+                return self._run_folded(env, dt, steps, save_every, method, reports=reports)
             note = (f"folding skipped at run time: {steps} steps cost about "
                     f"{steps * per_step:.3g} s stepped, {fold:.3g} s folded")
-        traj = self._run_stepped(env, dt, steps, save_every, progress, carried)
+        traj = self._run_stepped(env, dt, steps, save_every, progress, carried,
+                                 reports=reports)
         traj.note = note
         return traj
 
@@ -394,7 +458,8 @@ class Simulation:
             out[name] = buf
         return out
 
-    def _run_folded(self, env, dt, steps, save_every, method, step0=0, carry=None) -> Trajectory:
+    def _run_folded(self, env, dt, steps, save_every, method, step0=0, carry=None,
+                    reports: Reports | None = None) -> Trajectory:
         from tpc.runtime.fold import run_folded
         from tpc.runtime.native import Bound
 
@@ -411,6 +476,8 @@ class Simulation:
         traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall)
         traj.folded, traj.fold_method, traj.fold_how = True, r.method, r.how
         traj.fold_carry = r.carry
+        if reports is not None:  # the map gives every snapshot at once: one report
+            reports.send(len(traj.t), traj.steps_done, traj.t, traj.q, traj.p, traj.H, False)
         if r.error:
             raise PartialRun(f"{r.error}; {r.rows} snapshot(s) kept", traj,
                              interrupted=r.interrupted)
@@ -427,27 +494,37 @@ class Simulation:
         self.native.call("run", copy, dt=dt, nsnap=1, stride=k, step0=0, **bufs)
         return (time.perf_counter() - t0) / k
 
-    def _run_batch(self, q0, p0, dt, steps, save_every, params, batch, inputs,
-                   carry=None) -> Trajectory:
-        q0, p0 = np.asarray(q0, dtype=float), np.asarray(p0, dtype=float)
-        if len(q0) != batch or len(p0) != batch:
-            raise TpcError(f"batch={batch} needs q0 and p0 with a leading dimension of {batch}")
-        for k, v in (carry or {}).items():
-            if len(np.asarray(v)) != batch:
-                raise TpcError(f"batch={batch} needs carry '{k}' with a leading dimension "
-                               f"of {batch}")
-        runs = [self.run(q0[b], p0[b], dt=dt, steps=steps, save_every=save_every,
-                         params=params, carry={k: np.asarray(v)[b] for k, v in
-                                               (carry or {}).items()}, **inputs)
-                for b in range(batch)]
-        return Trajectory(runs[0].t, np.stack([r.q for r in runs], 1),
-                          np.stack([r.p for r in runs], 1), np.stack([r.H for r in runs], 1),
+    def _run_batch(self, members, dt, steps, save_every, params, carry, threads, progress,
+                   reports) -> Trajectory:
+        from tpc.ensemble import run_members
+
+        if not self.folded:
+            return run_members(self, members, dt, steps, save_every, carry, threads, progress,
+                               reports)
+        # A folded member evolves a map built from its own data: one run each (the map, not
+        # the steps, is the cost), stacked batch-first.
+        shared = dict(self.info.params) | {k: float(v) for k, v in (params or {}).items()
+                                           if np.ndim(v) == 0}
+        runs = []
+        for b in range(members.batch):
+            runs.append(self.run(members.q[b].reshape(self._concrete_shape(members.q.shape[1])),
+                                 members.p[b].reshape(self._concrete_shape(members.q.shape[1])),
+                                 dt=dt, steps=steps, save_every=save_every,
+                                 params=members.member_params(b, shared),
+                                 carry={k: np.asarray(v)[b] for k, v in (carry or {}).items()},
+                                 **members.member_inputs(b)))
+        traj = Trajectory(runs[0].t, np.stack([r.q for r in runs]),
+                          np.stack([r.p for r in runs]), np.stack([r.H for r in runs]),
                           steps, sum(r.wall_time for r in runs), runs[0].folded,
-                          carry={k: np.stack([r.carry[k] for r in runs])
-                                 for k in runs[0].carry}, box=runs[0].box)
+                          carry={k: np.stack([r.carry[k] for r in runs]) for k in runs[0].carry},
+                          batch=members.batch, names=(self.info.q, self.info.p),
+                          box=runs[0].box)
+        reports.send(len(traj.t), steps, traj.t, traj.q, traj.p, traj.H, batched=True)
+        return traj
 
     def _run_stepped(self, env, dt, steps, save_every, progress,
-                     carried: dict[str, np.ndarray], step0: int = 0) -> Trajectory:
+                     carried: dict[str, np.ndarray], step0: int = 0,
+                     reports: Reports | None = None) -> Trajectory:
         """`steps` steps from the state of env (and `carried`), which is that at step `step0`
         (rows, times and step numbers count from there)."""
         native = self.native
@@ -471,13 +548,20 @@ class Simulation:
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
+        bar = Progress(steps, step0) if progress else None  # before the clock: tqdm's import
         t0 = time.perf_counter()
-        bar = _Progress(steps, step0) if progress else None
+        reports = reports or Reports(None, 1)
+        shape = self._concrete_shape(n)
+
+        def report() -> None:
+            reports.send(done_rows, step, t, out_q.reshape(rows, *shape),
+                         out_p.reshape(rows, *shape), out_h, batched=False)
+
         try:
             for stride, count in plan:
                 left = count
                 while left:
-                    k = min(chunk, left)
+                    k = min(chunk, left, reports.limit(done_rows) or left)
                     native.call("run", env, dt=dt, nsnap=k, stride=stride, step0=step,
                                 out_q=out_q[done_rows:], out_p=out_p[done_rows:],
                                 out_H=out_h[done_rows:], **({k: v for k, v in bufs.items()
@@ -490,6 +574,7 @@ class Simulation:
                         for r in range(good):
                             t[done_rows + r] = (step + (r + 1) * stride) * dt
                         done_rows += good
+                        report()
                         traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
                                                 bad, time.perf_counter() - t0, carried, grid)
                         what = ("the state became non-finite" if code >= 0
@@ -503,9 +588,12 @@ class Simulation:
                     left -= k
                     if stride == save_every:
                         grid = {k: v.copy() for k, v in carried.items()}
+                    if reports.due(done_rows):
+                        report()
                     if bar:
                         bar.update(step)
         except KeyboardInterrupt:
+            report()
             traj = self._trajectory(t, out_q, out_p, out_h, done_rows, step,
                                     time.perf_counter() - t0, grid, grid)
             raise PartialRun(f"interrupted at step {step}; {done_rows} snapshot(s) kept",
@@ -513,6 +601,7 @@ class Simulation:
         finally:
             if bar:
                 bar.close()
+        report()
         return self._trajectory(t, out_q, out_p, out_h, done_rows, step,
                                 time.perf_counter() - t0, carried, grid)
 
@@ -524,7 +613,7 @@ class Simulation:
 
         return Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
                           h[:rows].copy(), steps, wall, False, carry=shaped(carry),
-                          grid_carry=shaped(grid), box=self.info.box)
+                          grid_carry=shaped(grid), names=(self.info.q, self.info.p), box=self.info.box)
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.info.shape if isinstance(d, int)]
@@ -532,21 +621,15 @@ class Simulation:
         return tuple(d if isinstance(d, int) else n // known for d in self.info.shape)
 
 
-class _Progress:
-    def __init__(self, total: int, start: int = 0):
-        self.total, self.start = max(total, 1), start
-        self.enabled = sys.stderr.isatty()
-
-    def update(self, done: int) -> None:
-        if self.enabled:
-            frac = (done - self.start) / self.total
-            bar = "#" * int(40 * frac)
-            sys.stderr.write(f"\r[{bar:<40}] {100 * frac:5.1f}%")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+def _check_run_numbers(dt, steps, save_every) -> None:
+    """dt a finite number > 0, steps a whole number >= 0, save_every one >= 1: anything else
+    (a string, an array, a bool) is refused here rather than deep in numpy or ctypes."""
+    if isinstance(dt, bool) or not isinstance(dt, int | float | np.integer | np.floating) or not (
+            np.isfinite(dt) and dt > 0):
+        raise TpcError(f"dt must be a finite number > 0, got {dt!r}")
+    for name, value, least in (("steps", steps, 0), ("save_every", save_every, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise TpcError(f"{name} must be a whole number >= {least}, got {value!r}")
 
 
 def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: bool = True,

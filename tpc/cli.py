@@ -78,12 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--init", help="initial state file (.json or .npz)")
     r.add_argument("--resume", metavar="OUT.npz", help="continue the run that wrote OUT.npz, "
                    "bitwise as if uninterrupted (--steps N: N more steps)")
-    r.add_argument("-o", "--output", help="output .npz (default: FILE.npz, or the file "
-                   "resumed from)")
+    r.add_argument("-o", "--output", help="output: .npz (atomic, the default: FILE.npz, or the "
+                   "file resumed from), .h5 (HDF5, streamed as the run goes) or .xyz (particle "
+                   "positions)")
+    r.add_argument("--compress", action="store_true", help="gzip the HDF5 datasets")
+    r.add_argument("--ensemble", metavar="ENS.npz", help="run the members in ENS.npz (states "
+                   "[B, ...], params and inputs per member or shared); writes batch-first "
+                   "arrays")
+    r.add_argument("--workers", type=int, help="with --ensemble: on a local Dask cluster of N "
+                   "worker processes")
+    r.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="with --ensemble: on the Dask "
+                   "cluster of this scheduler")
     r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     r.add_argument("--remarks", action="store_true")
     r.add_argument("--quiet", action="store_true")
     _add_compile_options(r)
+
+    pl = sub.add_parser("plot", help="plot a run: relative energy error against t, phase "
+                        "portraits")
+    pl.add_argument("file", help="a tpc run output (.npz or .h5)")
+    pl.add_argument("-o", "--output", help="the picture, .png or .pdf (default: FILE.png)")
     return ap
 
 
@@ -169,8 +183,15 @@ def cmd_energy(args: argparse.Namespace) -> int:
     return energy.main(args)
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from tpc.plot import plot_file
+
+    print(f"wrote {plot_file(args.file, args.output)}")
+    return 0
+
+
 COMMANDS = {"opt": cmd_opt, "passes": cmd_passes, "compile": cmd_compile, "run": cmd_run,
-            "energy": cmd_energy}
+            "energy": cmd_energy, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,7 @@ def cuda_simulation(sim, arch: str | None = None) -> CudaSimulation:
 def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
                 params: dict | None = None, batch: int | None = None, carry=None, **inputs):
     """`Simulation.run(..., device="cuda")`: a Trajectory like the CPU's (batched when
-    `batch` is given: q is [rows, B, *shape]). The energy at row 0 is computed on the CPU."""
+    `batch` is given: q is [B, rows, *shape]). The energy at row 0 is computed on the CPU."""
     runner = getattr(sim, "_cuda", None)
     if runner is None:
         runner = cuda_simulation(sim)
@@ -68,15 +68,22 @@ def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
         raise TpcError(f"batch={batch} needs q0 and p0 with a leading dimension of {batch}")
     if single and carry:
         carry = {k: np.asarray(v)[None] for k, v in carry.items()}
+    for name, value in inputs.items():
+        if np.ndim(value) > len(sim.info.inputs.get(name, ())):
+            raise TpcError(f"input '{name}' per member is not available on the cuda device "
+                           "(its members share the inputs)")
     res = runner.run_ensemble(qb, pb, dt=dt, steps=steps, save_every=save_every,
                               params=params, carry=carry, **inputs)
     for b in range(len(qb)):
-        res.H[0, b] = sim.energy(qb[b], pb[b], params, **inputs)
+        res.H[0, b] = sim.energy(qb[b], pb[b], {k: (v[b] if np.ndim(v) else v)
+                                                for k, v in (params or {}).items()}, **inputs)
     bad = [int(b) for b in np.nonzero(res.status != -1)[0]]
     if bad:
         raise RunError(f"GPU run failed for member(s) {bad[:8]} (status {res.status[bad[0]]})")
     if single:
         return Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time,
                           carry={k: v[0] for k, v in res.carry.items()}, box=sim.info.box)
-    return Trajectory(res.t, res.q, res.p, res.H, steps, res.kernel_time, carry=res.carry,
-                      box=sim.info.box)
+    # batch-first, as on the CPU: [B, rows, ...]
+    return Trajectory(res.t, np.swapaxes(res.q, 0, 1), np.swapaxes(res.p, 0, 1), res.H.T,
+                      steps, res.kernel_time, carry=res.carry, batch=len(qb),
+                      names=(sim.info.q, sim.info.p), box=sim.info.box)

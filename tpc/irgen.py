@@ -47,6 +47,7 @@ from tpc.syntax import (
     Reduction,
     System,
 )
+from tpc.units import ALWAYS, constants, unit_names
 
 Dim = int | str
 Form = tuple[str | None, int]  # size symbol (or None for a constant) plus an offset
@@ -90,6 +91,7 @@ class IRGen:
     def __init__(self, program: Program):
         self.program = program
         self.system: System = program.system
+        self.constants = constants(program)  # pi, and G with units (tpc.units)
         self.block: Block | None = None
         self.hoisted: list[Operation] = []
         self.cache: dict[tuple, SSAValue] = {}
@@ -197,6 +199,11 @@ class IRGen:
     def generate(self) -> ModuleOp:
         self.check_declarations()
         self.kinds = self.names()
+        if unit_names(self.program) is not None:
+            for name, (kind, loc) in self.kinds.items():
+                if name in self.constants and name not in ALWAYS:
+                    raise TpcError(f"{kind} '{name}' would hide the constant {name} of the "
+                                   "simulate block's units; remove it or the units", loc)
         sys = self.system
         st = sys.states[0]
         self.fields = {st.q.name: tuple(st.q.shape), st.p.name: tuple(st.p.shape)}
@@ -318,6 +325,8 @@ class IRGen:
             return self.scalar(self.fconst(box.lengths[0]))
         if kind == "cutoff":
             return self.scalar(self.fconst(self.system.cutoffs[0].value))
+        if name in self.constants:  # pi, and G with units (tpc.units)
+            return self.scalar(self.fconst(self.constants[name]))
         raise TpcError(f"unknown name '{name}'", node.loc)
 
     def let(self, name: str, use: Loc) -> Val:

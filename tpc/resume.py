@@ -25,11 +25,12 @@ from tpc.simulate import (
     RunConfig,
     _read_npz,
     load_run_config,
+    output_state_keys,
 )
 from tpc.syntax import read_bytes
 
 # What a file must hold to be resumed (written by tpc.runner.trajectory_arrays).
-NEEDED = ("t", "q", "p", "H", "system", "source_sha256", "integrator", "precision", "kahan",
+NEEDED = ("t", "H", "system", "source_sha256", "integrator", "precision", "kahan",
           "dt", "save_every", "steps_done", "steps_total", "folded", "fold_method",
           "fold_enabled", "newton3", "device")
 PARAM_PREFIX = "param_"
@@ -43,6 +44,11 @@ class Resumed:
 
     path: str
     arrays: dict[str, np.ndarray]
+
+    @property
+    def state_keys(self) -> tuple[str, str]:
+        """The keys of q and p in the file: the state's names in the source."""
+        return output_state_keys(self.arrays)
 
     def text(self, key: str) -> str:
         return str(self.arrays[key])
@@ -77,7 +83,7 @@ def read(path: str) -> Resumed:
         raise TpcError(e.message.replace(f"cannot read init file '{path}'", shown)) from None
     if OUTPUT_MARK not in arrays:
         raise TpcError(f"{shown}: it is not an output of 'tpc run' (no '{OUTPUT_MARK}')")
-    missing = [k for k in NEEDED if k not in arrays]
+    missing = [k for k in (*NEEDED, *output_state_keys(arrays)) if k not in arrays]
     if missing:
         raise TpcError(f"{shown}: it lacks {', '.join(repr(k) for k in missing)} (written by "
                        f"tpc {arrays[OUTPUT_MARK]}, before runs could be resumed?)")
@@ -172,9 +178,10 @@ def run_config(res: Resumed, sim, args) -> tuple[RunConfig, int]:
         block = load_run_config(sim.program, sim.system, dt=res.number("dt"),
                                 steps=None, save_every=res.integer("save_every"))
         target = done + block.steps
-    q = np.asarray(res.arrays["q"])
+    q_key, p_key = res.state_keys
+    q = np.asarray(res.arrays[q_key])
     cfg = RunConfig(res.text("integrator"), res.number("dt"), target,
-                    res.integer("save_every"), params, q[-1], np.asarray(res.arrays["p"])[-1],
+                    res.integer("save_every"), params, q[-1], np.asarray(res.arrays[p_key])[-1],
                     res.inputs, {})
     return cfg, target
 
@@ -187,7 +194,7 @@ def trajectory(res: Resumed, dtype, carried: list[str]) -> object:
     from tpc.runtime.fold import Carry
 
     a = res.arrays
-    q, p = np.asarray(a["q"]), np.asarray(a["p"])
+    q, p = (np.asarray(a[k]) for k in res.state_keys)
     if q.dtype != dtype or p.dtype != dtype:
         raise TpcError(f"cannot resume from '{res.path}': its states are {q.dtype}, but a "
                        f"{res.text('precision')} run stores {np.dtype(dtype)}")
@@ -208,4 +215,5 @@ def trajectory(res: Resumed, dtype, carried: list[str]) -> object:
     return Trajectory(np.asarray(a["t"], dtype=np.float64), q, p, np.asarray(a["H"]),
                       res.integer("steps_done"), 0.0, res.flag("folded"),
                       carry={k: np.asarray(a[k]) for k in carried if k in a},
-                      fold_method=res.text("fold_method"), fold_carry=carry, grid_carry=grid)
+                      fold_method=res.text("fold_method"), fold_carry=carry, grid_carry=grid,
+                      names=res.state_keys)

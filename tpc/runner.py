@@ -12,38 +12,44 @@ from tpc import api, compiler, resume
 from tpc.diagnostics import TpcError
 from tpc.output import check_writable, write_file
 from tpc.resume import RESUME_CARRY_PREFIX
-from tpc.simulate import OUTPUT_INPUT_PREFIX, OUTPUT_MARK, RunConfig, load_run_config
+from tpc.simulate import (
+    OUTPUT_INPUT_PREFIX,
+    OUTPUT_MARK,
+    OUTPUT_STATE_NAMES,
+    RunConfig,
+    load_run_config,
+)
+
+# The output formats by suffix; any other suffix gets .npz added, as numpy would.
+FORMATS = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".xyz": "xyz"}
 
 
 def output_path(args) -> str:
-    """The .npz the run writes: -o (with .npz added, as numpy would), else the file resumed
-    from (it is replaced, atomically, by the longer run), else FILE.npz."""
+    """The file the run writes: -o (.npz, .h5/.hdf5 or .xyz; another name gets .npz added,
+    as numpy would), else the file resumed from (it is replaced, atomically, by the longer
+    run), else FILE.npz."""
     if args.output is None:
         if getattr(args, "resume", None) is not None:
             return args.resume
         return str(Path(args.file).with_suffix(".npz"))
     if Path(args.output).is_dir():
         raise TpcError(f"cannot write '{args.output}': it is a directory")
-    return args.output if args.output.endswith(".npz") else args.output + ".npz"
+    return args.output if Path(args.output).suffix.lower() in FORMATS else args.output + ".npz"
 
 
-def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
-                      device: str = "cpu") -> dict:
-    """The snapshots plus what produced them, so that the file describes itself, a later
-    `tpc run --init` can start from its last snapshot and `tpc run --resume` can continue the
-    run bitwise (tpc.resume reads these back). The carried run state at the end (with kahan:
-    the compensations kahan_q, kahan_p, shaped like one row of q) goes in under its own names,
-    and the same at the last row on the snapshot grid, where a resumed run restarts, under
-    `resume_<name>`."""
-    arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H, **traj.carry}
-    arrays |= {f"{RESUME_CARRY_PREFIX}{k}": v for k, v in traj.grid_carry.items()}
-    arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
-    arrays |= {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
-    arrays |= {
+def output_format(path: str) -> str:
+    return FORMATS.get(Path(path).suffix.lower(), "npz")
+
+
+def run_metadata(sim: api.Simulation, cfg: RunConfig, device: str = "cpu") -> dict:
+    """What produced the run, known before it starts (every output records it)."""
+    meta = {
         OUTPUT_MARK: np.str_(api.VERSION),
         "compiler": np.str_(api.compiler_fingerprint()),
         "system": np.str_(sim.info.name),
+        "source": np.str_(sim.source),
         "source_sha256": np.str_(hashlib.sha256(sim.source.encode()).hexdigest()),
+        OUTPUT_STATE_NAMES: np.array([sim.info.q, sim.info.p]),
         "integrator": np.str_(sim.options.integrator),
         "precision": np.str_(sim.options.precision),
         "fold_enabled": np.bool_(sim.options.fold),
@@ -53,22 +59,99 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
         "dt": np.float64(cfg.dt),
         "save_every": np.int64(cfg.save_every),
         "steps_total": np.int64(cfg.steps),
-        "steps_done": np.int64(traj.steps_done),
-        "t_final": np.float64(traj.t[-1] if len(traj.t) else 0.0),
-        "folded": np.bool_(traj.folded),
-        "fold_method": np.str_(traj.fold_method),
     }
-    if traj.box is not None:
-        arrays["box"] = np.array(traj.box, dtype=np.float64)
-        arrays["q_wrapped"] = traj.q_wrapped
+    from tpc.units import unit_names
+
+    if (units := unit_names(sim.program)) is not None:
+        meta["units"] = np.array(units)
+    if sim.info.box is not None:
+        meta["box"] = np.array(sim.info.box, dtype=np.float64)
+    return meta | {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
+
+
+def final_metadata(traj: api.Trajectory) -> dict:
+    """What the run did: its steps, final t and how it ran."""
+    return {"steps_done": np.int64(traj.steps_done),
+            "t_final": np.float64(traj.t[-1] if len(traj.t) else 0.0),
+            "folded": np.bool_(traj.folded), "fold_method": np.str_(traj.fold_method)}
+
+
+def end_arrays(traj: api.Trajectory) -> dict:
+    """The run state at the end beyond the snapshots: the carried state (with kahan: the
+    compensations kahan_q, kahan_p, shaped like one row of q) at the last step, the same at the
+    last row on the snapshot grid under `resume_<name>` (where a resumed run restarts), and a
+    folded run's own state."""
+    arrays = dict(traj.carry)
+    arrays |= {f"{RESUME_CARRY_PREFIX}{k}": v for k, v in traj.grid_carry.items()}
     if traj.fold_carry is not None:
         arrays["fold_carry"] = np.asarray(traj.fold_carry.data, dtype=np.float64)
         arrays["fold_carry_step"] = np.int64(traj.fold_carry.step)
     return arrays
 
 
+def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
+                      device: str = "cpu") -> dict:
+    """The snapshots (the state under its names in the source) plus what produced them, so
+    that the file describes itself, a later `tpc run --init` can start from its last
+    snapshot and `tpc run --resume` can continue the run bitwise (tpc.resume reads these
+    back)."""
+    arrays = {"t": traj.t, sim.info.q: traj.q, sim.info.p: traj.p, "H": traj.H}
+    if traj.box is not None:  # q is the unwrapped state; the positions in the box too
+        arrays[f"{sim.info.q}_wrapped"] = traj.q_wrapped
+    arrays |= end_arrays(traj)
+    arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
+    return arrays | run_metadata(sim, cfg, device) | final_metadata(traj)
+
+
 def write_npz(path: str, arrays: dict) -> None:
     write_file(path, lambda f: np.savez(f, **arrays))
+
+
+class Output:
+    """Where a run's snapshots go: an .npz (or .xyz) written atomically at the end, or an
+    HDF5 file streamed as the run goes (`reporter` and `report_every` for Simulation.run)."""
+
+    def __init__(self, path: str, sim: api.Simulation, cfg: RunConfig, device: str,
+                 compress: bool = False):
+        self.path, self.sim, self.cfg, self.device = path, sim, cfg, device
+        self.format = output_format(path)
+        if self.format == "xyz":
+            from tpc.xyz import check_particles
+
+            check_particles(sim)
+        self.stream = None
+        if self.format == "hdf5":
+            from tpc.h5stream import H5Stream
+
+            shape = tuple(int(d) for d in cfg.q0.shape)
+            self.stream = H5Stream(path, (sim.info.q, sim.info.p), shape, sim.dtype,
+                                   run_metadata(sim, cfg, device),
+                                   dict(cfg.inputs), compress=compress)
+
+    @property
+    def reporter(self):
+        return self.stream.offer if self.stream else None
+
+    @property
+    def report_every(self) -> int:
+        """Rows per report: the native loop is cut about 200 times over the run (at most
+        10,000 rows apart); the stream flushes twice a second at most (H5Stream.offer)."""
+        rows = self.cfg.steps // self.cfg.save_every + 2
+        return max(1, min(10_000, rows // 200))
+
+    def write(self, traj: api.Trajectory, complete: bool = True) -> None:
+        if self.stream is not None:
+            self.stream.finish(final_metadata(traj), end_arrays(traj), complete)
+        elif self.format == "xyz":
+            from tpc.xyz import write_xyz
+
+            write_xyz(self.path, traj, self.sim)
+        else:
+            write_npz(self.path, trajectory_arrays(traj, self.sim, self.cfg, self.device))
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
 
 def main(args) -> int:
@@ -95,30 +178,48 @@ def main(args) -> int:
     else:
         cfg = load_run_config(sim.program, sim.system, steps=args.steps, dt=args.dt,
                               save_every=args.save_every, sets=args.set, init=args.init)
+    if getattr(args, "ensemble", None) is not None:
+        from tpc import ensemble_run
+
+        if resumed is not None or device != "cpu":
+            raise TpcError("--ensemble runs a new ensemble on the CPU: no --resume or --device")
+        return ensemble_run.run(args, sim, cfg, out)
+    if getattr(args, "workers", None) is not None or getattr(args, "scheduler", None) is not None:
+        raise TpcError("--workers and --scheduler run an ensemble: give --ensemble FILE.npz")
     if device == "cuda":
         from tpc.runtime.cuda import require_cuda
 
         require_cuda()
+    if resumed is not None and output_format(out) != "npz":
+        raise TpcError(f"--resume writes the continued run as an .npz, not '{out}'")
+    if getattr(args, "compress", False) and output_format(out) != "hdf5":
+        raise TpcError(f"--compress is for HDF5 outputs (-o FILE.h5), not '{out}'")
+    output = Output(out, sim, cfg, device, compress=getattr(args, "compress", False))
     try:
         if resumed is not None:
             traj = sim.resume(prev, dt=cfg.dt, steps=cfg.steps - prev.steps_done,
                               save_every=cfg.save_every, params=cfg.params,
                               progress=not args.quiet, **cfg.inputs)
         else:
+            streaming = {} if output.reporter is None else {
+                "reporter": output.reporter, "report_every": output.report_every}
             traj = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps,
                            save_every=cfg.save_every, params=cfg.params,
-                           progress=not args.quiet, device=device, **cfg.inputs)
+                           progress=not args.quiet, device=device, **streaming, **cfg.inputs)
     except api.PartialRun as e:
-        write_npz(out, trajectory_arrays(e.trajectory, sim, cfg, device))
+        output.write(e.trajectory, complete=False)
         if args.remarks:
             print(run_remark(sim, e.trajectory, device), file=sys.stderr)
         if e.interrupted:
             # Ctrl-C: the conventional status, one line, and the rows computed are on disk.
-            print(f"error: {e.message}; wrote {out} (continue with --resume {out})",
-                  file=sys.stderr)
+            again = f" (continue with --resume {out})" if output.format == "npz" else ""
+            print(f"error: {e.message}; wrote {out}{again}", file=sys.stderr)
             return 130
         raise TpcError(f"{e.message}; wrote {out}") from None
-    write_npz(out, trajectory_arrays(traj, sim, cfg, device))
+    except BaseException:
+        output.close()  # what was streamed stays readable
+        raise
+    output.write(traj)
     if args.remarks:
         print(run_remark(sim, traj, device), file=sys.stderr)
     if not args.quiet:

@@ -28,8 +28,9 @@ from tpc.limits import MAX_LIST_NESTING, MAX_STEPS
 from tpc.syntax import Program, Setting, Word, abbreviate, decode_source, loc_at, read_bytes
 
 # integrator, precision and kahan choose the generated code: the compiler reads them
-# (tpc.compiler.resolve_options); the others are read here.
-RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan")
+# (tpc.compiler.resolve_options); units give the energy its constants (tpc.units, read by
+# tpc.irgen); the others are read here.
+RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan", "units")
 
 
 @dataclass
@@ -208,6 +209,7 @@ MAX_INIT_BYTES = 1 << 30
 # The keys by which tpc's own .npz output is recognized and read back (see tpc.runner).
 OUTPUT_MARK = "tpc_version"
 OUTPUT_INPUT_PREFIX = "input_"
+OUTPUT_STATE_NAMES = "state_names"  # [q's name, p's name]: the keys the states are under
 
 
 @dataclass
@@ -313,13 +315,22 @@ def _json_non_number(tok: str) -> str | None:
     return None
 
 
+def output_state_keys(data: dict[str, object]) -> tuple[str, str]:
+    """The keys of q and p in a `tpc run` output: the state's names in the source, as its
+    `state_names` records them (files from before it have `q` and `p`)."""
+    names = data.get(OUTPUT_STATE_NAMES)
+    if isinstance(names, np.ndarray) and names.shape == (2,):
+        return str(names[0]), str(names[1])
+    return "q", "p"
+
+
 def from_tpc_output(data: dict[str, object], q_name: str, p_name: str) -> dict[str, object]:
     """A trajectory written by `tpc run` continues from its last snapshot, with its inputs."""
     if OUTPUT_MARK not in data:
         return data
     out = {k[len(OUTPUT_INPUT_PREFIX):]: v for k, v in data.items()
            if k.startswith(OUTPUT_INPUT_PREFIX)}
-    for key, name in (("q", q_name), ("p", p_name)):
+    for key, name in zip(output_state_keys(data), (q_name, p_name)):
         rows = data.get(key)
         if isinstance(rows, np.ndarray) and rows.ndim >= 1 and len(rows):
             out[name] = rows[-1]
