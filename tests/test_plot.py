@@ -12,10 +12,7 @@ import tpc
 from tpc import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-# Every example but the two N-body ones, whose compile costs most of this file's time and
-# whose plots take the same path (a [N, 3] state flattened to its first coordinates).
-EXAMPLES = sorted(e for e in (ROOT / "examples").glob("*.ham")
-                  if e.stem not in ("nbody", "outer_solar_system_wh"))
+EXAMPLES = sorted((ROOT / "examples").glob("*.ham"))
 
 
 @pytest.fixture(scope="module", autouse=True)
