@@ -389,10 +389,11 @@ class RegionLowering:
 class CellList:
     """A cut-off pair sum in a periodic box over a cell list (ham-periodic's `cells` grid,
     each cell at least rc wide, at least 3 per axis): particles are counting-sorted by cell,
-    and each cell's pairs are taken with the particles of its 27 neighbour cells, so a sum
-    costs O(N) instead of O(N^2). Each ordered pair of neighbour cells is met once, so the
-    pair (i, j) is met twice (once from each side) and kept for i < j (or i != j, both
-    times). The scratch lives on the heap (N entries), built at every evaluation."""
+    and each cell's pairs are taken with the particles of its neighbour cells, so a sum costs
+    O(N) instead of O(N^2). With 3 or more cells per axis the 27 neighbours of a cell are
+    distinct, so an i < j sum takes each unordered pair of neighbour cells once (the half
+    stencil) and an i != j sum each ordered pair. The scratch lives on the heap (N entries),
+    built at every evaluation."""
 
     lowering: RegionLowering
     op: ham.PairSumOp
@@ -468,7 +469,11 @@ class CellList:
             return []
 
         e.for_(e.i(0), n, scatter)
-        keep = "ult" if self.op.kind.data == "lt" else "ne"
+        # i < j: the half stencil (the cell itself, pairs in order, and the 13 neighbours
+        # after it in offset order: each pair of neighbour cells once), the body called with
+        # (min, max); i != j: all 27 neighbours, every ordered pair.
+        half = self.op.kind.data == "lt"
+        centre = (3 ** axes - 1) // 2
 
         def per_cell(x: Emitter, c, accs):
             digits, rest = [], c
@@ -498,16 +503,25 @@ class CellList:
 
                     def over_j(w: Emitter, t, accs):
                         j = as_index(w.load(order, t), w)
-                        cond = w(arith.CmpiOp(i, j, keep))
                         types = [a.type for a in accs]
-                        return w.if_(cond, lambda v: body_at([i])(v, j, accs),
+                        if not half:
+                            cond = w(arith.CmpiOp(i, j, "ne"))
+                            return w.if_(cond, lambda v: body_at([i])(v, j, accs),
+                                         lambda v: list(accs), types)
+                        before = w(arith.CmpiOp(i, j, "ult"))
+                        same_cell = w(arith.CmpiOp(o, w.i(centre), "eq"))
+                        yes = w(arith.ConstantOp(IntegerAttr(1, i1)))
+                        cond = w(arith.SelectOp(same_cell, before, yes))
+                        lo = w(arith.SelectOp(before, i, j))
+                        hi = w(arith.SelectOp(before, j, i))
+                        return w.if_(cond, lambda v: body_at([lo])(v, hi, accs),
                                      lambda v: list(accs), types)
 
                     return z.for_(o_first, o_last, over_j, accs)
 
                 return y.for_(first, last, over_i, accs)
 
-            return x.for_(x.i(0), x.i(3 ** axes), per_neighbour, accs)
+            return x.for_(x.i(centre if half else 0), x.i(3 ** axes), per_neighbour, accs)
 
         results = e.for_(e.i(0), e.i(ncell), per_cell, zeros)
         for scratch in (count, cursor, cell_of, order):

@@ -348,3 +348,29 @@ def test_an_ewald_part_splits_for_respa():
     respa_error = np.abs(split.q[-1] - fine.q[-1]).max()
     coarse_error = np.abs(coarse.q[-1] - fine.q[-1]).max()
     assert respa_error < 0.5 * coarse_error
+
+
+def test_a_pair_term_that_is_not_symmetric_keeps_its_order():
+    """sum(i < j: c[i] * r^-6) weighs each pair by its lower index's c: a cell list visits
+    cells in any order and must still call the term with i < j."""
+    sim = tpc.compile("""
+    system Asym {
+        box L = 9.0
+        cutoff rc = 2.5
+        input c[N]
+        state q[N, 3], p[N, 3]
+        H = sum(i: dot(p[i], p[i]) / 2) + sum(i < j: c[i] * norm(q[i] - q[j])^-6)
+    }
+    """, fold=False)
+    rng = np.random.default_rng(9)
+    lattice = np.array(list(itertools.product(range(5), repeat=3)), float) * 1.8
+    q = lattice + rng.normal(0, 0.1, lattice.shape)
+    c = rng.uniform(0.5, 2.0, len(q))
+    d = q[:, None, :] - q[None, :, :]
+    d -= 9.0 * np.round(d / 9.0)
+    r2 = np.einsum("ijk,ijk->ij", d, d)
+    i, j = np.triu_indices(len(q), 1)
+    keep = r2[i, j] < 2.5**2
+    want = np.sum(c[i][keep] * r2[i, j][keep] ** -3)
+    got = sim.energy(q, np.zeros_like(q), c=c)
+    assert got == pytest.approx(want, rel=1e-13)
