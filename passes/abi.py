@@ -12,7 +12,8 @@ Roles:
   buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
   f64:NAME:SIZE  a float64 buffer of SIZE elements (1: status; snap: out_H, the energies,
                  float64 in every precision; parts: one energy per part of H, in the
-                 table's `parts` order)
+                 table's `parts` order; monitors: one value per entry of the table's
+                 `monitors` list, the system's ham.monitor regions)
   buf:maps:maps  the augmented (2n+1)^2 matrices of the scheme's exact linear flows, in the
                  order of the table's `linear` list ({parts, c, grad}); the run-time fills it
                  for each dt from the flows' gradient functions (`linear_<k>_<field>`)
@@ -50,6 +51,7 @@ RESULTS = {"energy": "f64"}
 SIGNATURES: dict[str, list[str]] = {
     "energy": [ENV],
     "energy_parts": [ENV, "f64:out:parts"],
+    "monitors": [ENV, "f64:out:monitors"],
     "run": [ENV, "real:dt", "index:nsnap", "index:stride", "index:step0", "buf:out_q:snap_n",
             "buf:out_p:snap_n", "f64:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
 }
@@ -86,6 +88,7 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "state": [q, p],
         "shape": list(system.state.shape.shape),
         "parts": system.hamiltonian.part_names,
+        "monitors": monitor_table(system),
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
@@ -104,6 +107,17 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         },
     }
     return to_attr(table)
+
+
+def monitor_table(system: ham.SystemOp) -> list[dict]:
+    """The quantities `monitors` computes, in its output order: name, what it is (momentum,
+    angular_momentum, observable) and the symmetry that conserves it ("" for an observable)."""
+    out = []
+    for m in system.monitors:
+        sym_attr = m.attributes.get("symmetry")
+        out.append({"name": m.monitor_name, "quantity": m.quantity,
+                    "symmetry": sym_attr.data if isinstance(sym_attr, StringAttr) else ""})
+    return out
 
 
 def to_attr(value) -> Attribute:

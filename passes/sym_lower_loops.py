@@ -422,6 +422,21 @@ def lower_energy_parts(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp
                      ft=f64)
 
 
+def lower_monitors(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
+    """monitors(env..., out): out[k] = the system's k-th ham.monitor (a conserved quantity
+    ham-symmetry derived, or a user observable), in f64 like `energy`; the runtime calls it at
+    every snapshot. One more monitor is one more region here, no new call site."""
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args[:-1])
+        for k, mon in enumerate(system.monitors):
+            (v,) = RegionLowering(env, e).block(mon.body.block, e)[0]
+            e.store(v, args[-1], e.i(k))
+        return []
+
+    return make_func("monitors", [*env_types(system, ft), BUF], [], body, private=False,
+                     ft=f64)
+
+
 def part_grad_name(part: str, wrt: str) -> str:
     return f"grad_{part}_{wrt}"
 
@@ -1152,6 +1167,8 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
                 fold = {"method": "", "reason": op.attributes["not_folded"].data}
             funcs += [lower_energy(system, ft), lower_energy_parts(system, ft),
                       *gradient_funcs(system, newton3, ft)]
+            if system.monitors:
+                funcs.append(lower_monitors(system, ft))
             if isinstance(op, sym.EvolveOp):
                 carry = op.carry_names
             if steppable(scheme):

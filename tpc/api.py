@@ -46,6 +46,9 @@ class Trajectory:
     # the carried run state at the last row on the snapshot grid (where a resumed run
     # restarts; `carry` is at the last step, after a remainder of steps)
     grid_carry: dict[str, np.ndarray] = field(default_factory=dict)
+    # The monitored quantities at each snapshot, by name: the conserved quantities ham-symmetry
+    # proved (P_x, L_z, ...) and the user's observables (tpc.invariants)
+    monitors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def energy_error(self) -> float:
         """max |H - H0| / |H0| (absolute when H0 is 0)."""
@@ -58,10 +61,19 @@ class Trajectory:
 class PartialRun(RunError):
     """A run stopped early; `trajectory` holds every snapshot computed before the failure."""
 
+    exit_code = 1
+
     def __init__(self, message: str, trajectory: Trajectory, interrupted: bool = False):
         super().__init__(message)
         self.trajectory = trajectory
         self.interrupted = interrupted  # stopped by Ctrl-C (not by the state)
+
+
+class InvariantDrift(PartialRun):
+    """`check_invariants=TOL`: a conserved quantity drifted past TOL; `trajectory` keeps every
+    snapshot computed, the first one past TOL last."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -213,6 +225,12 @@ class Simulation:
     def system(self) -> ham.SystemOp:
         return next(op for op in self.module.walk() if isinstance(op, ham.SystemOp))
 
+    @property
+    def invariant_parts(self) -> dict[str, list[str]]:
+        """{part: the symmetries ham-symmetry proved it invariant under}."""
+        return {p.part_name: [a.data for a in p.attributes["invariant_under"].data]
+                for p in self.system.parts if "invariant_under" in p.attributes}
+
     def energy(self, q0, p0, params: dict | None = None, **inputs) -> float:
         return float(self.native.call("energy", self.bind(q0, p0, params, inputs)))
 
@@ -255,10 +273,13 @@ class Simulation:
 
     def run(self, q0, p0, *, dt: float, steps: int, save_every: int = 1,
             params: dict | None = None, batch: int | None = None, progress: bool = False,
-            device: str = "cpu", carry: dict | None = None, **inputs) -> Trajectory:
+            device: str = "cpu", carry: dict | None = None,
+            check_invariants: float | None = None, **inputs) -> Trajectory:
         """`steps` steps from (q0, p0); `carry`: the carried run state to start from (a
         previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
-        absent or None)."""
+        absent or None). `check_invariants=TOL`: stop (InvariantDrift) at the first snapshot
+        where the energy or a proved conserved quantity drifted by more than TOL."""
+        self._tol = check_invariants
         if not (np.isfinite(dt) and dt > 0):
             raise TpcError(f"dt must be a finite number > 0, got {dt}")
         if steps < 0 or save_every < 1:
@@ -283,17 +304,42 @@ class Simulation:
 
             method = self.native.fold["method"]
             if method == "expm" or not self.native.has("run"):
-                return self._run_folded(env, dt, steps, save_every, method)
+                return self._checked(self._run_folded(env, dt, steps, save_every, method), dt)
             # Folding costs O(n^3) once; stepping O(steps). Decide with the measured step time.
             per_step = self._step_seconds(env, dt, min(steps, 64))
             fold = fold_seconds(env.q.size, steps, save_every, self.info.separable, per_step)
             if fold <= steps * per_step:
-                return self._run_folded(env, dt, steps, save_every, method)
+                return self._checked(self._run_folded(env, dt, steps, save_every, method), dt)
             note = (f"folding skipped at run time: {steps} steps cost about "
                     f"{steps * per_step:.3g} s stepped, {fold:.3g} s folded")
         traj = self._run_stepped(env, dt, steps, save_every, progress, carried)
         traj.note = note
         return traj
+
+    _tol: float | None = None  # check_invariants of the run in progress
+
+    def _checked(self, traj: Trajectory, dt: float) -> Trajectory:
+        """traj (a folded run), or InvariantDrift at its first snapshot past check_invariants."""
+        from tpc import invariants
+
+        if self._tol is None or not len(traj.t):
+            return traj
+        hit = invariants.first_violation(
+            invariants.watched(self.native, traj.monitors, traj.H), self._tol)
+        if hit is not None:
+            self._drifted(traj, hit, dt)
+        return traj
+
+    def _drifted(self, traj: Trajectory, hit, dt: float):
+        """Raise InvariantDrift for `hit` = (row, name, drift), keeping rows 0..row."""
+        row, name, d = hit
+        keep = row + 1
+        step = int(round(traj.t[row] / dt))
+        cut = replace(traj, t=traj.t[:keep], q=traj.q[:keep], p=traj.p[:keep], H=traj.H[:keep],
+                      monitors={k: v[:keep] for k, v in traj.monitors.items()}, steps_done=step)
+        raise InvariantDrift(f"{name} drifted by {d:.3e} (more than --check-invariants "
+                             f"{self._tol:g}) at step {step} (t = {traj.t[row]:g}); "
+                             f"{keep} snapshot(s) kept", cut)
 
     def resume(self, prev: Trajectory, *, dt: float, steps: int, save_every: int,
                params: dict | None = None, progress: bool = False, **inputs) -> Trajectory:
@@ -304,6 +350,7 @@ class Simulation:
         the uninterrupted run has its rows), with the carried run state there
         (prev.grid_carry); a folded run continues folded, by the method and from the state
         (prev.fold_carry) it stopped with. Returns every row, prev's included."""
+        self._tol = None
         if not (np.isfinite(dt) and dt > 0) or steps < 0 or save_every < 1:
             raise TpcError(f"need dt > 0, steps >= 0 and save_every >= 1, got {dt}, {steps} "
                            f"and {save_every}")
@@ -322,10 +369,12 @@ class Simulation:
             def cat(a, b):  # b's first row is a's row `full`, where it restarted
                 return np.concatenate([a[:full + 1], b[1:]])
 
-            return Trajectory(cat(prev.t, new.t), cat(prev.q, new.q), cat(prev.p, new.p),
+            traj = Trajectory(cat(prev.t, new.t), cat(prev.q, new.q), cat(prev.p, new.p),
                               cat(prev.H, new.H), new.steps_done, new.wall_time,
                               new.folded, new.note, new.carry, new.fold_method, new.fold_how,
                               new.fold_carry, new.grid_carry)
+            traj.monitors = self._monitor_values(env, traj.q, traj.p)
+            return traj
 
         try:
             if prev.folded:
@@ -375,7 +424,7 @@ class Simulation:
             twin = (self.twin_native(), wide_env, float(self.dtype(dt)))
         r = run_folded(self.native, env, dt, steps, save_every, method, self.info.separable,
                        twin=twin, step0=step0, carry=carry)
-        traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall)
+        traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall, env=env)
         traj.folded, traj.fold_method, traj.fold_how = True, r.method, r.how
         traj.fold_carry = r.carry
         if r.error:
@@ -437,6 +486,12 @@ class Simulation:
         grid = {k: v.copy() for k, v in carried.items()}
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
+        watch = None
+        if self._tol is not None:
+            from tpc.invariants import Watch
+
+            chunk = min(chunk, 64)  # checked between chunks: stop soon after a violation
+            watch = Watch(native, env, self._tol)
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
         t0 = time.perf_counter()
         bar = _Progress(steps, step0) if progress else None
@@ -458,7 +513,8 @@ class Simulation:
                             t[done_rows + r] = (step + (r + 1) * stride) * dt
                         done_rows += good
                         traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
-                                                bad, time.perf_counter() - t0, carried, grid)
+                                                bad, time.perf_counter() - t0, carried, grid,
+                                                env)
                         what = ("the state became non-finite" if code >= 0
                                 else "the implicit midpoint iteration did not converge")
                         raise PartialRun(f"{what} at step {bad + 1} (t = {(bad + 1) * dt:g}); "
@@ -470,28 +526,43 @@ class Simulation:
                     left -= k
                     if stride == save_every:
                         grid = {k: v.copy() for k, v in carried.items()}
+                    hit = watch.feed(out_q[watch.rows:done_rows], out_p[watch.rows:done_rows],
+                                     out_h[watch.rows:done_rows]) if watch else None
+                    if hit is not None:
+                        self._drifted(self._trajectory(t, out_q, out_p, out_h, done_rows, step,
+                                                       time.perf_counter() - t0, carried, grid,
+                                                       env), hit, dt)
                     if bar:
                         bar.update(step)
         except KeyboardInterrupt:
             traj = self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                    time.perf_counter() - t0, grid, grid)
+                                    time.perf_counter() - t0, grid, grid, env)
             raise PartialRun(f"interrupted at step {step}; {done_rows} snapshot(s) kept",
                              traj, interrupted=True) from None
         finally:
             if bar:
                 bar.close()
         return self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                time.perf_counter() - t0, carried, grid)
+                                time.perf_counter() - t0, carried, grid, env)
 
-    def _trajectory(self, t, q, p, h, rows, steps, wall, carry=None, grid=None) -> Trajectory:
+    def _trajectory(self, t, q, p, h, rows, steps, wall, carry=None, grid=None,
+                    env=None) -> Trajectory:
         shape = (rows, *[int(d) for d in self._concrete_shape(q.shape[1])])
 
         def shaped(state: dict | None) -> dict:
             return {k: v.reshape(shape[1:]).copy() for k, v in (state or {}).items()}
 
-        return Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
+        traj = Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
                           h[:rows].copy(), steps, wall, False, carry=shaped(carry),
                           grid_carry=shaped(grid))
+        if env is not None:
+            traj.monitors = self._monitor_values(env, traj.q, traj.p)
+        return traj
+
+    def _monitor_values(self, env, q, p) -> dict[str, np.ndarray]:
+        from tpc import invariants
+
+        return invariants.values(self.native, env, q, p)
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.info.shape if isinstance(d, int)]

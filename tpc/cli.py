@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "resumed from)")
     r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     r.add_argument("--remarks", action="store_true")
+    r.add_argument("--check-invariants", type=float, metavar="TOL",
+                   help="stop (exit 3) at the first snapshot where the energy or a proved "
+                   "conserved quantity drifted by more than TOL (relative)")
     r.add_argument("--quiet", action="store_true")
     _add_compile_options(r)
     return ap

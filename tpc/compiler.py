@@ -147,6 +147,9 @@ def ham_remarks(module: ModuleOp) -> list[str]:
             deps = ", ".join(f.depends_on) or "nothing"
             out.append(f"remark: part @{part.part_name}: depends on {deps}; degree "
                        f"{f.degree_text}{'' if f.separable else '; couples q and p'}")
+        from tpc.passes.ham_symmetry import remarks as symmetry_remarks
+
+        out += symmetry_remarks(system)
     return out
 
 

@@ -287,8 +287,8 @@ class PassRunner:
 
 # The ham-level passes every compilation runs before the integrator is chosen: the facts of
 # each part, the split of separable parts that read both q and p, the Kepler-form and
-# magnetic-form parts.
-HAM_PASSES = ("ham-degree", "ham-split-parts", "ham-kepler", "ham-magnetic")
+# magnetic-form parts, then the symmetries (on the parts as split) and their conserved quantities.
+HAM_PASSES = ("ham-degree", "ham-split-parts", "ham-kepler", "ham-magnetic", "ham-symmetry")
 
 
 def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Program, ModuleOp]:

@@ -27,6 +27,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "ham-split-parts": _ours("ham_split_parts", "HamSplitPartsPass"),
     "ham-kepler": _ours("ham_kepler", "HamKeplerPass"),
     "ham-magnetic": _ours("ham_magnetic", "HamMagneticPass"),
+    "ham-symmetry": _ours("ham_symmetry", "HamSymmetryPass"),
     "ham-derive": _ours("ham_derive", "HamDerivePass"),
     "sym-integrator": _ours("sym_integrator", "SymIntegratorPass"),
     "sym-flow-kinds": _ours("sym_flow_kinds", "SymFlowKindsPass"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tpc import api, compiler, resume
+from tpc import api, compiler, invariants, resume
 from tpc.diagnostics import TpcError
 from tpc.output import check_writable, write_file
 from tpc.resume import RESUME_CARRY_PREFIX
@@ -36,6 +36,8 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
     and the same at the last row on the snapshot grid, where a resumed run restarts, under
     `resume_<name>`."""
     arrays = {"t": traj.t, "q": traj.q, "p": traj.p, "H": traj.H, **traj.carry}
+    # The monitored quantities (P_x, L_z, the user's observables) under their own names.
+    arrays |= {k: v for k, v in traj.monitors.items() if k not in arrays}
     arrays |= {f"{RESUME_CARRY_PREFIX}{k}": v for k, v in traj.grid_carry.items()}
     arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
     arrays |= {f"param_{k}": np.float64(v) for k, v in cfg.params.items()}
@@ -104,7 +106,12 @@ def main(args) -> int:
         else:
             traj = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps,
                            save_every=cfg.save_every, params=cfg.params,
-                           progress=not args.quiet, device=device, **cfg.inputs)
+                           progress=not args.quiet, device=device,
+                           check_invariants=getattr(args, "check_invariants", None), **cfg.inputs)
+    except api.InvariantDrift as e:
+        write_npz(out, trajectory_arrays(e.trajectory, sim, cfg, device))
+        print(f"error: {e.message}; wrote {out}", file=sys.stderr)
+        return e.exit_code
     except api.PartialRun as e:
         write_npz(out, trajectory_arrays(e.trajectory, sim, cfg, device))
         if args.remarks:
@@ -126,6 +133,8 @@ def main(args) -> int:
         print(f"  compile {sim.compile_time * 1e3:.1f} ms{' (cache hit)' if sim.cache_hit else ''}"
               f", run {traj.wall_time:.3f} s{work_done(traj, traj.steps_done - start)}")
         print(f"  max relative energy error {traj.energy_error():.3e}")
+        for line in invariants.summary(sim, traj):
+            print(line)
         if traj.note:
             print(f"  note: {traj.note}")
     return 0

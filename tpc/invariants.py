@@ -1,0 +1,119 @@
+"""Monitors at snapshots: the conserved quantities ham-symmetry proved (P, L), the user's
+observables, their drift, and the `--check-invariants` stop (docs/invariants.md).
+
+The values come from the compiled `monitors` function (ABI table: `monitors`), called once per
+snapshot on the saved state; nothing here knows what a quantity is made of.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Below this, a quantity is taken to start at zero and its drift is absolute (a momentum of a
+# system at rest is zero up to round-off; a relative drift of it would be meaningless).
+ZERO_SCALE = 1e-8
+CHARGES = ("momentum", "angular_momentum")
+EXACT_INTEGRATORS = ("exact",)
+
+
+def table(native) -> list[dict]:
+    return list(native.abi.get("monitors") or []) if native.has("monitors") else []
+
+
+def values(native, env, q: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    """{name: one value per snapshot row} of every monitor, from rows of q and p."""
+    entries = table(native)
+    if not entries or len(q) == 0:
+        return {e["name"]: np.empty(0) for e in entries}
+    rows = len(q)
+    out = np.empty((rows, len(entries)))
+    buf = np.empty(len(entries))
+    qs = np.ascontiguousarray(q.reshape(rows, -1), dtype=env.q.dtype)
+    ps = np.ascontiguousarray(p.reshape(rows, -1), dtype=env.p.dtype)
+    for r in range(rows):
+        native.call("monitors", env.with_state(qs[r], ps[r]), out=buf)
+        out[r] = buf
+    return {e["name"]: out[:, k].copy() for k, e in enumerate(entries)}
+
+
+def drift(x: np.ndarray) -> np.ndarray:
+    """|x - x0| / |x0| per row (absolute when x0 is below ZERO_SCALE)."""
+    if len(x) == 0:
+        return x
+    scale = abs(x[0]) if abs(x[0]) >= ZERO_SCALE else 1.0
+    return np.abs(x - x[0]) / scale
+
+
+def watched(native, monitors: dict[str, np.ndarray], h: np.ndarray) -> dict[str, np.ndarray]:
+    """The quantities --check-invariants watches: the energy and every proved charge."""
+    out = {"H": h}
+    for e in table(native):
+        if e["quantity"] in CHARGES:
+            out[e["name"]] = monitors[e["name"]]
+    return out
+
+
+class Watch:
+    """--check-invariants: fed the snapshots as they come (a chunk at a time), it tells the
+    first row where the energy or a proved conserved quantity drifted by more than tol."""
+
+    def __init__(self, native, env, tol: float):
+        self.native, self.env, self.tol = native, env, tol
+        self.first: dict[str, float] | None = None
+        self.rows = 0
+
+    def feed(self, q: np.ndarray, p: np.ndarray, h: np.ndarray):
+        """(row, name, drift) of the first violation among these rows, or None."""
+        now = watched(self.native, values(self.native, self.env, q, p), h)
+        if self.first is None:
+            self.first = {k: float(v[0]) for k, v in now.items() if len(v)}
+        hit = first_violation({k: np.concatenate([[self.first[k]], v]) for k, v in now.items()},
+                              self.tol)
+        start, self.rows = self.rows, self.rows + len(h)
+        return None if hit is None else (start + hit[0] - 1, hit[1], hit[2])
+
+
+def first_violation(quantities: dict[str, np.ndarray], tol: float):
+    """(row, name, drift) of the first snapshot where some quantity's drift exceeds tol."""
+    best = None
+    for name, x in quantities.items():
+        d = drift(np.asarray(x, dtype=np.float64))
+        bad = np.flatnonzero(~(d <= tol))  # a NaN drift is a violation too
+        if len(bad) and (best is None or bad[0] < best[0]):
+            best = (int(bad[0]), name, float(d[bad[0]]))
+    return best
+
+
+def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str:
+    """Whether the run's integrator conserves the quantity to round-off or approximately."""
+    integrator = sim.options.integrator
+    if name == "H":
+        if integrator in EXACT_INTEGRATORS or folded_exact:
+            return "conserved to round-off (exact flow)"
+        return f"conserved approximately by {integrator} (a nearby shadow energy is conserved)"
+    if entry is None or entry["quantity"] not in CHARGES:
+        return "observable"
+    symmetry = entry["symmetry"]
+    if all(symmetry in parts for parts in sim.invariant_parts.values()):
+        return (f"conserved to round-off by {integrator} (every flowed part is proved "
+                f"invariant under {symmetry})")
+    return f"conserved approximately by {integrator} (a flowed part breaks {symmetry})"
+
+
+def summary(sim, traj) -> list[str]:
+    """The summary lines of `tpc run`: each monitored quantity's drift and how it is kept."""
+    entries = {e["name"]: e for e in table(sim.native)}
+    lines = []
+    for name, x in traj.monitors.items():
+        e = entries.get(name)
+        if e is not None and e["quantity"] == "observable":
+            lines.append(f"  observable {name}: first {x[0]:.6g}, last {x[-1]:.6g}, "
+                         f"min {np.min(x):.6g}, max {np.max(x):.6g}" if len(x) else
+                         f"  observable {name}: no snapshots")
+            continue
+        d = float(np.max(drift(x))) if len(x) else 0.0
+        lines.append(f"  {name} drift {d:.3e} ({how_conserved(sim, name, e, False)})")
+    if traj.monitors or len(traj.H):
+        folded_exact = traj.folded and traj.fold_method == "exact"
+        lines.append(f"  H: {how_conserved(sim, 'H', None, folded_exact)}")
+    return lines
