@@ -395,7 +395,7 @@ class ProveSymmetries(RewritePattern):
         for cand in symmetric:
             if charge_name(cand) not in existing:
                 mon = charge(op, geo, cand)
-                rewriter.insert_op(mon, InsertPoint.after(last))
+                rewriter.insert(mon, InsertPoint.after(last))
                 last = mon
         rewriter.notify_op_modified(h)
 
