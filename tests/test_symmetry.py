@@ -13,6 +13,7 @@ from tpc.passes.ham_symmetry import read_symmetries
 
 import tpc
 from tpc import pipeline
+from tpc.diagnostics import TpcError
 
 
 def facts(src: str) -> dict:
@@ -179,7 +180,7 @@ def test_random_hamiltonians_make_no_false_claims():
                f" H = {text(e)}\n}}")
         try:
             f = facts(src)
-        except tpc.TpcError:
+        except TpcError:
             continue  # e.g. H that does not depend on the state
         for s in f["symmetries"]:
             if s == "time":
@@ -194,7 +195,30 @@ def test_random_hamiltonians_make_no_false_claims():
 
 @pytest.fixture(scope="module")
 def kepler():
-    return tpc.compile(KEPLER)
+    return tpc.compile(KEPLER.replace("    H =", "    observe r = norm(q)\n"
+                                      "    observe lz2 = (q[0] * p[1] - q[1] * p[0])^2\n    H ="))
+
+
+def test_observables_at_snapshots_against_numpy(kepler):
+    traj = kepler.run([0.4, 0.0, 0.1], [0.0, 2.0, 0.3], dt=0.01, steps=500, save_every=50)
+    np.testing.assert_allclose(traj.monitors["r"], np.linalg.norm(traj.q, axis=1), rtol=1e-15)
+    lz = traj.q[:, 0] * traj.p[:, 1] - traj.q[:, 1] * traj.p[:, 0]
+    np.testing.assert_allclose(traj.monitors["lz2"], lz**2, rtol=1e-14)
+    assert list(traj.monitors) == ["L_x", "L_y", "L_z", "r", "lz2"]
+
+
+@pytest.mark.parametrize("decl, col, message", [
+    ("observe v = p * 2", 17, "observable 'v' must be a scalar, but it has shape [3]"),
+    ("observe dt = norm(q)", 13, "observable 'dt' would clash with the output's 'dt'"),
+    ("observe mu = norm(q)", 13, "redefinition of 'mu'"),
+    ("observe e = norm(x)", 22, "unknown name 'x'"),
+])
+def test_bad_observables_are_located_errors(decl, col, message):
+    src = KEPLER.replace("    H =", f"    {decl}\n    H =")
+    with pytest.raises(TpcError) as e:
+        facts(src)
+    assert e.value.loc.line == 4 and e.value.loc.col == col, e.value.render()
+    assert message in e.value.message
 
 
 def test_kepler_L_at_snapshots_equals_q_cross_p(kepler):

@@ -100,6 +100,13 @@ class HDecl(Node):
 
 
 @dataclass
+class ObserveDecl(Decl):
+    """observe NAME = EXPR: computed at snapshots, saved by name."""
+
+    expr: Node
+
+
+@dataclass
 class BoxDecl(Decl):
     value: float
 
@@ -126,6 +133,7 @@ class System(Node):
     lets: list[LetDecl]
     hamiltonians: list[HDecl]
     boxes: list[BoxDecl]
+    observes: list[ObserveDecl] = field(default_factory=list)
 
 
 @dataclass
@@ -288,6 +296,10 @@ class _Builder(lark.visitors.Transformer_NonRecursive):
     def h_decl(self, meta, children):
         return ("hamiltonians", [HDecl(self.loc(meta), children[0])])
 
+    def observe_decl(self, children):
+        name, expr = children
+        return ("observes", [ObserveDecl(self.loc(name), str(name), expr)])
+
     @lark.v_args(meta=True)
     def box_decl(self, meta, children):
         name, num = children
@@ -297,7 +309,8 @@ class _Builder(lark.visitors.Transformer_NonRecursive):
     def system(self, meta, children):
         name, *decls = children
         groups: dict[str, list] = {
-            k: [] for k in ("params", "inputs", "states", "lets", "hamiltonians", "boxes")
+            k: [] for k in ("params", "inputs", "states", "lets", "hamiltonians", "boxes",
+                            "observes")
         }
         for kind, items in decls:
             groups[kind].extend(items)
