@@ -280,6 +280,9 @@ class Simulation:
         absent or None). `check_invariants=TOL`: stop (InvariantDrift) at the first snapshot
         where the energy or a proved conserved quantity drifted by more than TOL."""
         self._tol = check_invariants
+        if check_invariants is not None and (device != "cpu" or batch is not None):
+            raise TpcError("check_invariants is only supported for single runs on the cpu "
+                           "device")
         if not (np.isfinite(dt) and dt > 0):
             raise TpcError(f"dt must be a finite number > 0, got {dt}")
         if steps < 0 or save_every < 1:
