@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tpc.dialects import ham, sym
+from tpc.passes.sym_shadow import read_shadow
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
@@ -61,6 +62,8 @@ def signature(name: str, linear: bool = False, kepler: bool = False,
               boris: bool = False, carry: Sequence[str] = ()) -> list[str]:
     if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
+    if name.startswith("d2_"):
+        return [ENV, "f64:dir:n"]
     if name == "run":
         return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
                 *(["buf:bodies:kepler"] if kepler else []),
@@ -81,7 +84,7 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
     linear = flow_table(scheme, (q, p), sym.LinearOp, "linear")
     kepler = flow_table(scheme, (q, p), sym.KeplerOp, "kepler")
     exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")
-                or f.startswith(("linear_", "kepler_"))]
+                or f.startswith(("linear_", "kepler_", "d2_"))]
     table = {
         "system": system.sym_name.data,
         "precision": precision,
@@ -94,7 +97,9 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
         "functions": {f: {"args": signature(f, bool(linear), bool(kepler), any(
                               isinstance(op, sym.BorisOp) for op in scheme.walk()), carry),
-                          "result": RESULTS.get(f)} for f in exported},
+                          "result": "f64" if f.startswith("d2_") else RESULTS.get(f)}
+                      for f in exported},
+        "shadow": read_shadow(scheme),
         "linear": linear,
         "kepler": kepler,
         "carry": list(carry),

@@ -48,6 +48,7 @@ from math import copysign, inf, isfinite
 from tpc.dialects import ham, sym
 from tpc.passes.abi import ABI_ATTR, abi_table
 from tpc.passes.refusal import Refusal
+from tpc.passes.sym_shadow import read_shadow
 from xdsl.context import Context
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
@@ -435,6 +436,20 @@ def lower_monitors(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
 
     return make_func("monitors", [*env_types(system, ft), BUF], [], body, private=False,
                      ft=f64)
+
+
+def shadow_funcs(system: ham.SystemOp, shadow: dict, ft: Attribute = f64) -> list:
+    """d2_<part>(env..., dir) for each kicked and drifted part (sym-shadow's brackets): the
+    second derivative of the part along dir in the field it depends on, in f64."""
+    from tpc.passes.jet_lowering import jet_function
+
+    q, p = system.state.names
+    out = []
+    for name in shadow["kick"] + shadow["drift"]:
+        along = q if name in shadow["kick"] else p
+        out.append(jet_function(f"d2_{name}", system, system.part(name), along, ft,
+                                RegionLowering, make_func, env_types, bind_env, BUF, f64))
+    return out
 
 
 def part_grad_name(part: str, wrt: str) -> str:
@@ -1169,6 +1184,8 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
                       *gradient_funcs(system, newton3, ft)]
             if system.monitors:
                 funcs.append(lower_monitors(system, ft))
+            if (shadow := read_shadow(scheme)) is not None:
+                funcs += shadow_funcs(system, shadow, ft)
             if isinstance(op, sym.EvolveOp):
                 carry = op.carry_names
             if steppable(scheme):

@@ -279,7 +279,7 @@ class Simulation:
         previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
         absent or None). `check_invariants=TOL`: stop (InvariantDrift) at the first snapshot
         where the energy or a proved conserved quantity drifted by more than TOL."""
-        self._tol = check_invariants
+        self._tol, self._dt = check_invariants, dt
         if check_invariants is not None and (device != "cpu" or batch is not None):
             raise TpcError("check_invariants is only supported for single runs on the cpu "
                            "device")
@@ -320,6 +320,7 @@ class Simulation:
         return traj
 
     _tol: float | None = None  # check_invariants of the run in progress
+    _dt: float | None = None  # its dt (for the shadow Hamiltonian)
 
     def _checked(self, traj: Trajectory, dt: float) -> Trajectory:
         """traj (a folded run), or InvariantDrift at its first snapshot past check_invariants."""
@@ -353,7 +354,7 @@ class Simulation:
         the uninterrupted run has its rows), with the carried run state there
         (prev.grid_carry); a folded run continues folded, by the method and from the state
         (prev.fold_carry) it stopped with. Returns every row, prev's included."""
-        self._tol = None
+        self._tol, self._dt = None, dt
         if not (np.isfinite(dt) and dt > 0) or steps < 0 or save_every < 1:
             raise TpcError(f"need dt > 0, steps >= 0 and save_every >= 1, got {dt}, {steps} "
                            f"and {save_every}")
@@ -376,7 +377,7 @@ class Simulation:
                               cat(prev.H, new.H), new.steps_done, new.wall_time,
                               new.folded, new.note, new.carry, new.fold_method, new.fold_how,
                               new.fold_carry, new.grid_carry)
-            traj.monitors = self._monitor_values(env, traj.q, traj.p)
+            traj.monitors = self._monitor_values(env, traj.q, traj.p, traj.H)
             return traj
 
         try:
@@ -559,13 +560,18 @@ class Simulation:
                           h[:rows].copy(), steps, wall, False, carry=shaped(carry),
                           grid_carry=shaped(grid))
         if env is not None:
-            traj.monitors = self._monitor_values(env, traj.q, traj.p)
+            traj.monitors = self._monitor_values(env, traj.q, traj.p, traj.H)
         return traj
 
-    def _monitor_values(self, env, q, p) -> dict[str, np.ndarray]:
+    def _monitor_values(self, env, q, p, h) -> dict[str, np.ndarray]:
         from tpc import invariants
 
-        return invariants.values(self.native, env, q, p)
+        out = invariants.values(self.native, env, q, p)
+        if self._dt is not None:
+            shadow = invariants.shadow_values(self.native, env, q, p, h, self._dt)
+            if shadow is not None:
+                out[invariants.SHADOW] = shadow
+        return out
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.info.shape if isinstance(d, int)]
@@ -592,7 +598,7 @@ class _Progress:
 
 def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: bool = True,
             precision: str | None = None, newton3: bool = True,
-            kahan: bool | None = None) -> Simulation:
+            kahan: bool | None = None, shadow: bool = False) -> Simulation:
     """Compile a .ham file or source text. Compilation to native code happens on first run.
 
     precision: "f64" or "f32" (None: the simulate block's `precision`, else "f64"). In f32
@@ -620,7 +626,8 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
         program, module = pipeline.frontend(text, "<source>")
         source = text
     options = compiler.resolve_options(
-        program, compiler.Options(integrator, fold, precision, newton3, kahan=kahan)
+        program, compiler.Options(integrator, fold, precision, newton3, kahan=kahan,
+                                  shadow=shadow)
     )
     pipeline.PassRunner().run(module, list(pipeline.HAM_PASSES))
     system = next(op for op in module.walk() if isinstance(op, ham.SystemOp))

@@ -25,6 +25,7 @@ class Options:
     newton3: bool = True
     arch: str = "sm_90"  # GPU architecture for PTX
     kahan: bool | None = False  # compensated state updates (sym-kahan); None: the block's
+    shadow: bool = False  # the shadow Hamiltonian's dt^2 term, evaluated at snapshots
 
 
 def options_from_args(args) -> Options:
@@ -35,6 +36,7 @@ def options_from_args(args) -> Options:
         newton3=getattr(args, "newton3", None) is not False,
         arch=getattr(args, "arch", "sm_90"),
         kahan=getattr(args, "kahan", None),
+        shadow=bool(getattr(args, "shadow", False)),
     )
 
 

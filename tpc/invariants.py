@@ -36,6 +36,54 @@ def values(native, env, q: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     return {e["name"]: out[:, k].copy() for k, e in enumerate(entries)}
 
 
+SHADOW = "H_shadow"
+# |H~ - H| / |H| above this: the series H + dt^2 H2 is a poor guide, dt is large for the motion.
+SHADOW_WARN = 0.05
+SHADOW_TARGET = 0.01
+
+
+def shadow_values(native, env, q: np.ndarray, p: np.ndarray, h: np.ndarray,
+                  dt: float) -> np.ndarray | None:
+    """H~ = H + dt^2 (c_AAB g^T T'' g + c_ABB v^T V'' v) at each row (sym-shadow's terms;
+    g = dV/dq, v = dT/dp from the compiled gradients, the second derivatives from d2_<part>)."""
+    sh = native.abi.get("shadow")
+    if not sh or len(q) == 0:
+        return None
+    qn, pn = native.abi["state"]
+    rows = len(q)
+    qs = np.ascontiguousarray(q.reshape(rows, -1), dtype=env.q.dtype)
+    ps = np.ascontiguousarray(p.reshape(rows, -1), dtype=env.p.dtype)
+    n = qs.shape[1]
+    g, v = np.empty(n, env.q.dtype), np.empty(n, env.q.dtype)
+    out = np.empty(rows)
+    for r in range(rows):
+        e = env.with_state(qs[r], ps[r])
+        native.call(f"grad_{qn}", e, out=g)
+        native.call(f"grad_{pn}", e, out=v)
+        g64, v64 = g.astype(np.float64), v.astype(np.float64)
+        t2 = sum(native.call(f"d2_{name}", e, dir=g64) for name in sh["drift"])
+        v2 = sum(native.call(f"d2_{name}", e, dir=v64) for name in sh["kick"])
+        out[r] = h[r] + dt * dt * (sh["c_aab"] * t2 + sh["c_abb"] * v2)
+    return out
+
+
+def shadow_summary(h: np.ndarray, shadow: np.ndarray, dt: float) -> list[str]:
+    """How much better H~ is conserved than H, and a warning (once) when dt is too large for
+    the series to mean much, with the dt that would keep |H~ - H| / |H| near 1%."""
+    err_h, err_s = float(np.max(drift(h))), float(np.max(drift(shadow)))
+    ratio = err_h / err_s if err_s > 0 else float("inf")
+    lines = [f"  {SHADOW} (shadow Hamiltonian, H + dt^2 H2) max relative error {err_s:.3e}, "
+             f"{ratio:.3g}x smaller than H's {err_h:.3e}"]
+    scale = np.maximum(np.abs(h), 1e-300)
+    gap = float(np.max(np.abs(shadow - h) / scale))
+    if gap > SHADOW_WARN:
+        lines.append(f"warning: the shadow Hamiltonian differs from H by up to {gap:.3g} "
+                     f"(relative): dt = {dt:g} is large for this motion; dt = "
+                     f"{dt * (SHADOW_TARGET / gap) ** 0.5:.3g} keeps the difference near "
+                     f"{SHADOW_TARGET:g}")
+    return lines
+
+
 def drift(x: np.ndarray) -> np.ndarray:
     """|x - x0| / |x0| per row (absolute when x0 is below ZERO_SCALE)."""
     if len(x) == 0:
@@ -100,11 +148,13 @@ def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str
     return f"conserved approximately by {integrator} (a flowed part breaks {symmetry})"
 
 
-def summary(sim, traj) -> list[str]:
+def summary(sim, traj, dt: float = 0.0) -> list[str]:
     """The summary lines of `tpc run`: each monitored quantity's drift and how it is kept."""
     entries = {e["name"]: e for e in table(sim.native)}
     lines = []
     for name, x in traj.monitors.items():
+        if name == SHADOW:
+            continue
         e = entries.get(name)
         if e is not None and e["quantity"] == "observable":
             lines.append(f"  observable {name}: first {x[0]:.6g}, last {x[-1]:.6g}, "
@@ -116,4 +166,6 @@ def summary(sim, traj) -> list[str]:
     if traj.monitors or len(traj.H):
         folded_exact = traj.folded and traj.fold_method == "exact"
         lines.append(f"  H: {how_conserved(sim, 'H', None, folded_exact)}")
+    if SHADOW in traj.monitors and len(traj.H):
+        lines += shadow_summary(traj.H, traj.monitors[SHADOW], dt)
     return lines

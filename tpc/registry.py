@@ -34,6 +34,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "sym-fuse-stages": _ours("sym_fuse_stages", "SymFuseStagesPass"),
     "sym-lower-flows": _ours("sym_lower_flows", "SymLowerFlowsPass"),
     "sym-kahan": _ours("sym_kahan", "SymKahanPass"),
+    "sym-shadow": _ours("sym_shadow", "SymShadowPass"),
     "sym-fold-linear": _ours("sym_fold_linear", "SymFoldLinearPass"),
     "sym-lower-loops": _ours("sym_lower_loops", "SymLowerLoopsPass"),
     "sym-gpu-kernels": _ours("sym_gpu_kernels", "SymGpuKernelsPass"),

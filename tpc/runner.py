@@ -82,7 +82,7 @@ def main(args) -> int:
         options = compiler.options_from_args(args)
         sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
                           precision=options.precision, newton3=options.newton3,
-                          kahan=options.kahan)
+                          kahan=options.kahan, shadow=options.shadow)
     if args.remarks:
         for line in sim_remarks(sim):
             print(line, file=sys.stderr)
@@ -133,7 +133,7 @@ def main(args) -> int:
         print(f"  compile {sim.compile_time * 1e3:.1f} ms{' (cache hit)' if sim.cache_hit else ''}"
               f", run {traj.wall_time:.3f} s{work_done(traj, traj.steps_done - start)}")
         print(f"  max relative energy error {traj.energy_error():.3e}")
-        for line in invariants.summary(sim, traj):
+        for line in invariants.summary(sim, traj, cfg.dt):
             print(line)
         if traj.note:
             print(f"  note: {traj.note}")
