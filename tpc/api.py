@@ -283,6 +283,9 @@ class Simulation:
         if check_invariants is not None and (device != "cpu" or batch is not None):
             raise TpcError("check_invariants is only supported for single runs on the cpu "
                            "device")
+        if self.options.shadow and (device != "cpu" or batch is not None):
+            raise TpcError("the shadow Hamiltonian is only evaluated for single runs on the cpu "
+                           "device")
         if not (np.isfinite(dt) and dt > 0):
             raise TpcError(f"dt must be a finite number > 0, got {dt}")
         if steps < 0 or save_every < 1:

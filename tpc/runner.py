@@ -71,6 +71,10 @@ def write_npz(path: str, arrays: dict) -> None:
 
 
 def main(args) -> int:
+    if args.resume is not None and getattr(args, "check_invariants", None) is not None:
+        raise TpcError("--check-invariants is not supported with --resume (the drift is "
+                       "measured from the run's first snapshot, which a resumed run does not "
+                       "watch)")
     resumed = resume.read(args.resume) if args.resume is not None else None
     out = output_path(args)
     check_writable(out)
