@@ -41,6 +41,7 @@ from fractions import Fraction
 
 from tpc.dialects import ham
 from tpc.passes.ham_degree import describe
+from tpc.passes.ham_lie import lie_proves
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import (
@@ -290,11 +291,14 @@ def why_not(candidate: str, part: ham.PartOp, prover: _Prover) -> str:
             f"{at}, of a value the {kind} moves")
 
 
-def prove(system: ham.SystemOp) -> tuple[dict[str, list[str]], dict[str, str]]:
+def prove(system: ham.SystemOp) -> tuple[dict[str, list[str]], dict[str, str], set[str]]:
     """{part: candidates proved}, {candidate: why not} for the candidates H is not proved
-    invariant under."""
+    invariant under, and the candidates some part needed the Lie-derivative proof for (the
+    structural rules first: they are cheap and work for any size; then {part, G} = 0 as a
+    polynomial identity, for states of fixed size, passes/ham_lie.py)."""
     geo = geometry(system)
     state = system.state.names
+    by_lie: set[str] = set()
     proved: dict[str, list[str]] = {p.part_name: [] for p in system.parts}
     failed: dict[str, str] = {}
     for candidate in geo.candidates:
@@ -302,9 +306,12 @@ def prove(system: ham.SystemOp) -> tuple[dict[str, list[str]], dict[str, str]]:
             prover = _Prover(geo, state, candidate)
             if prover.proves(part):
                 proved[part.part_name].append(candidate)
+            elif lie_proves(system, part, geo.dims, geo.rows, candidate):
+                proved[part.part_name].append(candidate)
+                by_lie.add(candidate)
             elif candidate not in failed:
                 failed[candidate] = why_not(candidate, part, prover)
-    return proved, failed
+    return proved, failed, by_lie
 
 
 # -------------------------------------------------------------------------- the charges
@@ -379,7 +386,7 @@ class ProveSymmetries(RewritePattern):
         if "symmetries" in h.attributes:
             return
         geo = geometry(op)
-        proved, failed = prove(op)
+        proved, failed, by_lie = prove(op)
         for part in op.parts:
             part.attributes["invariant_under"] = _strings(proved[part.part_name])
         symmetric = [c for c in geo.candidates if c not in failed]
@@ -388,6 +395,8 @@ class ProveSymmetries(RewritePattern):
         h.attributes["conserved"] = _strings([*map(charge_name, symmetric), "H"])
         h.attributes["not_symmetric"] = DictionaryAttr(
             {c: StringAttr(w) for c, w in failed.items()})
+        if by_lie & set(symmetric):
+            h.attributes["proved_by_lie"] = _strings([c for c in symmetric if c in by_lie])
         # The charges go right after ham.hamiltonian, in the candidates' order, before any
         # user observable (an observable of a charge's name is the user's: it stays theirs).
         existing = {m.monitor_name for m in op.monitors}
@@ -409,6 +418,8 @@ def read_symmetries(system: ham.SystemOp) -> dict:
         "symmetries": [s.data for s in h["symmetries"].data],
         "conserved": [s.data for s in h["conserved"].data],
         "not_symmetric": {k: v.data for k, v in h["not_symmetric"].data.items()},
+        "proved_by_lie": [s.data for s in h["proved_by_lie"].data] if "proved_by_lie" in h
+        else [],
     }
 
 
@@ -426,7 +437,9 @@ def remarks(system: ham.SystemOp) -> list[str]:
         kind, _, axis = c.partition("_")
         what = (f"translations along {axis or 'the line'}" if kind == "translation"
                 else f"rotations about {axis or 'the normal of the plane'}")
-        out.append(f"remark: proved: H invariant under {what} (every part, on the IR): "
+        how = ("the Lie derivative {part, " + charge_name(c) + "} is identically zero"
+               if c in facts["proved_by_lie"] else "structurally, on the IR")
+        out.append(f"remark: proved: H invariant under {what} (every part, {how}): "
                    f"{charge_name(c)} conserved")
     out.append("remark: proved: H is autonomous (no time dependence): energy H conserved")
     for c, why in facts["not_symmetric"].items():

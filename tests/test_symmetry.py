@@ -78,6 +78,16 @@ def test_henon_heiles_has_neither_P_nor_L():
     assert set(f["not_symmetric"]) == {"translation_x", "translation_y", "rotation"}
 
 
+def test_components_prove_by_the_lie_derivative():
+    f = facts("""system Iso {
+        state q[2], p[2]
+        H = (p[0]^2 + p[1]^2) / 2 + (q[0]^2 + q[1]^2) / 2 + cos(q[0] * q[0] + q[1] * q[1])
+    }""")
+    assert f["conserved"] == ["L", "H"] and f["proved_by_lie"] == ["rotation"]
+    # Henon-Heiles' cubic term: {V, L} is a nonzero polynomial, so L is not claimed
+    assert "rotation" in facts(open("examples/henon_heiles.ham").read())["not_symmetric"]
+
+
 def test_plane_central_force_proves_L():
     f = facts("""system Plane {
         state q[N, 2], p[N, 2]
@@ -91,7 +101,10 @@ def test_plane_central_force_proves_L():
 # the same tree: a claimed symmetry must hold numerically at random states.
 
 VEC_ATOMS = ["q[0]", "q[1]", "p[0]", "p[1]", "q[0] - q[1]", "q[0] + q[1]", "c"]
-SCALAR_ATOMS = ["q[0, 0]", "q[1, 2]", "p[0, 1]", "k", "2.0"]
+SCALAR_ATOMS = ["q[0, 0]", "q[1, 2]", "p[0, 1]", "k", "2.0",
+                # invariant in components, for the Lie-derivative proof: about z, along z
+                "q[0, 0]^2 + q[0, 1]^2", "p[1, 0] * q[1, 1] - p[1, 1] * q[1, 0]",
+                "q[0, 2] - q[1, 2]"]
 
 
 def rand_vec(r: random.Random, depth: int):
@@ -121,7 +134,7 @@ def rand_scalar(r: random.Random, depth: int):
 def text(e) -> str:
     kind = e[0]
     if kind == "atom":
-        return e[1]
+        return f"({e[1]})" if " " in e[1] else e[1]
     if kind in "+-*":
         return f"({text(e[1])} {kind} {text(e[2])})"
     if kind == "scale":
@@ -138,7 +151,10 @@ def value(e, q, p, c):
     if kind == "atom":
         return {"q[0]": q[0], "q[1]": q[1], "p[0]": p[0], "p[1]": p[1], "q[0] - q[1]": q[0] - q[1],
                 "q[0] + q[1]": q[0] + q[1], "c": c, "q[0, 0]": q[0, 0], "q[1, 2]": q[1, 2],
-                "p[0, 1]": p[0, 1], "k": 0.7, "2.0": 2.0}[e[1]]
+                "p[0, 1]": p[0, 1], "k": 0.7, "2.0": 2.0,
+                "q[0, 0]^2 + q[0, 1]^2": q[0, 0] ** 2 + q[0, 1] ** 2,
+                "p[1, 0] * q[1, 1] - p[1, 1] * q[1, 0]": p[1, 0] * q[1, 1] - p[1, 1] * q[1, 0],
+                "q[0, 2] - q[1, 2]": q[0, 2] - q[1, 2]}[e[1]]
     args = [value(a, q, p, c) for a in e[1:]]
     return {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
             "scale": lambda a, b: a * b, "cross": np.cross, "dot": np.dot,
@@ -173,7 +189,7 @@ def holds(symmetry: str, e, rng: np.random.Generator) -> bool:
 def test_random_hamiltonians_make_no_false_claims():
     r = random.Random(14)
     rng = np.random.default_rng(14)
-    claims = 0
+    claims = by_lie = 0
     for _ in range(120):
         e = rand_scalar(r, 4)
         src = ("system R {\n param k = 0.7\n input c[3]\n state q[2, 3], p[2, 3]\n"
@@ -182,12 +198,14 @@ def test_random_hamiltonians_make_no_false_claims():
             f = facts(src)
         except TpcError:
             continue  # e.g. H that does not depend on the state
+        by_lie += len(f["proved_by_lie"])
         for s in f["symmetries"]:
             if s == "time":
                 continue
             claims += 1
             assert holds(s, e, rng), f"false claim of {s} for H = {text(e)}"
-    assert claims > 30, claims  # the corpus exercises the prover, not only its refusals
+    # the corpus exercises both proofs, not only their refusals
+    assert claims > 30 and by_lie > 5, (claims, by_lie)
 
 
 # ------------------------------------------------------------------ monitors in the loop
