@@ -23,7 +23,8 @@ from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, VectorType
 from xdsl.ir import Block, Operation, SSAValue
 
 MAX_TERMS = 4000  # a polynomial larger than this is not expanded (the proof gives up)
-MAX_UNROLL = 4096  # loop iterations unrolled per part
+MAX_UNROLL = 1024  # loop iterations unrolled per part
+MAX_STATE = 64  # components of q (and of p): larger fixed-size states use the structural proof only
 
 Mono = tuple  # sorted ((variable, exponent), ...)
 Poly = dict  # Mono -> Fraction
@@ -267,6 +268,8 @@ def lie_proves(system: ham.SystemOp, part: ham.PartOp, dims: int, rows: bool,
     n = 1
     for d in system.state.shape.shape:
         n *= d
+    if n > MAX_STATE:
+        return False
     ex = Expander(system, g, n)
     try:
         ex.run(part.body.block)
