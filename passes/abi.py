@@ -18,6 +18,7 @@ Roles:
                  order of the table's `linear` list ({parts, c, grad}); the run-time fills it
                  for each dt from the flows' gradient functions (`linear_<k>_<field>`)
   buf:boris:3n   scratch of the Boris step (momentum probes, e B)
+  buf:avf:n      scratch of an average-vector-field stage (the accumulated dH/dq)
   buf:bodies:kepler  (m_i, mu_i) of each body (row of 3) for each Kepler flow, in the order of
                  the table's `kepler` list; the run-time reads them from `kepler_<k>_<field>`
   carry:NAME:n   run state beyond q and p (sym-kahan's compensations kahan_q, kahan_p): a
@@ -59,7 +60,7 @@ SIGNATURES: dict[str, list[str]] = {
 
 
 def signature(name: str, linear: bool = False, kepler: bool = False,
-              boris: bool = False, carry: Sequence[str] = ()) -> list[str]:
+              boris: bool = False, carry: Sequence[str] = (), avf: bool = False) -> list[str]:
     if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
     if name.startswith("d2_"):
@@ -67,7 +68,8 @@ def signature(name: str, linear: bool = False, kepler: bool = False,
     if name == "run":
         return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
                 *(["buf:bodies:kepler"] if kepler else []),
-                *(["buf:boris:3n"] if boris else []), *[f"carry:{c}:n" for c in carry]]
+                *(["buf:boris:3n"] if boris else []), *(["buf:avf:n"] if avf else []),
+                *[f"carry:{c}:n" for c in carry]]
     return SIGNATURES[name]
 
 
@@ -96,7 +98,9 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
         "functions": {f: {"args": signature(f, bool(linear), bool(kepler), any(
-                              isinstance(op, sym.BorisOp) for op in scheme.walk()), carry),
+                              isinstance(op, sym.BorisOp) for op in scheme.walk()), carry,
+                              any(isinstance(op, sym.MidpointOp) and op.n_nodes > 1
+                                  for op in scheme.walk())),
                           "result": "f64" if f.startswith("d2_") else RESULTS.get(f)}
                       for f in exported},
         "shadow": read_shadow(scheme),

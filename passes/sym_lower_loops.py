@@ -884,15 +884,18 @@ class CpuMachine:
         after = Block(arg_types=[INDEX, i1, self.ft])
         ae = Emitter(after, self.ft)
         it2, _, prev = after.args
-        call_gradient(ae, self.env, self.p_name, parts, g)
         gp_buf = work
+        if stage.n_nodes > 1:
+            self.avf_gradients(ae, stage, off_gp)
+        else:
+            call_gradient(ae, self.env, self.p_name, parts, g)
 
-        def keep_gp(inner: Emitter, k: SSAValue, _: list) -> list:
-            inner.store(inner.load(g, k), gp_buf, inner.iadd(k, off_gp))
-            return []
+            def keep_gp(inner: Emitter, k: SSAValue, _: list) -> list:
+                inner.store(inner.load(g, k), gp_buf, inner.iadd(k, off_gp))
+                return []
 
-        ae.for_(ae.i(0), n, keep_gp)
-        call_gradient(ae, self.env, self.q_name, parts, g)
+            ae.for_(ae.i(0), n, keep_gp)
+            call_gradient(ae, self.env, self.q_name, parts, g)
 
         def update(inner: Emitter, k: SSAValue, acc: list) -> list:
             kp = inner.iadd(k, off_p0)
@@ -924,6 +927,14 @@ class CpuMachine:
         def finish(inner: Emitter, k: SSAValue, _: list) -> list:
             kp = inner.iadd(k, off_p0)
             two = inner.f(2.0)
+            if stage.n_nodes > 1:
+                # z1 = z0 + c dt J (mean grad H) in one rounding (not 2 M - z0, which rounds M
+                # first): the energy error of a discrete gradient is this round-off alone
+                h = inner.mul(two, half_h)
+                inner.store(inner.add(inner.load(work, k), inner.mul(h, inner.load(
+                    gp_buf, inner.iadd(k, off_gp)))), q, k)
+                inner.store(inner.sub(inner.load(work, kp), inner.mul(h, inner.load(g, k))), p, k)
+                return []
             inner.store(inner.sub(inner.mul(two, inner.load(q, k)), inner.load(work, k)), q, k)
             inner.store(inner.sub(inner.mul(two, inner.load(p, k)), inner.load(work, kp)), p, k)
             return []
@@ -931,6 +942,70 @@ class CpuMachine:
         e.for_(e.i(0), n, finish)
         return loop.results[1]
 
+
+    def avf_gradients(self, e: Emitter, stage: sym.MidpointOp, off_gp: SSAValue) -> None:
+        """The averages of dH/dp (into work[2n:3n]) and dH/dq (into g) along the segment from
+        z0 (work[0:2n]) to z1 = 2 M - z0, M the iterate in q, p: sum_j w_j grad H(z0 + c_j
+        (z1 - z0)) over Gauss-Legendre nodes. q, p are moved in place from node to node
+        (z0 + 2 c (M - z0) is affine in c) and back to M, so the stage needs one more buffer
+        (`avf`, the dH/dq sum) than the midpoint rule."""
+        import numpy as np
+
+        n, work, g, acc_q = self.n, self.work, self.g, self.avf
+        q, p = self.env.q, self.env.p
+        x, w = np.polynomial.legendre.leggauss(stage.n_nodes)
+        nodes = [(float((xj + 1) / 2), float(wj / 2)) for xj, wj in zip(x, w)]
+        parts = stage.part_names
+        zero = e.f(0.0)
+
+        def clear_accs(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(zero, work, inner.iadd(k, off_gp))
+            inner.store(zero, acc_q, k)
+            return []
+
+        e.for_(e.i(0), n, clear_accs)
+
+        def move(ratio: float) -> None:
+            r = e.f(ratio)
+
+            def body(inner: Emitter, k: SSAValue, _: list) -> list:
+                for buf, at in ((q, k), (p, inner.iadd(k, n))):
+                    z0 = inner.load(work, at)
+                    inner.store(inner.add(z0, inner.mul(r, inner.sub(inner.load(buf, k), z0))),
+                                buf, k)
+                return []
+
+            e.for_(e.i(0), n, body)
+
+        at_c = 0.5  # M is the point at c = 1/2 of the segment
+        for c, weight in nodes:
+            move(c / at_c)
+            at_c = c
+            wt = e.f(weight)
+            call_gradient(e, self.env, self.p_name, parts, g)
+
+            def add_p(inner: Emitter, k: SSAValue, _: list, wt=wt) -> list:
+                at = inner.iadd(k, off_gp)
+                inner.store(inner.add(inner.load(work, at), inner.mul(wt, inner.load(g, k))),
+                            work, at)
+                return []
+
+            e.for_(e.i(0), n, add_p)
+            call_gradient(e, self.env, self.q_name, parts, g)
+
+            def add_q(inner: Emitter, k: SSAValue, _: list, wt=wt) -> list:
+                inner.store(inner.add(inner.load(acc_q, k), inner.mul(wt, inner.load(g, k))),
+                            acc_q, k)
+                return []
+
+            e.for_(e.i(0), n, add_q)
+        move(0.5 / at_c)
+
+        def to_g(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(inner.load(acc_q, k), g, k)
+            return []
+
+        e.for_(e.i(0), n, to_g)
 
     def linear(self, e: Emitter, op: sym.LinearOp, h: SSAValue, k: int) -> None:
         """z <- M z + b with M the k-th augmented (2n+1)^2 matrix of `maps` (row-major): each
@@ -1087,6 +1162,10 @@ def has_boris(scheme: sym.SchemeOp) -> bool:
     return any(isinstance(op, sym.BorisOp) for op in scheme.walk())
 
 
+def has_avf(scheme: sym.SchemeOp) -> bool:
+    return any(isinstance(op, sym.MidpointOp) and op.n_nodes > 1 for op in scheme.walk())
+
+
 def _cross(e: Emitter, a: Scalars, b: Scalars) -> Scalars:
     return [e.sub(e.mul(a[1], b[2]), e.mul(a[2], b[1])),
             e.sub(e.mul(a[2], b[0]), e.mul(a[0], b[2])),
@@ -1094,9 +1173,10 @@ def _cross(e: Emitter, a: Scalars, b: Scalars) -> Scalars:
 
 
 def run_types(system: ham.SystemOp, ft: Attribute = f64, maps: bool = False,
-              bodies: bool = False, boris: bool = False, ncarry: int = 0) -> list[Attribute]:
+              bodies: bool = False, boris: bool = False, ncarry: int = 0,
+              avf: bool = False) -> list[Attribute]:
     buf = buf_type(ft)
-    extra = [buf] * (int(maps) + int(bodies) + int(boris) + ncarry)
+    extra = [buf] * (int(maps) + int(bodies) + int(boris) + int(avf) + ncarry)
     return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, buf, buf, BUF, *extra]
 
 
@@ -1106,19 +1186,20 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64,
     [, bodies][, boris], carry...): the time loop on the CPU (dt and every buffer in the precision's
     float type but out_H and status, f64; one buffer per name of the evolve's `carry`)."""
     maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
-    boris = has_boris(scheme)
-    types = run_types(system, ft, maps, bodies, boris, len(carry))
+    boris, avf = has_boris(scheme), has_avf(scheme)
+    types = run_types(system, ft, maps, bodies, boris, len(carry), avf)
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
         env = bind_env(system, args[:k])
         dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:k + 10]
-        extra = k + 10 + int(maps) + int(bodies) + int(boris)
+        extra = k + 10 + int(maps) + int(bodies) + int(boris) + int(avf)
         machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
                              dict(zip(carry, args[extra:])))
         machine.maps = args[k + 10] if maps else None
         machine.bodies = args[k + 10 + int(maps)] if bodies else None
         machine.bwork = args[k + 10 + int(maps) + int(bodies)] if boris else None
+        machine.avf = args[k + 10 + int(maps) + int(bodies) + int(boris)] if avf else None
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 

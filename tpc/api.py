@@ -88,6 +88,7 @@ class SystemInfo:
     separable: bool
     quadratic: bool
     why: str = ""  # why H is not quadratic, naming the op and its source location
+    degree_text: str = ""  # H's degree ("nonpoly" when it is not a polynomial)
 
     @classmethod
     def of(cls, system: ham.SystemOp) -> SystemInfo:
@@ -100,7 +101,7 @@ class SystemInfo:
             {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
             {op.sym_name.data: op.shape.shape for op in system.decls(ham.InputOp)},
             [op.sym_name.data for op in system.decls(ham.SizeOp)],
-            facts.separable, facts.quadratic, facts.why,
+            facts.separable, facts.quadratic, facts.why, facts.degree_text,
         )
 
 

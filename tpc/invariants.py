@@ -14,6 +14,7 @@ import numpy as np
 ZERO_SCALE = 1e-8
 CHARGES = ("momentum", "angular_momentum")
 EXACT_INTEGRATORS = ("exact",)
+DISCRETE_GRADIENT = "discrete_gradient"
 
 
 def table(native) -> list[dict]:
@@ -135,13 +136,22 @@ def first_violation(quantities: dict[str, np.ndarray], tol: float):
 def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str:
     """Whether the run's integrator conserves the quantity to round-off or approximately."""
     integrator = sim.options.integrator
+    energy_exact = integrator == DISCRETE_GRADIENT
     if name == "H":
         if integrator in EXACT_INTEGRATORS or folded_exact:
             return "conserved to round-off (exact flow)"
+        if energy_exact:
+            return ("conserved to round-off by discrete_gradient (a discrete gradient)"
+                    if sim.info.degree_text != "nonpoly" else "conserved by discrete_gradient "
+                    "to the accuracy of its quadrature (H is not a polynomial)")
         return f"conserved approximately by {integrator} (a nearby shadow energy is conserved)"
     if entry is None or entry["quantity"] not in CHARGES:
         return "observable"
     symmetry = entry["symmetry"]
+    if energy_exact and entry["quantity"] != "momentum":
+        # the average vector field keeps linear invariants exactly, quadratic ones only
+        # approximately (it is not a symplectic Runge-Kutta method)
+        return f"conserved approximately by {integrator} (not a quadratic-invariant method)"
     if all(symmetry in parts for parts in sim.invariant_parts.values()):
         return (f"conserved to round-off by {integrator} (every flowed part is proved "
                 f"invariant under {symmetry})")
