@@ -281,7 +281,7 @@ COMPILE_ERRORS = [
         "system S {\n  state q[1], p[1]\n  H = p[0]^2\n}\nsimulate {\n  integrator = euler\n}\n",
         6, 16,
         "unknown integrator 'euler' (known: leapfrog, yoshida4, yoshida6, yoshida8, midpoint, "
-        "exact, compose, respa, boris, triple_jump6, triple_jump8)",
+        "exact, compose, respa, boris, triple_jump6, triple_jump8, discrete_gradient)",
     ),
 ]
 
