@@ -108,6 +108,8 @@ class Expander:
         shape = self.system.field_shape(field)
         off = 0
         for k, d in enumerate(shape):
+            if not isinstance(d, int):
+                raise GiveUp  # an input sized at run time
             off = off * d + (idx[k] if k < len(idx) else 0)
         return off
 
@@ -275,5 +277,5 @@ def lie_proves(system: ham.SystemOp, part: ham.PartOp, dims: int, rows: bool,
         ex.run(part.body.block)
         (h,) = ex.vals[part.body.block.last_op.values[0]]
         return not ex.bracket(h)
-    except (GiveUp, KeyError, ZeroDivisionError):
-        return False
+    except (GiveUp, KeyError, ZeroDivisionError, TypeError, IndexError, ValueError):
+        return False  # not a claim: the proof gives up

@@ -123,6 +123,10 @@ def _literal(v: SSAValue) -> Fraction | None:
     return None
 
 
+_ELEMENTWISE = (arith.AddfOp, arith.SubfOp, arith.MulfOp, arith.DivfOp, arith.NegfOp,
+                ham.IPowOp)
+
+
 def _width(t) -> int:
     return t.get_shape()[0] if isinstance(t, VectorType) else 1
 
@@ -247,7 +251,9 @@ class _Prover:
         if any(v is None for v in x):
             return None
         if self.rotation:
-            if all(v == "iso" for v in x) and x:
+            # iso (equal components) survives only elementwise arithmetic: an op that could
+            # make an anisotropic vector of isotropic ones (none yet) gets plain inv
+            if x and all(v == "iso" for v in x) and isinstance(op, _ELEMENTWISE):
                 return "iso"
             if isinstance(op, ham.BroadcastOp):
                 return "iso" if x[0] == "inv" else None
