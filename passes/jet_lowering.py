@@ -211,10 +211,14 @@ class JetLowering:
         self.values[op.result] = [tuple(res[3 * k:3 * k + 3]) for k in range(width)]
 
 
-def jet_function(name: str, system: ham.SystemOp, part: ham.PartOp, along: str, ft,
-                 region_lowering, make_func, env_types, bind_env, buf, f64) -> func.FuncOp:
-    """d2_<part>(env..., dir) -> f64 (see the module docstring); built by sym-lower-loops."""
-    cls = type("PartJet", (JetLowering, region_lowering), {})
+def jet_function(name: str, system: ham.SystemOp, part: ham.PartOp, along: str,
+                 ft) -> func.FuncOp:
+    """d2_<part>(env..., dir) -> f64 (see the module docstring); built by sym-lower-loops
+    (which imports this module only when a scheme asks for it: no import cycle)."""
+    from tpc.passes.sym_lower_loops import BUF, RegionLowering, bind_env, env_types, make_func
+    from xdsl.dialects.builtin import f64
+
+    cls = type("PartJet", (JetLowering, RegionLowering), {})
 
     def body(e, args):
         env = bind_env(system, args[:-1])
@@ -223,4 +227,4 @@ def jet_function(name: str, system: ham.SystemOp, part: ham.PartOp, along: str, 
         (jet,) = low.block(part.body.block, e)[0]
         return [jet[2]]
 
-    return make_func(name, [*env_types(system, ft), buf], [f64], body, private=False, ft=f64)
+    return make_func(name, [*env_types(system, ft), BUF], [f64], body, private=False, ft=f64)

@@ -447,8 +447,7 @@ def shadow_funcs(system: ham.SystemOp, shadow: dict, ft: Attribute = f64) -> lis
     out = []
     for name in shadow["kick"] + shadow["drift"]:
         along = q if name in shadow["kick"] else p
-        out.append(jet_function(f"d2_{name}", system, system.part(name), along, ft,
-                                RegionLowering, make_func, env_types, bind_env, BUF, f64))
+        out.append(jet_function(f"d2_{name}", system, system.part(name), along, ft))
     return out
 
 
