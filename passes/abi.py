@@ -109,6 +109,10 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
         "carry": list(carry),
         "fold": fold,
         "scheme": {
+            # the parts each stage flows together (a charge is conserved to round-off when
+            # every such flow is of an invariant Hamiltonian)
+            "flows": [list(op.part_names) for op in scheme.walk()
+                      if hasattr(op, "part_names") and op is not scheme],
             "integrator": _attr(scheme, "integrator"),
             "force_evals": _attr(scheme, "force_evals"),
             "coefficients": [a.data for a in scheme.attributes["coefficients"].data]

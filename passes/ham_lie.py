@@ -261,9 +261,11 @@ def generator(system: ham.SystemOp, dims: int, rows: bool, candidate: str) -> Po
     return g
 
 
-def lie_proves(system: ham.SystemOp, part: ham.PartOp, dims: int, rows: bool,
-               candidate: str) -> bool:
-    """{part, G} = 0 exactly (see the module docstring); False when it is not, or unknown."""
+def lie_proves(system: ham.SystemOp, part: ham.PartOp | list[ham.PartOp], dims: int,
+               rows: bool, candidate: str) -> bool:
+    """{part, G} = 0 exactly (see the module docstring); False when it is not, or unknown.
+    Given a list of parts, the bracket of their sum (H invariant while its parts are not)."""
+    parts = part if isinstance(part, list) else [part]
     g = generator(system, dims, rows, candidate)
     if g is None:
         return False
@@ -274,8 +276,11 @@ def lie_proves(system: ham.SystemOp, part: ham.PartOp, dims: int, rows: bool,
         return False
     ex = Expander(system, g, n)
     try:
-        ex.run(part.body.block)
-        (h,) = ex.vals[part.body.block.last_op.values[0]]
-        return not ex.bracket(h)
+        total: Poly = {}
+        for pt in parts:
+            ex.run(pt.body.block)
+            (h,) = ex.vals[pt.body.block.last_op.values[0]]
+            total = add(total, h)
+        return not ex.bracket(total)
     except (GiveUp, KeyError, ZeroDivisionError, TypeError, IndexError, ValueError):
         return False  # not a claim: the proof gives up

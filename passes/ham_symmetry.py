@@ -8,10 +8,12 @@ Candidates, from the state's shape ([N, D] or [D]: particles in D = 2 or 3 dimen
   time                H does not depend on t (the IR has no time symbol)  -> H itself
 A 3-D system invariant under the rotations about all three axes is SO(3)-invariant.
 
-A symmetry is claimed only when proved, for every part of H separately (then every splitting
+A symmetry is claimed only when proved: for every part of H separately (then every splitting
 of H into its parts flows a symmetric Hamiltonian, and a splitting or composition method
-conserves the charge to round-off). The proof is an abstract interpretation of each part's
-region, one pass over its ops per candidate:
+conserves the charge to round-off), or, for a state of fixed size, for H as a whole by the
+Lie derivative of the sum of its parts (then a flow of a part that is not invariant alone
+breaks exact conservation; `invariant_under` on the parts says which are). The per-part proof
+is an abstract interpretation of each part's region, one pass over its ops per candidate:
   - translation: each value carries how the generator moves it, a vector of exact rationals
     (one per component): a q row moves by e_axis, q[i, k] by [k == axis], p and every input,
     param and constant not at all. Sums, differences, negation, broadcasts, extracts, reductions
@@ -288,6 +290,12 @@ class _Prover:
         return False
 
 
+def flow_invariant(system: ham.SystemOp, parts: list[str], candidate: str) -> bool:
+    """The sum of `parts` (one flow of a scheme) is proved invariant under `candidate`."""
+    geo = geometry(system)
+    return lie_proves(system, [system.part(p) for p in parts], geo.dims, geo.rows, candidate)
+
+
 def why_not(candidate: str, part: ham.PartOp, prover: _Prover) -> str:
     kind, _, axis = candidate.partition("_")
     what = (f"translations along {axis or 'the line'}" if kind == "translation"
@@ -308,6 +316,7 @@ def prove(system: ham.SystemOp) -> tuple[dict[str, list[str]], dict[str, str], s
     proved: dict[str, list[str]] = {p.part_name: [] for p in system.parts}
     failed: dict[str, str] = {}
     for candidate in geo.candidates:
+        why = ""
         for part in system.parts:
             prover = _Prover(geo, state, candidate)
             if prover.proves(part):
@@ -315,8 +324,14 @@ def prove(system: ham.SystemOp) -> tuple[dict[str, list[str]], dict[str, str], s
             elif lie_proves(system, part, geo.dims, geo.rows, candidate):
                 proved[part.part_name].append(candidate)
                 by_lie.add(candidate)
-            elif candidate not in failed:
-                failed[candidate] = why_not(candidate, part, prover)
+            elif not why:
+                why = why_not(candidate, part, prover)
+        # H may be invariant while some of its parts are not ({V1 + V2, L} = 0): a claim for
+        # H, and a flow of one such part alone is not equivariant (its charge then drifts).
+        if why and lie_proves(system, system.parts, geo.dims, geo.rows, candidate):
+            by_lie.add(candidate)
+        elif why:
+            failed[candidate] = why
     return proved, failed, by_lie
 
 
@@ -445,7 +460,11 @@ def remarks(system: ham.SystemOp) -> list[str]:
                 else f"rotations about {axis or 'the normal of the plane'}")
         how = ("the Lie derivative {part, " + charge_name(c) + "} is identically zero"
                if c in facts["proved_by_lie"] else "structurally, on the IR")
-        out.append(f"remark: proved: H invariant under {what} (every part, {how}): "
+        whole = [p.part_name for p in system.parts
+                 if c not in [a.data for a in p.attributes["invariant_under"].data]]
+        scope = (f"H as a whole, not its parts {', '.join('@' + w for w in whole)}: a flow of "
+                 "one of them alone breaks it" if whole else "every part")
+        out.append(f"remark: proved: H invariant under {what} ({scope}, {how}): "
                    f"{charge_name(c)} conserved")
     out.append("remark: proved: H is autonomous (no time dependence): energy H conserved")
     for c, why in facts["not_symmetric"].items():

@@ -12,7 +12,7 @@ from tpc.dialects import ham
 from tpc.passes.ham_symmetry import read_symmetries
 
 import tpc
-from tpc import pipeline
+from tpc import invariants, pipeline
 from tpc.diagnostics import TpcError
 
 
@@ -94,6 +94,32 @@ def test_plane_central_force_proves_L():
         H = sum(i: dot(p[i], p[i])) / 2 + sum(i < j: norm(q[i] - q[j])^2) - sum(i: 1 / norm(q[i]))
     }""")
     assert f["conserved"] == ["L", "H"]
+
+
+SPLIT = """system Split {
+    state q[2], p[2]
+    let Tx = p[0]^2 / 2
+    let Ty = p[1]^2 / 2
+    let V = dot(q, q) / 2 + dot(q, q)^2
+    H = Tx + Ty + V
+}"""
+
+
+@pytest.mark.parametrize("integrator, exact", [("leapfrog(V, Tx + Ty)", True),
+                                                ("leapfrog(Tx, V, Ty)", False)])
+def test_L_of_H_as_a_whole_and_flows_that_break_it(integrator, exact):
+    """H is invariant, Tx and Ty alone are not: flowing Tx + Ty together keeps L to round-off,
+    flowing Tx alone (not equivariant) only approximately, and the summary says which."""
+    sim = tpc.compile(SPLIT, integrator=integrator)
+    traj = sim.run([0.5, 0.0], [0.0, 0.7], dt=0.05, steps=2000, save_every=100)
+    lz = traj.q[:, 0] * traj.p[:, 1] - traj.q[:, 1] * traj.p[:, 0]
+    np.testing.assert_allclose(traj.monitors["L"], lz, atol=1e-15)
+    drift = np.max(np.abs(lz - lz[0]))
+    line = next(ln for ln in invariants.summary(sim, traj, 0.05) if ln.startswith("  L "))
+    if exact:
+        assert drift < 1e-13 and "conserved to round-off" in line
+    else:
+        assert drift > 1e-5 and "conserved approximately" in line and "Tx alone" in line
 
 
 # ----------------------------------------------------------- no false claims, at random
