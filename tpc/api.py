@@ -323,8 +323,9 @@ class Simulation:
         traj.note = note
         return traj
 
-    _tol: float | None = None  # check_invariants of the run in progress
-    _dt: float | None = None  # its dt (for the shadow Hamiltonian)
+    # the run in progress: its check_invariants and its dt (for the shadow Hamiltonian)
+    _tol: float | None = field(default=None, repr=False)
+    _dt: float | None = field(default=None, repr=False)
 
     def _checked(self, traj: Trajectory, dt: float) -> Trajectory:
         """traj (a folded run), or InvariantDrift at its first snapshot past check_invariants."""
