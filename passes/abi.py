@@ -114,6 +114,7 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
             "flows": [list(op.part_names) for op in scheme.walk()
                       if hasattr(op, "part_names") and op is not scheme],
             "integrator": _attr(scheme, "integrator"),
+            "project": _attr(scheme, "project"),
             "force_evals": _attr(scheme, "force_evals"),
             "coefficients": [a.data for a in scheme.attributes["coefficients"].data]
             if "coefficients" in scheme.attributes else [],

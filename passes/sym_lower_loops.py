@@ -704,10 +704,18 @@ class TimeLoop:
         stages = self.scheme.stages
         fsal = "fsal" in self.scheme.attributes
         first_up, last_up = stages[0], stages[-1]
+        h0 = None
+        if "project" in self.scheme.attributes:
+            if not hasattr(self.m, "project"):
+                raise PassFailedException(f"{self.m.__class__.__name__}: project = energy is "
+                                          "not lowered for this target")
+            h0 = self.m.start_energy(e)
 
         def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> SSAValue:
             if not fsal:
                 converged = self.stages(se, stages, gstep)
+                if h0 is not None:
+                    self.m.project(se, h0)
                 return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
             a, b = first_up.c, last_up.c
             c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
@@ -941,6 +949,37 @@ class CpuMachine:
         e.for_(e.i(0), n, finish)
         return loop.results[1]
 
+
+    def start_energy(self, e: Emitter) -> SSAValue:
+        return e(func.CallOp("energy", self.env.args, [f64]))
+
+    def project(self, e: Emitter, h0: SSAValue, newton: int = 2) -> None:
+        """z <- z - (H(z) - h0) / |grad H|^2 grad H, `newton` times (project = energy): dH/dq
+        into g, dH/dp into work[0:n] (free between stages)."""
+        n, g, work = self.n, self.g, self.work
+        q, p = self.env.q, self.env.p
+        for _ in range(newton):
+            h = e(func.CallOp("energy", self.env.args, [f64]))
+            call_gradient(e, self.env, self.q_name, None, g)
+            call_gradient(e, self.env, self.p_name, None, work)
+
+            def norm2(inner: Emitter, k: SSAValue, acc: list) -> list:
+                a, b = inner.load(g, k), inner.load(work, k)
+                return [inner.add(acc[0], inner.add(inner.mul(a, a), inner.mul(b, b)))]
+
+            (s2,) = e.for_(e.i(0), n, norm2, [e.f(0.0)])
+            gap = e.sub(h, h0) if self.ft == f64 else e(arith.TruncFOp(e.sub(h, h0), self.ft))
+            # at a critical point of H (grad H = 0) there is no direction to move along
+            lam = e(arith.SelectOp(e(arith.CmpfOp(s2, e.f(0.0), "ogt")), e.div(gap, s2),
+                                   e.f(0.0)))
+
+            def move(inner: Emitter, k: SSAValue, _: list, lam=lam) -> list:
+                inner.store(inner.sub(inner.load(q, k), inner.mul(lam, inner.load(g, k))), q, k)
+                inner.store(inner.sub(inner.load(p, k), inner.mul(lam, inner.load(work, k))),
+                            p, k)
+                return []
+
+            e.for_(e.i(0), n, move)
 
     def avf_gradients(self, e: Emitter, stage: sym.MidpointOp, off_gp: SSAValue) -> None:
         """The averages of dH/dp (into work[2n:3n]) and dH/dq (into g) along the segment from

@@ -403,7 +403,7 @@ SIMULATE_ERRORS = [
         "unknown-key",
         sim("  dt = 0.1\n  steps = 10\n  tmax = 5\n  q = [1, 0]\n  p = [0, 1]\n"),
         9, 3,
-        "unknown simulate setting 'tmax' (known: integrator, dt, steps, save_every, init, precision, kahan, q, p)",
+        "unknown simulate setting 'tmax' (known: integrator, dt, steps, save_every, init, precision, kahan, project, q, p)",
         {},
     ),
     (

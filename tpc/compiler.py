@@ -26,6 +26,7 @@ class Options:
     arch: str = "sm_90"  # GPU architecture for PTX
     kahan: bool | None = False  # compensated state updates (sym-kahan); None: the block's
     shadow: bool = False  # the shadow Hamiltonian's dt^2 term, evaluated at snapshots
+    project: str | None = ""  # "energy": project every step onto H = H0; None: the block's
 
 
 def options_from_args(args) -> Options:
@@ -74,6 +75,18 @@ def resolve_options(program: Program, options: Options) -> Options:
                 raise TpcError(f"kahan must be true or false, got {shown}", setting.value_loc)
             on = word == "true"
         options = replace(options, kahan=on)
+    if options.project is None or options.project == "":
+        setting = settings.get("project")
+        project = ""
+        if setting is not None:
+            value = setting.value
+            project = value.text if isinstance(value, Word) else repr(value)
+            if project != "energy":
+                raise TpcError(f"project must be 'energy', got {project}", setting.value_loc)
+            if options.kahan:
+                raise TpcError("project = energy moves the state outside the compensated "
+                               "updates of kahan; use one or the other", setting.value_loc)
+        options = replace(options, project=project)
     return options
 
 

@@ -137,6 +137,12 @@ def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str
     """Whether the run's integrator conserves the quantity to round-off or approximately."""
     integrator = sim.options.integrator
     energy_exact = integrator == DISCRETE_GRADIENT
+    projected = (sim.native.abi.get("scheme") or {}).get("project") == "energy"
+    if projected:
+        if name == "H":
+            return "conserved to round-off (projected onto the start's energy every step)"
+        if entry is not None and entry["quantity"] in CHARGES:
+            return "conserved approximately (project = energy moves it at every step)"
     if name == "H":
         if integrator in EXACT_INTEGRATORS or folded_exact:
             return "conserved to round-off (exact flow)"

@@ -35,6 +35,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "sym-lower-flows": _ours("sym_lower_flows", "SymLowerFlowsPass"),
     "sym-kahan": _ours("sym_kahan", "SymKahanPass"),
     "sym-shadow": _ours("sym_shadow", "SymShadowPass"),
+    "sym-project": _ours("sym_project", "SymProjectPass"),
     "sym-fold-linear": _ours("sym_fold_linear", "SymFoldLinearPass"),
     "sym-lower-loops": _ours("sym_lower_loops", "SymLowerLoopsPass"),
     "sym-gpu-kernels": _ours("sym_gpu_kernels", "SymGpuKernelsPass"),

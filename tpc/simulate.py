@@ -29,7 +29,7 @@ from tpc.syntax import Program, Setting, Word, abbreviate, decode_source, loc_at
 
 # integrator, precision and kahan choose the generated code: the compiler reads them
 # (tpc.compiler.resolve_options); the others are read here.
-RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan")
+RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan", "project")
 
 
 @dataclass
