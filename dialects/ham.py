@@ -208,6 +208,10 @@ class SystemOp(IRDLOperation):
     def parts(self) -> list[PartOp]:
         return self.decls(PartOp)  # type: ignore[return-value]
 
+    @property
+    def monitors(self) -> list[MonitorOp]:
+        return self.decls(MonitorOp)  # type: ignore[return-value]
+
     def part(self, name: str) -> PartOp | None:
         return next((p for p in self.parts if p.part_name == name), None)
 
@@ -411,6 +415,44 @@ class GradientOp(IRDLOperation):
         system = self.parent_op()
         if isinstance(system, SystemOp) and system.part(self.part_name) is None:
             raise VerifyException(f"'@{self.part_name}' is not a ham.part")
+
+
+@irdl_op_definition
+class MonitorOp(IRDLOperation):
+    """A quantity computed at snapshots, not part of H: a conserved quantity that ham-symmetry
+    derived (`quantity = "momentum"`, `"angular_momentum"`) or a user observable
+    (`quantity = "observable"`, from `observe NAME = EXPR`). A region yielding one f64, like
+    ham.part; sym-lower-loops lowers all of them into one exported `monitors` function.
+
+        ham.monitor @P_x attributes {quantity = "momentum", symmetry = "translation_x"} {
+          ...
+          ham.yield %px : f64
+        }
+    """
+
+    name = "ham.monitor"
+    sym_name = prop_def(SymbolNameConstraint())
+    body = region_def("single_block")
+    traits = traits_def(SymbolOpInterface(), HasParent(SystemOp))
+    assembly_format = "$sym_name attr-dict-with-keyword $body"
+
+    def __init__(self, name: str, body: Region, quantity: str):
+        super().__init__(properties={"sym_name": StringAttr(name)}, regions=[body])
+        self.attributes["quantity"] = StringAttr(quantity)
+
+    @property
+    def monitor_name(self) -> str:
+        return self.sym_name.data
+
+    @property
+    def quantity(self) -> str:
+        q = self.attributes.get("quantity")
+        return q.data if isinstance(q, StringAttr) else ""
+
+    def verify_(self) -> None:
+        term = self.body.block.last_op
+        if not isinstance(term, YieldOp) or len(term.values) != 1 or term.values[0].type != f64:
+            raise VerifyException(f"ham.monitor @{self.monitor_name} must yield exactly one f64")
 
 
 # ---------------------------------------------------------------------- expressions
@@ -837,7 +879,8 @@ class PairSumOp(_LoopOp):
 Ham = Dialect(
     "ham",
     [
-        SystemOp, ParamOp, SizeOp, InputOp, StateOp, PartOp, HamiltonianOp, GradientOp, YieldOp,
+        SystemOp, ParamOp, SizeOp, InputOp, StateOp, PartOp, HamiltonianOp, GradientOp, MonitorOp,
+        YieldOp,
         ParamRefOp, DimOp, LoadOp, AccumulateOp, IPowOp, ErfcOp, NormOp, ReduceOp, DotOp, CrossOp,
         BroadcastOp, ExtractOp, SumOp, PairSumOp,
     ],

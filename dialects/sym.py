@@ -118,7 +118,7 @@ class _PartsStage(IRDLOperation):
             raise VerifyException(f"{self.name} needs at least one part")
 
 
-FLOW_KINDS = ("kick", "drift", "linear", "kepler", "boris", "midpoint", "exact")
+FLOW_KINDS = ("kick", "drift", "linear", "kepler", "boris", "midpoint", "avf", "exact")
 
 
 @irdl_op_definition
@@ -204,19 +204,32 @@ class UpdateOp(_PartsStage):
 @irdl_op_definition
 class MidpointOp(_PartsStage):
     """z' = z + c dt J grad H((z + z') / 2) for H the sum of `parts`, solved by fixed-point
-    iteration to round-off (at most max_iter iterations)."""
+    iteration to round-off (at most max_iter iterations).
+
+    With `nodes m` (m > 1), the average vector field method (a discrete gradient) instead:
+    z' = z + c dt J integral_0^1 grad H(z + s (z' - z)) ds, the integral by m-point
+    Gauss-Legendre quadrature; exact, so H(z') = H(z) to round-off, when H is a polynomial of
+    degree at most 2m. One node is the midpoint rule."""
 
     name = "sym.midpoint"
     max_iter = prop_def(IntegerAttr)
     tol = prop_def(FloatAttr[Float64Type])
-    assembly_format = "$parts $coeff `max_iter` $max_iter `tol` $tol attr-dict"
+    nodes = opt_prop_def(IntegerAttr)
+    assembly_format = "$parts $coeff `max_iter` $max_iter `tol` $tol (`nodes` $nodes^)? attr-dict"
 
     def __init__(self, parts: Sequence[str], coeff: float, max_iter: int = 100,
-                 tol: float = 1e-15):
-        super().__init__(properties={
+                 tol: float = 1e-15, nodes: int = 1):
+        props = {
             "parts": _parts_attr(parts), "coeff": FloatAttr(coeff, f64),
             "max_iter": IntegerAttr(max_iter, i64), "tol": FloatAttr(tol, f64),
-        })
+        }
+        if nodes > 1:
+            props["nodes"] = IntegerAttr(nodes, i64)
+        super().__init__(properties=props)
+
+    @property
+    def n_nodes(self) -> int:
+        return self.nodes.value.data if self.nodes is not None else 1
 
 
 class _ExactStage(_PartsStage):

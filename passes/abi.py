@@ -12,11 +12,13 @@ Roles:
   buf:NAME:ROWS  a buffer of the precision's float type, ROWS state-sized rows (out_q, g, work)
   f64:NAME:SIZE  a float64 buffer of SIZE elements (1: status; snap: out_H, the energies,
                  float64 in every precision; parts: one energy per part of H, in the
-                 table's `parts` order)
+                 table's `parts` order; monitors: one value per entry of the table's
+                 `monitors` list, the system's ham.monitor regions)
   buf:maps:maps  the augmented (2n+1)^2 matrices of the scheme's exact linear flows, in the
                  order of the table's `linear` list ({parts, c, grad}); the run-time fills it
                  for each dt from the flows' gradient functions (`linear_<k>_<field>`)
   buf:boris:3n   scratch of the Boris step (momentum probes, e B)
+  buf:avf:n      scratch of an average-vector-field stage (the accumulated dH/dq)
   buf:bodies:kepler  (m_i, mu_i) of each body (row of 3) for each Kepler flow, in the order of
                  the table's `kepler` list; the run-time reads them from `kepler_<k>_<field>`
   carry:NAME:n   run state beyond q and p (sym-kahan's compensations kahan_q, kahan_p): a
@@ -32,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tpc.dialects import ham, sym
+from tpc.passes.sym_shadow import read_shadow
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
@@ -50,19 +53,23 @@ RESULTS = {"energy": "f64"}
 SIGNATURES: dict[str, list[str]] = {
     "energy": [ENV],
     "energy_parts": [ENV, "f64:out:parts"],
+    "monitors": [ENV, "f64:out:monitors"],
     "run": [ENV, "real:dt", "index:nsnap", "index:stride", "index:step0", "buf:out_q:snap_n",
             "buf:out_p:snap_n", "f64:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
 }
 
 
 def signature(name: str, linear: bool = False, kepler: bool = False,
-              boris: bool = False, carry: Sequence[str] = ()) -> list[str]:
+              boris: bool = False, carry: Sequence[str] = (), avf: bool = False) -> list[str]:
     if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
+    if name.startswith("d2_"):
+        return [ENV, "f64:dir:n"]
     if name == "run":
         return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
                 *(["buf:bodies:kepler"] if kepler else []),
-                *(["buf:boris:3n"] if boris else []), *[f"carry:{c}:n" for c in carry]]
+                *(["buf:boris:3n"] if boris else []), *(["buf:avf:n"] if avf else []),
+                *[f"carry:{c}:n" for c in carry]]
     return SIGNATURES[name]
 
 
@@ -79,31 +86,52 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
     linear = flow_table(scheme, (q, p), sym.LinearOp, "linear")
     kepler = flow_table(scheme, (q, p), sym.KeplerOp, "kepler")
     exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")
-                or f.startswith(("linear_", "kepler_"))]
+                or f.startswith(("linear_", "kepler_", "d2_"))]
     table = {
         "system": system.sym_name.data,
         "precision": precision,
         "state": [q, p],
         "shape": list(system.state.shape.shape),
         "parts": system.hamiltonian.part_names,
+        "monitors": monitor_table(system),
         "params": {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
         "inputs": {op.sym_name.data: list(op.shape.shape) for op in system.decls(ham.InputOp)},
         "sizes": [op.sym_name.data for op in system.decls(ham.SizeOp)],
         "functions": {f: {"args": signature(f, bool(linear), bool(kepler), any(
-                              isinstance(op, sym.BorisOp) for op in scheme.walk()), carry),
-                          "result": RESULTS.get(f)} for f in exported},
+                              isinstance(op, sym.BorisOp) for op in scheme.walk()), carry,
+                              any(isinstance(op, sym.MidpointOp) and op.n_nodes > 1
+                                  for op in scheme.walk())),
+                          "result": "f64" if f.startswith("d2_") else RESULTS.get(f)}
+                      for f in exported},
+        "shadow": read_shadow(scheme),
         "linear": linear,
         "kepler": kepler,
         "carry": list(carry),
         "fold": fold,
         "scheme": {
+            # the parts each stage flows together (a charge is conserved to round-off when
+            # every such flow is of an invariant Hamiltonian)
+            "flows": [list(op.part_names) for op in scheme.walk()
+                      if hasattr(op, "part_names") and op is not scheme],
             "integrator": _attr(scheme, "integrator"),
+            "project": _attr(scheme, "project"),
             "force_evals": _attr(scheme, "force_evals"),
             "coefficients": [a.data for a in scheme.attributes["coefficients"].data]
             if "coefficients" in scheme.attributes else [],
         },
     }
     return to_attr(table)
+
+
+def monitor_table(system: ham.SystemOp) -> list[dict]:
+    """The quantities `monitors` computes, in its output order: name, what it is (momentum,
+    angular_momentum, observable) and the symmetry that conserves it ("" for an observable)."""
+    out = []
+    for m in system.monitors:
+        sym_attr = m.attributes.get("symmetry")
+        out.append({"name": m.monitor_name, "quantity": m.quantity,
+                    "symmetry": sym_attr.data if isinstance(sym_attr, StringAttr) else ""})
+    return out
 
 
 def to_attr(value) -> Attribute:

@@ -231,7 +231,13 @@ class Sides:
 
 
 KNOWN = ("leapfrog", "yoshida4", "yoshida6", "yoshida8", "midpoint", "exact", "compose", "respa",
-         "boris", "triple_jump6", "triple_jump8")
+         "boris", "triple_jump6", "triple_jump8", "discrete_gradient")
+DISCRETE_GRADIENT_NOTE = (
+    "discrete_gradient: the average vector field method (implicit, order 2, opt-in): H is "
+    "conserved to round-off when it is a polynomial (Gauss-Legendre nodes exact for its "
+    "degree), to quadrature accuracy otherwise; it gives up symplecticity (no shadow "
+    "Hamiltonian, phase-space volume not exactly kept) and the exact conservation of quadratic "
+    "invariants such as angular momentum (linear ones, total momentum, stay exact)")
 
 
 def _scale(stages: Sequence, w: float) -> list:
@@ -311,6 +317,12 @@ class Builder:
                               m.offset)
         if m.name in ("compose", "respa", "boris"):
             return getattr(self, m.name)(m)
+        if m.name == "discrete_gradient":
+            if m.args:
+                raise MethodError("'discrete_gradient' flows all of H and takes no arguments",
+                                  m.args[0].offset)
+            return Scheme([Flow(self.sides.parts, 1.0, "avf")], 2,
+                          notes=[DISCRETE_GRADIENT_NOTE])
         if m.name in ("midpoint", "exact"):
             if m.args:
                 raise MethodError(f"'{m.name}' flows all of H and takes no arguments",

@@ -93,7 +93,11 @@ class FoldEvolve(RewritePattern):
             op.attributes["not_folded"] = StringAttr(DISABLED)
             rewriter.notify_op_modified(op)
             return
-        if reason := why_not(system):
+        if "project" in scheme.attributes:
+            reason = "project = energy: the projection onto the energy surface is not linear"
+        else:
+            reason = why_not(system)
+        if reason:
             op.attributes["not_folded"] = StringAttr(reason)
             rewriter.notify_op_modified(op)
             return

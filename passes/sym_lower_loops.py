@@ -48,6 +48,7 @@ from math import copysign, inf, isfinite
 from tpc.dialects import ham, sym
 from tpc.passes.abi import ABI_ATTR, abi_table
 from tpc.passes.refusal import Refusal
+from tpc.passes.sym_shadow import read_shadow
 from xdsl.context import Context
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
@@ -579,6 +580,34 @@ def lower_energy_parts(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp
                      ft=f64)
 
 
+def lower_monitors(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
+    """monitors(env..., out): out[k] = the system's k-th ham.monitor (a conserved quantity
+    ham-symmetry derived, or a user observable), in f64 like `energy`; the runtime calls it at
+    every snapshot. One more monitor is one more region here, no new call site."""
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args[:-1])
+        for k, mon in enumerate(system.monitors):
+            (v,) = RegionLowering(env, e).block(mon.body.block, e)[0]
+            e.store(v, args[-1], e.i(k))
+        return []
+
+    return make_func("monitors", [*env_types(system, ft), BUF], [], body, private=False,
+                     ft=f64)
+
+
+def shadow_funcs(system: ham.SystemOp, shadow: dict, ft: Attribute = f64) -> list:
+    """d2_<part>(env..., dir) for each kicked and drifted part (sym-shadow's brackets): the
+    second derivative of the part along dir in the field it depends on, in f64."""
+    from tpc.passes.jet_lowering import jet_function
+
+    q, p = system.state.names
+    out = []
+    for name in shadow["kick"] + shadow["drift"]:
+        along = q if name in shadow["kick"] else p
+        out.append(jet_function(f"d2_{name}", system, system.part(name), along, ft))
+    return out
+
+
 def part_grad_name(part: str, wrt: str) -> str:
     return f"grad_{part}_{wrt}"
 
@@ -832,10 +861,18 @@ class TimeLoop:
         stages = self.scheme.stages
         fsal = "fsal" in self.scheme.attributes
         first_up, last_up = stages[0], stages[-1]
+        h0 = None
+        if "project" in self.scheme.attributes:
+            if not hasattr(self.m, "project"):
+                raise PassFailedException(f"{self.m.__class__.__name__}: project = energy is "
+                                          "not lowered for this target")
+            h0 = self.m.start_energy(e)
 
         def one_step(se: Emitter, gstep: SSAValue, first: SSAValue) -> SSAValue:
             if not fsal:
                 converged = self.stages(se, stages, gstep)
+                if h0 is not None:
+                    self.m.project(se, h0)
                 return se(arith.AndIOp(converged, self.m.check(se, self, gstep)))
             a, b = first_up.c, last_up.c
             c = se(arith.SelectOp(first, se.f(a), se.f(a + b)))
@@ -1011,15 +1048,18 @@ class CpuMachine:
         after = Block(arg_types=[INDEX, i1, self.ft])
         ae = Emitter(after, self.ft)
         it2, _, prev = after.args
-        call_gradient(ae, self.env, self.p_name, parts, g)
         gp_buf = work
+        if stage.n_nodes > 1:
+            self.avf_gradients(ae, stage, off_gp)
+        else:
+            call_gradient(ae, self.env, self.p_name, parts, g)
 
-        def keep_gp(inner: Emitter, k: SSAValue, _: list) -> list:
-            inner.store(inner.load(g, k), gp_buf, inner.iadd(k, off_gp))
-            return []
+            def keep_gp(inner: Emitter, k: SSAValue, _: list) -> list:
+                inner.store(inner.load(g, k), gp_buf, inner.iadd(k, off_gp))
+                return []
 
-        ae.for_(ae.i(0), n, keep_gp)
-        call_gradient(ae, self.env, self.q_name, parts, g)
+            ae.for_(ae.i(0), n, keep_gp)
+            call_gradient(ae, self.env, self.q_name, parts, g)
 
         def update(inner: Emitter, k: SSAValue, acc: list) -> list:
             kp = inner.iadd(k, off_p0)
@@ -1051,6 +1091,14 @@ class CpuMachine:
         def finish(inner: Emitter, k: SSAValue, _: list) -> list:
             kp = inner.iadd(k, off_p0)
             two = inner.f(2.0)
+            if stage.n_nodes > 1:
+                # z1 = z0 + c dt J (mean grad H) in one rounding (not 2 M - z0, which rounds M
+                # first): the energy error of a discrete gradient is this round-off alone
+                h = inner.mul(two, half_h)
+                inner.store(inner.add(inner.load(work, k), inner.mul(h, inner.load(
+                    gp_buf, inner.iadd(k, off_gp)))), q, k)
+                inner.store(inner.sub(inner.load(work, kp), inner.mul(h, inner.load(g, k))), p, k)
+                return []
             inner.store(inner.sub(inner.mul(two, inner.load(q, k)), inner.load(work, k)), q, k)
             inner.store(inner.sub(inner.mul(two, inner.load(p, k)), inner.load(work, kp)), p, k)
             return []
@@ -1058,6 +1106,101 @@ class CpuMachine:
         e.for_(e.i(0), n, finish)
         return loop.results[1]
 
+
+    def start_energy(self, e: Emitter) -> SSAValue:
+        return e(func.CallOp("energy", self.env.args, [f64]))
+
+    def project(self, e: Emitter, h0: SSAValue, newton: int = 2) -> None:
+        """z <- z - (H(z) - h0) / |grad H|^2 grad H, `newton` times (project = energy): dH/dq
+        into g, dH/dp into work[0:n] (free between stages)."""
+        n, g, work = self.n, self.g, self.work
+        q, p = self.env.q, self.env.p
+        for _ in range(newton):
+            h = e(func.CallOp("energy", self.env.args, [f64]))
+            call_gradient(e, self.env, self.q_name, None, g)
+            call_gradient(e, self.env, self.p_name, None, work)
+
+            def norm2(inner: Emitter, k: SSAValue, acc: list) -> list:
+                a, b = inner.load(g, k), inner.load(work, k)
+                return [inner.add(acc[0], inner.add(inner.mul(a, a), inner.mul(b, b)))]
+
+            (s2,) = e.for_(e.i(0), n, norm2, [e.f(0.0)])
+            gap = e.sub(h, h0) if self.ft == f64 else e(arith.TruncFOp(e.sub(h, h0), self.ft))
+            # at a critical point of H (grad H = 0) there is no direction to move along
+            lam = e(arith.SelectOp(e(arith.CmpfOp(s2, e.f(0.0), "ogt")), e.div(gap, s2),
+                                   e.f(0.0)))
+
+            def move(inner: Emitter, k: SSAValue, _: list, lam=lam) -> list:
+                inner.store(inner.sub(inner.load(q, k), inner.mul(lam, inner.load(g, k))), q, k)
+                inner.store(inner.sub(inner.load(p, k), inner.mul(lam, inner.load(work, k))),
+                            p, k)
+                return []
+
+            e.for_(e.i(0), n, move)
+
+    def avf_gradients(self, e: Emitter, stage: sym.MidpointOp, off_gp: SSAValue) -> None:
+        """The averages of dH/dp (into work[2n:3n]) and dH/dq (into g) along the segment from
+        z0 (work[0:2n]) to z1 = 2 M - z0, M the iterate in q, p: sum_j w_j grad H(z0 + c_j
+        (z1 - z0)) over Gauss-Legendre nodes. q, p are moved in place from node to node
+        (z0 + 2 c (M - z0) is affine in c) and back to M, so the stage needs one more buffer
+        (`avf`, the dH/dq sum) than the midpoint rule."""
+        import numpy as np
+
+        n, work, g, acc_q = self.n, self.work, self.g, self.avf
+        q, p = self.env.q, self.env.p
+        x, w = np.polynomial.legendre.leggauss(stage.n_nodes)
+        nodes = [(float((xj + 1) / 2), float(wj / 2)) for xj, wj in zip(x, w)]
+        parts = stage.part_names
+        zero = e.f(0.0)
+
+        def clear_accs(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(zero, work, inner.iadd(k, off_gp))
+            inner.store(zero, acc_q, k)
+            return []
+
+        e.for_(e.i(0), n, clear_accs)
+
+        def move(ratio: float) -> None:
+            r = e.f(ratio)
+
+            def body(inner: Emitter, k: SSAValue, _: list) -> list:
+                for buf, at in ((q, k), (p, inner.iadd(k, n))):
+                    z0 = inner.load(work, at)
+                    inner.store(inner.add(z0, inner.mul(r, inner.sub(inner.load(buf, k), z0))),
+                                buf, k)
+                return []
+
+            e.for_(e.i(0), n, body)
+
+        at_c = 0.5  # M is the point at c = 1/2 of the segment
+        for c, weight in nodes:
+            move(c / at_c)
+            at_c = c
+            wt = e.f(weight)
+            call_gradient(e, self.env, self.p_name, parts, g)
+
+            def add_p(inner: Emitter, k: SSAValue, _: list, wt=wt) -> list:
+                at = inner.iadd(k, off_gp)
+                inner.store(inner.add(inner.load(work, at), inner.mul(wt, inner.load(g, k))),
+                            work, at)
+                return []
+
+            e.for_(e.i(0), n, add_p)
+            call_gradient(e, self.env, self.q_name, parts, g)
+
+            def add_q(inner: Emitter, k: SSAValue, _: list, wt=wt) -> list:
+                inner.store(inner.add(inner.load(acc_q, k), inner.mul(wt, inner.load(g, k))),
+                            acc_q, k)
+                return []
+
+            e.for_(e.i(0), n, add_q)
+        move(0.5 / at_c)
+
+        def to_g(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(inner.load(acc_q, k), g, k)
+            return []
+
+        e.for_(e.i(0), n, to_g)
 
     def linear(self, e: Emitter, op: sym.LinearOp, h: SSAValue, k: int) -> None:
         """z <- M z + b with M the k-th augmented (2n+1)^2 matrix of `maps` (row-major): each
@@ -1214,6 +1357,10 @@ def has_boris(scheme: sym.SchemeOp) -> bool:
     return any(isinstance(op, sym.BorisOp) for op in scheme.walk())
 
 
+def has_avf(scheme: sym.SchemeOp) -> bool:
+    return any(isinstance(op, sym.MidpointOp) and op.n_nodes > 1 for op in scheme.walk())
+
+
 def _cross(e: Emitter, a: Scalars, b: Scalars) -> Scalars:
     return [e.sub(e.mul(a[1], b[2]), e.mul(a[2], b[1])),
             e.sub(e.mul(a[2], b[0]), e.mul(a[0], b[2])),
@@ -1221,9 +1368,10 @@ def _cross(e: Emitter, a: Scalars, b: Scalars) -> Scalars:
 
 
 def run_types(system: ham.SystemOp, ft: Attribute = f64, maps: bool = False,
-              bodies: bool = False, boris: bool = False, ncarry: int = 0) -> list[Attribute]:
+              bodies: bool = False, boris: bool = False, ncarry: int = 0,
+              avf: bool = False) -> list[Attribute]:
     buf = buf_type(ft)
-    extra = [buf] * (int(maps) + int(bodies) + int(boris) + ncarry)
+    extra = [buf] * (int(maps) + int(bodies) + int(boris) + int(avf) + ncarry)
     return [*env_types(system, ft), ft, INDEX, INDEX, INDEX, buf, buf, BUF, buf, buf, BUF, *extra]
 
 
@@ -1233,19 +1381,20 @@ def build_run(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute = f64,
     [, bodies][, boris], carry...): the time loop on the CPU (dt and every buffer in the precision's
     float type but out_H and status, f64; one buffer per name of the evolve's `carry`)."""
     maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
-    boris = has_boris(scheme)
-    types = run_types(system, ft, maps, bodies, boris, len(carry))
+    boris, avf = has_boris(scheme), has_avf(scheme)
+    types = run_types(system, ft, maps, bodies, boris, len(carry), avf)
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
         env = bind_env(system, args[:k])
         dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:k + 10]
-        extra = k + 10 + int(maps) + int(bodies) + int(boris)
+        extra = k + 10 + int(maps) + int(bodies) + int(boris) + int(avf)
         machine = CpuMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
                              dict(zip(carry, args[extra:])))
         machine.maps = args[k + 10] if maps else None
         machine.bodies = args[k + 10 + int(maps)] if bodies else None
         machine.bwork = args[k + 10 + int(maps) + int(bodies)] if boris else None
+        machine.avf = args[k + 10 + int(maps) + int(bodies) + int(boris)] if avf else None
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
@@ -1309,6 +1458,10 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
                 fold = {"method": "", "reason": op.attributes["not_folded"].data}
             funcs += [lower_energy(system, ft), lower_energy_parts(system, ft),
                       *gradient_funcs(system, newton3, ft)]
+            if system.monitors:
+                funcs.append(lower_monitors(system, ft))
+            if (shadow := read_shadow(scheme)) is not None:
+                funcs += shadow_funcs(system, shadow, ft)
             if isinstance(op, sym.EvolveOp):
                 carry = op.carry_names
             if steppable(scheme):

@@ -136,7 +136,8 @@ class Native:
             count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1,
                      "maps": len(self.abi.get("linear") or ()) * width,
                      "kepler": len(self.abi.get("kepler") or ()) * 2 * (n // 3),
-                     "parts": len(self.abi.get("parts") or ())}[size]
+                     "parts": len(self.abi.get("parts") or ()),
+                     "monitors": len(self.abi.get("monitors") or ())}[size]
             if key == "status":
                 out[key] = np.full(count, -1.0)
             elif kind == "carry":

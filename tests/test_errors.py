@@ -282,7 +282,7 @@ COMPILE_ERRORS = [
         "system S {\n  state q[1], p[1]\n  H = p[0]^2\n}\nsimulate {\n  integrator = euler\n}\n",
         6, 16,
         "unknown integrator 'euler' (known: leapfrog, yoshida4, yoshida6, yoshida8, midpoint, "
-        "exact, compose, respa, boris, triple_jump6, triple_jump8)",
+        "exact, compose, respa, boris, triple_jump6, triple_jump8, discrete_gradient)",
     ),
 ]
 
@@ -404,7 +404,7 @@ SIMULATE_ERRORS = [
         "unknown-key",
         sim("  dt = 0.1\n  steps = 10\n  tmax = 5\n  q = [1, 0]\n  p = [0, 1]\n"),
         9, 3,
-        "unknown simulate setting 'tmax' (known: integrator, dt, steps, save_every, init, precision, kahan, units, q, p)",
+        "unknown simulate setting 'tmax' (known: integrator, dt, steps, save_every, init, precision, kahan, units, project, q, p)",
         {},
     ),
     (

@@ -151,16 +151,17 @@ def _compile(example: Path, *flags: str) -> str:
 def test_emit_loops_f32(example: Path):
     text = _compile(example, "--emit=loops", "--precision", "f32")
     assert "memref<?xf32>" in text
-    # f64 arithmetic only in `energy` and `energy_parts` (evaluated in f64 from the f32
-    # state); elsewhere only the status buffer (step numbers, exact in f64), out_H and the ABI
-    # table name f64.
+    # f64 arithmetic only in `energy`, `energy_parts` and `monitors` (evaluated in f64 from
+    # the f32 state); elsewhere only the status buffer (step numbers, exact in f64), out_H and
+    # the ABI table name f64.
     arith, fn = {}, None
     for ln in text.splitlines()[1:]:
         if m := re.search(r"func\.func (?:private )?@(\w+)", ln):
             fn = m.group(1)
         if any(f"arith.{op}f " in ln for op in ("add", "sub", "mul", "div")):
             arith.setdefault(fn, []).append(ln)
-    assert arith["run"] and not [ln for f, lns in arith.items() if not f.startswith("energy")
+    assert arith["run"] and not [ln for f, lns in arith.items()
+                                 if not f.startswith(("energy", "monitors"))
                                  for ln in lns if "f64" in ln]
     assert all("f64" in ln for ln in arith["energy"])
     assert "arith.extf" in text  # the energy widens what it reads

@@ -47,6 +47,13 @@ class Trajectory:
     # restarts; `carry` is at the last step, after a remainder of steps)
     grid_carry: dict[str, np.ndarray] = field(default_factory=dict)
     box: tuple[float, ...] | None = None  # a periodic system's box lengths
+    # The monitored quantities at each snapshot, by name: the conserved quantities ham-symmetry
+    # proved (P_x, L_z, ...) and the user's observables (tpc.invariants)
+    monitors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    # an ensemble's member count: q, p are then [B, rows, *shape], H [B, rows]; None for one run
+    batch: int | None = None
+    names: tuple[str, str] = ("q", "p")  # the state's names in the source (`x`, `px`)
 
     @property
     def q_wrapped(self) -> np.ndarray:
@@ -57,9 +64,6 @@ class Trajectory:
             return self.q
         box = np.asarray(self.box, dtype=self.q.dtype)
         return self.q - box * np.floor(self.q / box)
-    # an ensemble's member count: q, p are then [B, rows, *shape], H [B, rows]; None for one run
-    batch: int | None = None
-    names: tuple[str, str] = ("q", "p")  # the state's names in the source (`x`, `px`)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """The state by its name in the source: traj["x"] is traj.q for `state x[3], px[3]`."""
@@ -93,7 +97,7 @@ class Trajectory:
                           self.wall_time, self.folded, self.note,
                           {k: v[b] for k, v in self.carry.items()},
                           grid_carry={k: v[b] for k, v in self.grid_carry.items()},
-                          names=self.names)
+                          names=self.names, box=self.box)
 
     def plot(self, path: str | None = None, *, member: int | None = None):
         """Relative energy error against t (log scale) and the phase portraits; written to
@@ -106,10 +110,19 @@ class Trajectory:
 class PartialRun(RunError):
     """A run stopped early; `trajectory` holds every snapshot computed before the failure."""
 
+    exit_code = 1
+
     def __init__(self, message: str, trajectory: Trajectory, interrupted: bool = False):
         super().__init__(message)
         self.trajectory = trajectory
         self.interrupted = interrupted  # stopped by Ctrl-C (not by the state)
+
+
+class InvariantDrift(PartialRun):
+    """`check_invariants=TOL`: a conserved quantity drifted past TOL; `trajectory` keeps every
+    snapshot computed, the first one past TOL last."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -125,6 +138,7 @@ class SystemInfo:
     quadratic: bool
     why: str = ""  # why H is not quadratic, naming the op and its source location
     box: tuple[float, ...] | None = None
+    degree_text: str = ""  # H's degree ("nonpoly" when it is not a polynomial)
 
     @classmethod
     def of(cls, system: ham.SystemOp) -> SystemInfo:
@@ -138,6 +152,7 @@ class SystemInfo:
             {op.sym_name.data: op.shape.shape for op in system.decls(ham.InputOp)},
             [op.sym_name.data for op in system.decls(ham.SizeOp)],
             facts.separable, facts.quadratic, facts.why, system.box_lengths,
+            facts.degree_text,
         )
 
 
@@ -273,6 +288,12 @@ class Simulation:
     def system(self) -> ham.SystemOp:
         return next(op for op in self.module.walk() if isinstance(op, ham.SystemOp))
 
+    @property
+    def invariant_parts(self) -> dict[str, list[str]]:
+        """{part: the symmetries ham-symmetry proved it invariant under}."""
+        return {p.part_name: [a.data for a in p.attributes["invariant_under"].data]
+                for p in self.system.parts if "invariant_under" in p.attributes}
+
     def energy(self, q0, p0, params: dict | None = None, **inputs) -> float:
         return float(self.native.call("energy", self.bind(q0, p0, params, inputs)))
 
@@ -324,7 +345,7 @@ class Simulation:
             params: dict | None = None, batch: int | None = None, progress: bool = False,
             device: str = "cpu", carry: dict | None = None, reporter=None,
             report_every: int = 1, threads: int | None = None, client=None,
-            **inputs) -> Trajectory:
+            check_invariants: float | None = None, **inputs) -> Trajectory:
         """`steps` steps from (q0, p0); `carry`: the carried run state to start from (a
         previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
         absent or None).
@@ -340,8 +361,18 @@ class Simulation:
 
         client: a distributed.Client: the ensemble's members run in chunks on its workers
         (tpc.cluster), each compiling once from the source, gathered in order; bitwise the
-        local run."""
+        local run.
+
+        check_invariants=TOL: stop (InvariantDrift) at the first snapshot where the energy or
+        a proved conserved quantity drifted by more than TOL."""
         _check_run_numbers(dt, steps, save_every)
+        self._tol, self._dt = check_invariants, dt
+        if check_invariants is not None and (device != "cpu" or batch is not None):
+            raise TpcError("check_invariants is only supported for single runs on the cpu "
+                           "device")
+        if self.options.shadow and (device != "cpu" or batch is not None):
+            raise TpcError("the shadow Hamiltonian is only evaluated for single runs on the cpu "
+                           "device")
         reports = Reports(reporter, report_every)
         if batch is not None:
             from tpc.ensemble import bind_members, check_batch, check_members_start
@@ -379,18 +410,47 @@ class Simulation:
 
             method = self.native.fold["method"]
             if method == "expm" or not self.native.has("run"):
-                return self._run_folded(env, dt, steps, save_every, method, reports=reports)
+                return self._checked(self._run_folded(env, dt, steps, save_every, method,
+                                                      reports=reports), dt)
             # Folding costs O(n^3) once; stepping O(steps). Decide with the measured step time.
             per_step = self._step_seconds(env, dt, min(steps, 64))
             fold = fold_seconds(env.q.size, steps, save_every, self.info.separable, per_step)
             if fold <= steps * per_step:
-                return self._run_folded(env, dt, steps, save_every, method, reports=reports)
+                return self._checked(self._run_folded(env, dt, steps, save_every, method,
+                                                      reports=reports), dt)
             note = (f"folding skipped at run time: {steps} steps cost about "
                     f"{steps * per_step:.3g} s stepped, {fold:.3g} s folded")
         traj = self._run_stepped(env, dt, steps, save_every, progress, carried,
                                  reports=reports)
         traj.note = note
         return traj
+
+    # the run in progress: its check_invariants and its dt (for the shadow Hamiltonian)
+    _tol: float | None = field(default=None, repr=False)
+    _dt: float | None = field(default=None, repr=False)
+
+    def _checked(self, traj: Trajectory, dt: float) -> Trajectory:
+        """traj (a folded run), or InvariantDrift at its first snapshot past check_invariants."""
+        from tpc import invariants
+
+        if self._tol is None or not len(traj.t):
+            return traj
+        hit = invariants.first_violation(
+            invariants.watched(self.native, traj.monitors, traj.H), self._tol)
+        if hit is not None:
+            self._drifted(traj, hit, dt)
+        return traj
+
+    def _drifted(self, traj: Trajectory, hit, dt: float):
+        """Raise InvariantDrift for `hit` = (row, name, drift), keeping rows 0..row."""
+        row, name, d = hit
+        keep = row + 1
+        step = int(round(traj.t[row] / dt))
+        cut = replace(traj, t=traj.t[:keep], q=traj.q[:keep], p=traj.p[:keep], H=traj.H[:keep],
+                      monitors={k: v[:keep] for k, v in traj.monitors.items()}, steps_done=step)
+        raise InvariantDrift(f"{name} drifted by {d:.3e} (more than --check-invariants "
+                             f"{self._tol:g}) at step {step} (t = {traj.t[row]:g}); "
+                             f"{keep} snapshot(s) kept", cut)
 
     def resume(self, prev: Trajectory, *, dt: float, steps: int, save_every: int,
                params: dict | None = None, progress: bool = False, **inputs) -> Trajectory:
@@ -401,6 +461,7 @@ class Simulation:
         the uninterrupted run has its rows), with the carried run state there
         (prev.grid_carry); a folded run continues folded, by the method and from the state
         (prev.fold_carry) it stopped with. Returns every row, prev's included."""
+        self._tol, self._dt = None, dt
         if not (np.isfinite(dt) and dt > 0) or steps < 0 or save_every < 1:
             raise TpcError(f"need dt > 0, steps >= 0 and save_every >= 1, got {dt}, {steps} "
                            f"and {save_every}")
@@ -419,10 +480,13 @@ class Simulation:
             def cat(a, b):  # b's first row is a's row `full`, where it restarted
                 return np.concatenate([a[:full + 1], b[1:]])
 
-            return Trajectory(cat(prev.t, new.t), cat(prev.q, new.q), cat(prev.p, new.p),
+            traj = Trajectory(cat(prev.t, new.t), cat(prev.q, new.q), cat(prev.p, new.p),
                               cat(prev.H, new.H), new.steps_done, new.wall_time,
                               new.folded, new.note, new.carry, new.fold_method, new.fold_how,
-                              new.fold_carry, new.grid_carry, new.box)
+                              new.fold_carry, new.grid_carry, box=new.box, batch=new.batch,
+                              names=new.names)
+            traj.monitors = self._monitor_values(env, traj.q, traj.p, traj.H)
+            return traj
 
         try:
             if prev.folded:
@@ -473,7 +537,7 @@ class Simulation:
             twin = (self.twin_native(), wide_env, float(self.dtype(dt)))
         r = run_folded(self.native, env, dt, steps, save_every, method, self.info.separable,
                        twin=twin, step0=step0, carry=carry)
-        traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall)
+        traj = self._trajectory(r.t, r.q, r.p, r.h, r.rows, r.steps, r.wall, env=env)
         traj.folded, traj.fold_method, traj.fold_how = True, r.method, r.how
         traj.fold_carry = r.carry
         if reports is not None:  # the map gives every snapshot at once: one report
@@ -547,6 +611,12 @@ class Simulation:
         grid = {k: v.copy() for k, v in carried.items()}
         # Chunks keep Ctrl-C responsive and feed the progress bar; each is one native call.
         chunk = max(1, int(2e6 // max(1, save_every * n)))
+        watch = None
+        if self._tol is not None:
+            from tpc.invariants import Watch
+
+            chunk = min(chunk, 64)  # checked between chunks: stop soon after a violation
+            watch = Watch(native, env, self._tol)
         plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
         bar = Progress(steps, step0) if progress else None  # before the clock: tqdm's import
         t0 = time.perf_counter()
@@ -576,7 +646,8 @@ class Simulation:
                         done_rows += good
                         report()
                         traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
-                                                bad, time.perf_counter() - t0, carried, grid)
+                                                bad, time.perf_counter() - t0, carried, grid,
+                                                env)
                         what = ("the state became non-finite" if code >= 0
                                 else "the implicit midpoint iteration did not converge")
                         raise PartialRun(f"{what} at step {bad + 1} (t = {(bad + 1) * dt:g}); "
@@ -590,12 +661,18 @@ class Simulation:
                         grid = {k: v.copy() for k, v in carried.items()}
                     if reports.due(done_rows):
                         report()
+                    hit = watch.feed(out_q[watch.rows:done_rows], out_p[watch.rows:done_rows],
+                                     out_h[watch.rows:done_rows]) if watch else None
+                    if hit is not None:
+                        self._drifted(self._trajectory(t, out_q, out_p, out_h, done_rows, step,
+                                                       time.perf_counter() - t0, carried, grid,
+                                                       env), hit, dt)
                     if bar:
                         bar.update(step)
         except KeyboardInterrupt:
             report()
             traj = self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                    time.perf_counter() - t0, grid, grid)
+                                    time.perf_counter() - t0, grid, grid, env)
             raise PartialRun(f"interrupted at step {step}; {done_rows} snapshot(s) kept",
                              traj, interrupted=True) from None
         finally:
@@ -603,17 +680,32 @@ class Simulation:
                 bar.close()
         report()
         return self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                time.perf_counter() - t0, carried, grid)
+                                time.perf_counter() - t0, carried, grid, env)
 
-    def _trajectory(self, t, q, p, h, rows, steps, wall, carry=None, grid=None) -> Trajectory:
+    def _trajectory(self, t, q, p, h, rows, steps, wall, carry=None, grid=None,
+                    env=None) -> Trajectory:
         shape = (rows, *[int(d) for d in self._concrete_shape(q.shape[1])])
 
         def shaped(state: dict | None) -> dict:
             return {k: v.reshape(shape[1:]).copy() for k, v in (state or {}).items()}
 
-        return Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
+        traj = Trajectory(t[:rows].copy(), q[:rows].reshape(shape), p[:rows].reshape(shape),
                           h[:rows].copy(), steps, wall, False, carry=shaped(carry),
-                          grid_carry=shaped(grid), names=(self.info.q, self.info.p), box=self.info.box)
+                          grid_carry=shaped(grid), names=(self.info.q, self.info.p),
+                          box=self.info.box)
+        if env is not None:
+            traj.monitors = self._monitor_values(env, traj.q, traj.p, traj.H)
+        return traj
+
+    def _monitor_values(self, env, q, p, h) -> dict[str, np.ndarray]:
+        from tpc import invariants
+
+        out = invariants.values(self.native, env, q, p)
+        if self._dt is not None:
+            shadow = invariants.shadow_values(self.native, env, q, p, h, self._dt)
+            if shadow is not None:
+                out[invariants.SHADOW] = shadow
+        return out
 
     def _concrete_shape(self, n: int) -> tuple[int, ...]:
         fixed = [d for d in self.info.shape if isinstance(d, int)]
@@ -634,7 +726,7 @@ def _check_run_numbers(dt, steps, save_every) -> None:
 
 def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: bool = True,
             precision: str | None = None, newton3: bool = True,
-            kahan: bool | None = None) -> Simulation:
+            kahan: bool | None = None, shadow: bool = False) -> Simulation:
     """Compile a .ham file or source text. Compilation to native code happens on first run.
 
     precision: "f64" or "f32" (None: the simulate block's `precision`, else "f64"). In f32
@@ -662,7 +754,8 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
         program, module = pipeline.frontend(text, "<source>")
         source = text
     options = compiler.resolve_options(
-        program, compiler.Options(integrator, fold, precision, newton3, kahan=kahan)
+        program, compiler.Options(integrator, fold, precision, newton3, kahan=kahan,
+                                  shadow=shadow)
     )
     compiler.run_ham_passes(program, module, pipeline.PassRunner())
     system = next(op for op in module.walk() if isinstance(op, ham.SystemOp))

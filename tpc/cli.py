@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output file ('-' for stdout)")
     c.add_argument("--arch", default="sm_90", help="GPU architecture for --emit=ptx")
     c.add_argument("--remarks", action="store_true", help="explain the optimization decisions")
+    c.add_argument("--shadow", action="store_true",
+                   help="add the shadow Hamiltonian's dt^2 term (sym-shadow) and its functions")
     c.add_argument("--optimized", action="store_true",
                    help="with --emit=llvm: the IR after O3, as the JIT compiles it")
     _add_compile_options(c)
@@ -91,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "cluster of this scheduler")
     r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     r.add_argument("--remarks", action="store_true")
+    r.add_argument("--shadow", action="store_true",
+                   help="evaluate the integrator's shadow Hamiltonian H + dt^2 H2 at snapshots "
+                   "(saved as H_shadow), and report how much better it is conserved than H")
+    r.add_argument("--check-invariants", type=float, metavar="TOL",
+                   help="stop (exit 3) at the first snapshot where the energy or a proved "
+                   "conserved quantity drifted by more than TOL (relative)")
     r.add_argument("--quiet", action="store_true")
     _add_compile_options(r)
 

@@ -25,6 +25,8 @@ class Options:
     newton3: bool = True
     arch: str = "sm_90"  # GPU architecture for PTX
     kahan: bool | None = False  # compensated state updates (sym-kahan); None: the block's
+    shadow: bool = False  # the shadow Hamiltonian's dt^2 term, evaluated at snapshots
+    project: str | None = ""  # "energy": project every step onto H = H0; None: the block's
 
 
 def options_from_args(args) -> Options:
@@ -35,6 +37,7 @@ def options_from_args(args) -> Options:
         newton3=getattr(args, "newton3", None) is not False,
         arch=getattr(args, "arch", "sm_90"),
         kahan=getattr(args, "kahan", None),
+        shadow=bool(getattr(args, "shadow", False)),
     )
 
 
@@ -72,6 +75,18 @@ def resolve_options(program: Program, options: Options) -> Options:
                 raise TpcError(f"kahan must be true or false, got {shown}", setting.value_loc)
             on = word == "true"
         options = replace(options, kahan=on)
+    if options.project is None or options.project == "":
+        setting = settings.get("project")
+        project = ""
+        if setting is not None:
+            value = setting.value
+            project = value.text if isinstance(value, Word) else repr(value)
+            if project != "energy":
+                raise TpcError(f"project must be 'energy', got {project}", setting.value_loc)
+            if options.kahan:
+                raise TpcError("project = energy moves the state outside the compensated "
+                               "updates of kahan; use one or the other", setting.value_loc)
+        options = replace(options, project=project)
     return options
 
 
@@ -160,6 +175,9 @@ def ham_remarks(module: ModuleOp) -> list[str]:
             deps = ", ".join(f.depends_on) or "nothing"
             out.append(f"remark: part @{part.part_name}: depends on {deps}; degree "
                        f"{f.degree_text}{'' if f.separable else '; couples q and p'}")
+        from tpc.passes.ham_symmetry import remarks as symmetry_remarks
+
+        out += symmetry_remarks(system)
     return out
 
 

@@ -81,8 +81,12 @@ def run_on_cuda(sim, q0, p0, *, dt: float, steps: int, save_every: int = 1,
     if bad:
         raise RunError(f"GPU run failed for member(s) {bad[:8]} (status {res.status[bad[0]]})")
     if single:
-        return Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time,
+        traj = Trajectory(res.t, res.q[:, 0], res.p[:, 0], res.H[:, 0], steps, res.kernel_time,
                           carry={k: v[0] for k, v in res.carry.items()}, box=sim.info.box)
+        # the monitors (P, L, observables) of the snapshots, on the host like H at row 0
+        traj.monitors = sim._monitor_values(sim.bind(qb[0], pb[0], params, inputs), traj.q,
+                                            traj.p, traj.H)
+        return traj
     # batch-first, as on the CPU: [B, rows, ...]
     return Trajectory(res.t, np.swapaxes(res.q, 0, 1), np.swapaxes(res.p, 0, 1), res.H.T,
                       steps, res.kernel_time, carry=res.carry, batch=len(qb),

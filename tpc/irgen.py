@@ -162,6 +162,9 @@ class IRGen:
             declare(a.name, "input", a.loc)
         for let in sys.lets:
             declare(let.name, "let", let.loc)
+        for obs in sys.observes:
+            check_output_name(obs.name, obs.loc)
+            declare(obs.name, "observable", obs.loc)
         for arr in [*sys.inputs, *(x for st in sys.states for x in (st.q, st.p))]:
             for d, dloc in zip(arr.shape, arr.dim_locs):
                 if isinstance(d, int) and d <= 0:
@@ -213,6 +216,7 @@ class IRGen:
         h_decl = sys.hamiltonians[0]
         parts = partition(sys, h_decl.expr)
         part_ops = [self.part(part) for part in parts]
+        observables = [self.observable(o) for o in sys.observes]
         self.check_unused_lets()
 
         def located(op: Operation, loc: Loc) -> Operation:
@@ -231,6 +235,7 @@ class IRGen:
             h_op.attributes["groups"] = DictionaryAttr({
                 k: ArrayAttr([SymbolRefAttr(n) for n in v]) for k, v in named_groups.items()})
         decls.append(located(h_op, h_decl.loc))
+        decls += observables
         pbc = self.periodic
         system = ham.SystemOp(sys.name, decls, pbc.box if pbc else None)
         system.location = to_loc(sys.loc)
@@ -273,6 +278,24 @@ class IRGen:
         op.location = to_loc(part.loc)
         if part.named:
             op.attributes["let"] = UnitAttr()
+        return op
+
+    def observable(self, obs) -> ham.MonitorOp:
+        """`observe NAME = EXPR`: a ham.monitor region yielding the expression's value."""
+        body = Block()
+        self.block = self.top = body
+        self.hoisted, self.cache, self.lets = [], {}, {}
+        val = self.expr(obs.expr)
+        if val.shape:
+            raise TpcError(f"observable '{obs.name}' must be a scalar, but it has "
+                           f"{fmt_shape(val.shape)}; reduce it with sum(...), dot or norm",
+                           obs.expr.loc)
+        self.emit(ham.YieldOp(val.at([])), obs.loc)
+        for op in reversed(self.hoisted):
+            body.insert_op_before(op, body.first_op) if body.first_op else body.add_op(op)
+        self.used_lets |= set(self.lets)
+        op = ham.MonitorOp(obs.name, Region(body), "observable")
+        op.location = to_loc(obs.loc)
         return op
 
     def check_unused_lets(self) -> None:
@@ -719,6 +742,22 @@ class IRGen:
 
 
 BUILTINS = frozenset([*UNARY_MATH, *VECTOR_FUNCS, "sum"])
+
+
+# Names the output .npz already uses (snapshots, run metadata) or uses as prefixes: an
+# observable is saved under its own name, so it may not take one of them.
+OUTPUT_NAMES = {"t", "H", "dt", "save_every", "steps_total", "steps_done", "t_final", "folded",
+                "fold_method", "fold_carry", "fold_carry_step", "compiler", "system",
+                "source_sha256", "integrator", "precision", "fold_enabled", "newton3", "kahan",
+                "device", "tpc_version"}
+OUTPUT_PREFIXES = ("param_", "input_", "resume_", "kahan_")
+
+
+def check_output_name(name: str, loc: Loc) -> None:
+    if name in OUTPUT_NAMES or name.startswith(OUTPUT_PREFIXES):
+        raise TpcError(f"observable '{name}' would clash with the output's '{name}' (the names "
+                       f"{', '.join(sorted(OUTPUT_NAMES))} and the prefixes "
+                       f"{', '.join(OUTPUT_PREFIXES)} are taken)", loc)
 
 
 def check_not_builtin(name: str, kind: str, loc: Loc) -> None:

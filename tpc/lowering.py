@@ -25,7 +25,9 @@ def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
     kahan = getattr(options, "kahan", False)
     runner.run(module, [
         "ham-derive", f"sym-integrator{{integrator=\"{options.integrator}\"}}", "sym-flow-kinds",
-        "sym-fuse-stages", *(["sym-lower-flows", "sym-kahan"] if kahan else []),
+        "sym-fuse-stages", *(["sym-shadow"] if getattr(options, "shadow", False) else []),
+        *(["sym-project"] if getattr(options, "project", "") == "energy" else []),
+        *(["sym-lower-flows", "sym-kahan"] if kahan else []),
         "sym-fold-linear" if options.fold else "sym-fold-linear{enabled=false}",
     ])
     return scheme_remarks(module) + fold_remarks(module) + kahan_remarks(module)

@@ -288,9 +288,10 @@ class PassRunner:
 # The ham-level passes every compilation runs before the integrator is chosen: a periodic
 # box's Ewald sums and minimum images (they rewrite H, so they come before any fact), the
 # facts of each part, the split of separable parts that read both q and p, the Kepler-form
-# and magnetic-form parts.
+# and magnetic-form parts, then the symmetries (on the parts as split) and their conserved
+# quantities.
 HAM_PASSES = ("ham-ewald", "ham-periodic", "ham-degree", "ham-split-parts", "ham-kepler",
-              "ham-magnetic")
+              "ham-magnetic", "ham-symmetry")
 
 
 def frontend(path_or_source: str, path: str | None = None) -> tuple[syntax.Program, ModuleOp]:

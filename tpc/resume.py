@@ -113,7 +113,7 @@ def compile_options(res: Resumed, args) -> dict:
                        "with folding enabled")
     return {"integrator": wanted["integrator"], "precision": wanted["precision"],
             "newton3": wanted["newton3"], "kahan": wanted["kahan"],
-            "fold": res.flag("fold_enabled")}
+            "fold": res.flag("fold_enabled"), "shadow": bool(getattr(args, "shadow", False))}
 
 
 def check_source(res: Resumed, sim, file: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tpc import api, compiler, resume
+from tpc import api, compiler, invariants, resume
 from tpc.diagnostics import TpcError
 from tpc.output import check_writable, write_file
 from tpc.resume import RESUME_CARRY_PREFIX
@@ -98,6 +98,8 @@ def trajectory_arrays(traj: api.Trajectory, sim: api.Simulation, cfg: RunConfig,
     arrays = {"t": traj.t, sim.info.q: traj.q, sim.info.p: traj.p, "H": traj.H}
     if traj.box is not None:  # q is the unwrapped state; the positions in the box too
         arrays[f"{sim.info.q}_wrapped"] = traj.q_wrapped
+    # The monitored quantities (P_x, L_z, the user's observables) under their own names.
+    arrays |= {k: v for k, v in traj.monitors.items() if k not in arrays}
     arrays |= end_arrays(traj)
     arrays |= {f"{OUTPUT_INPUT_PREFIX}{k}": v for k, v in cfg.inputs.items()}
     return arrays | run_metadata(sim, cfg, device) | final_metadata(traj)
@@ -155,6 +157,10 @@ class Output:
 
 
 def main(args) -> int:
+    if args.resume is not None and getattr(args, "check_invariants", None) is not None:
+        raise TpcError("--check-invariants is not supported with --resume (the drift is "
+                       "measured from the run's first snapshot, which a resumed run does not "
+                       "watch)")
     resumed = resume.read(args.resume) if args.resume is not None else None
     out = output_path(args)
     check_writable(out)
@@ -166,7 +172,7 @@ def main(args) -> int:
         options = compiler.options_from_args(args)
         sim = api.compile(args.file, integrator=options.integrator, fold=options.fold,
                           precision=options.precision, newton3=options.newton3,
-                          kahan=options.kahan)
+                          kahan=options.kahan, shadow=options.shadow)
     if args.remarks:
         for line in sim_remarks(sim):
             print(line, file=sys.stderr)
@@ -205,7 +211,13 @@ def main(args) -> int:
                 "reporter": output.reporter, "report_every": output.report_every}
             traj = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps,
                            save_every=cfg.save_every, params=cfg.params,
-                           progress=not args.quiet, device=device, **streaming, **cfg.inputs)
+                           progress=not args.quiet, device=device,
+                           check_invariants=getattr(args, "check_invariants", None),
+                           **streaming, **cfg.inputs)
+    except api.InvariantDrift as e:
+        output.write(e.trajectory, complete=False)
+        print(f"error: {e.message}; wrote {out}", file=sys.stderr)
+        return e.exit_code
     except api.PartialRun as e:
         output.write(e.trajectory, complete=False)
         if args.remarks:
@@ -230,6 +242,8 @@ def main(args) -> int:
         print(f"  compile {sim.compile_time * 1e3:.1f} ms{' (cache hit)' if sim.cache_hit else ''}"
               f", run {traj.wall_time:.3f} s{work_done(traj, traj.steps_done - start)}")
         print(f"  max relative energy error {traj.energy_error():.3e}")
+        for line in invariants.summary(sim, traj, cfg.dt):
+            print(line)
         if traj.note:
             print(f"  note: {traj.note}")
     return 0

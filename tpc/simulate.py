@@ -30,7 +30,8 @@ from tpc.syntax import Program, Setting, Word, abbreviate, decode_source, loc_at
 # integrator, precision and kahan choose the generated code: the compiler reads them
 # (tpc.compiler.resolve_options); units give the energy its constants (tpc.units, read by
 # tpc.irgen); the others are read here.
-RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan", "units")
+RUN_KEYS = ("integrator", "dt", "steps", "save_every", "init", "precision", "kahan", "units",
+            "project")
 
 
 @dataclass

@@ -100,6 +100,13 @@ class HDecl(Node):
 
 
 @dataclass
+class ObserveDecl(Decl):
+    """observe NAME = EXPR: computed at snapshots, saved by name."""
+
+    expr: Node
+
+
+@dataclass
 class BoxDecl(Decl):
     lengths: list[float]  # one (cubic) or one per axis (orthorhombic)
     length_locs: list[Loc]
@@ -149,6 +156,7 @@ class System(Node):
     boxes: list[BoxDecl]
     cutoffs: list[CutoffDecl]
     ewalds: list[EwaldDecl]
+    observes: list[ObserveDecl] = field(default_factory=list)
 
 
 @dataclass
@@ -311,6 +319,10 @@ class _Builder(lark.visitors.Transformer_NonRecursive):
     def h_decl(self, meta, children):
         return ("hamiltonians", [HDecl(self.loc(meta), children[0])])
 
+    def observe_decl(self, children):
+        name, expr = children
+        return ("observes", [ObserveDecl(self.loc(name), str(name), expr)])
+
     @lark.v_args(meta=True)
     def box_decl(self, meta, children):
         name, *nums = children
@@ -337,7 +349,7 @@ class _Builder(lark.visitors.Transformer_NonRecursive):
         name, *decls = children
         groups: dict[str, list] = {
             k: [] for k in ("params", "inputs", "states", "lets", "hamiltonians", "boxes",
-                            "cutoffs", "ewalds")
+                            "cutoffs", "ewalds", "observes")
         }
         for kind, items in decls:
             groups[kind].extend(items)
