@@ -21,6 +21,7 @@ from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr
 from xdsl.ir import Operation, SSAValue
 
 Jet = tuple[SSAValue, SSAValue, SSAValue]
+TWO_OVER_SQRT_PI = 1.1283791670955126
 
 
 class JetLowering:
@@ -102,6 +103,14 @@ class JetLowering:
             case math.CoshOp():
                 s, c = e(math.SinhOp(v)), e(math.CoshOp(v))
                 return self.j_chain(x, c, s, c)
+            case math.RoundOp():  # piecewise constant (a minimum image)
+                z = e.f(0.0)
+                return (e(math.RoundOp(v)), z, z)
+            case math.ErfOp() | ham.ErfcOp():
+                sign = 1.0 if isinstance(op, math.ErfOp) else -1.0
+                f1 = e.mul(e.f(sign * TWO_OVER_SQRT_PI), e(math.ExpOp(e(arith.NegfOp(e.mul(v, v))))))
+                f0 = e(type(op)(v))
+                return self.j_chain(x, f0, f1, e.mul(e.f(-2.0), e.mul(v, f1)))
             case math.TanhOp():
                 t = e(math.TanhOp(v))
                 d = e.sub(e.f(1.0), e.mul(t, t))
@@ -128,6 +137,17 @@ class JetLowering:
         match op:
             case arith.ConstantOp() if isinstance(op.value, FloatAttr):
                 set_(self.j_const(self.const(op.value.value.data, e)))
+            case arith.IndexCastOp():
+                return super().op(op)
+            case arith.SIToFPOp():  # a lattice index as a number: no dependence on the state
+                set_(self.j_const(e(arith.SIToFPOp(self.get(op.operands[0])[0], e.ft))))
+            case arith.CmpfOp():  # a branch condition, not a jet: kept as a plain value
+                self.values[op.result] = [e(arith.CmpfOp(x[0][0][0], x[1][0][0],
+                                                         op.predicate.value.data))]
+            case arith.SelectOp() if op.result.type != IndexType():
+                cond = self.get(op.cond)[0]
+                set_(*[tuple(e(arith.SelectOp(cond, a[k], b[k])) for k in range(3))
+                       for a, b in zip(self.get(op.lhs), self.get(op.rhs))])
             case arith.ConstantOp():
                 set_(*[self.j_const(self.const(v, e)) for v in op.value.get_values()])
             case ham.ParamRefOp():
