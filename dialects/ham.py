@@ -369,6 +369,13 @@ class HamiltonianOp(IRDLOperation):
     def part_names(self) -> list[str]:
         return [p.string_value() for p in self.parts.data]
 
+    def with_part_replaced(self, name: str, by: Sequence[str]) -> ArrayAttr:
+        """The part list with `name` replaced, in place, by the parts `by` (a split part)."""
+        names: list[str] = []
+        for n in self.part_names:
+            names += list(by) if n == name else [n]
+        return ArrayAttr([SymbolRefAttr(n) for n in names])
+
     def verify_(self) -> None:
         names = self.part_names
         if not names:

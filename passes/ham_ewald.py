@@ -45,7 +45,6 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
     StringAttr,
-    SymbolRefAttr,
     UnitAttr,
     VectorType,
     f64,
@@ -425,10 +424,7 @@ class SplitEwaldPart(RewritePattern):
             new.append(clone)
         rewriter.insert(new, InsertPoint.after(op))
         h = system.hamiltonian
-        names = []
-        for n in h.part_names:
-            names += [x.part_name for x in new] if n == name else [n]
-        h.parts = ArrayAttr([SymbolRefAttr(n) for n in names])
+        h.parts = h.with_part_replaced(name, [x.part_name for x in new])
         rewriter.notify_op_modified(h)
         rewriter.erase(op)
 

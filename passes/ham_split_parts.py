@@ -25,7 +25,7 @@ from tpc.dialects import ham
 from tpc.passes.ham_degree import analyze_part, attach, read_facts, value_deps
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, SymbolRefAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -116,10 +116,7 @@ class SplitSeparablePart(RewritePattern):
         new = [split(op, system, _fresh(system, f"{name}_{f}"), f) for f in (q, p)]
         rewriter.insert(new, InsertPoint.after(op))
         h = system.hamiltonian
-        names = []
-        for n in h.part_names:
-            names += [x.part_name for x in new] if n == name else [n]
-        h.parts = ArrayAttr([SymbolRefAttr(n) for n in names])
+        h.parts = h.with_part_replaced(name, [x.part_name for x in new])
         rewriter.notify_op_modified(h)
         rewriter.erase(op)
 
