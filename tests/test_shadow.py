@@ -5,27 +5,17 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from systems import KEPLER, NBODY
 from tpc.passes.sym_shadow import h2_coefficients
 
 import tpc
 from tpc import invariants
 from tpc.diagnostics import TpcError
 
-KEPLER = """system Kepler {
-    param mu = 1.0
-    state q[3], p[3]
-    H = dot(p, p) / 2 - mu / norm(q)
-}"""
 PENDULUM = """system Pendulum {
     param g = 9.81
     state q[1], p[1]
     H = p[0]^2 / 2 - g * cos(q[0])
-}"""
-NBODY = """system NBody {
-    param G = 1.0
-    input m[N]
-    state q[N, 3], p[N, 3]
-    H = sum(i: dot(p[i], p[i]) / (2 * m[i])) - G * sum(i < j: m[i] * m[j] / norm(q[i] - q[j]))
 }"""
 
 

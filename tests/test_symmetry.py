@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from systems import KEPLER, NBODY
 from tpc.dialects import ham
 from tpc.passes.ham_symmetry import read_symmetries
 
@@ -23,18 +24,7 @@ def facts(src: str) -> dict:
     return read_symmetries(system) | {"monitors": [m.monitor_name for m in system.monitors]}
 
 
-KEPLER = """system Kepler {
-    param mu = 1.0
-    state q[3], p[3]
-    H = dot(p, p) / 2 - mu / norm(q)
-}"""
 
-NBODY = """system NBody {
-    param G = 1.0
-    input m[N]
-    state q[N, 3], p[N, 3]
-    H = sum(i: dot(p[i], p[i]) / (2 * m[i])) - G * sum(i < j: m[i] * m[j] / norm(q[i] - q[j]))
-}"""
 
 
 def test_kepler_proves_L_and_not_P():
