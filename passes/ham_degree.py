@@ -216,13 +216,27 @@ def read_facts(op) -> Facts:
     attrs = op.attributes
     if "degree" not in attrs:
         raise Refusal(op, f"{op.name} has no degree facts (run ham-degree first)")
-    deps = attrs.get("depends_on")
-    return Facts(
-        degree_of_attr(attrs["degree"]), attrs["quadratic"].value.data != 0,
-        attrs["separable"].value.data != 0,
-        attrs["why"].data if "why" in attrs else "",
-        tuple(s.data for s in deps.data) if deps is not None else (),
-    )
+
+    def bad(key: str, what: str):
+        return Refusal(op, f"{op.name}: its degree fact '{key}' must be {what}")
+
+    degree = attrs["degree"]
+    if not (isinstance(degree, StringAttr) and degree.data == "nonpoly") and not (
+            isinstance(degree, IntegerAttr) and isinstance(degree.value.data, int)):
+        raise bad("degree", 'an integer or "nonpoly"')
+    flags = []
+    for key in ("quadratic", "separable"):
+        flag = attrs.get(key)
+        if not isinstance(flag, IntegerAttr) or flag.type != BoolAttr.from_bool(True).type:
+            raise bad(key, "a boolean (true or false)")
+        flags.append(flag.value.data != 0)
+    why, deps = attrs.get("why", StringAttr("")), attrs.get("depends_on", ArrayAttr([]))
+    if not isinstance(why, StringAttr):
+        raise bad("why", "a string")
+    if not isinstance(deps, ArrayAttr) or not all(isinstance(d, StringAttr) for d in deps.data):
+        raise bad("depends_on", "a list of field names")
+    return Facts(degree_of_attr(degree), flags[0], flags[1], why.data,
+                 tuple(d.data for d in deps.data))
 
 
 class AnnotatePart(RewritePattern):
