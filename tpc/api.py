@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tpc import compiler, pipeline
+from tpc import compiler, pipeline, snapshot_grid
 from tpc.diagnostics import RunError, TpcError
 from tpc.dialects import ham
 from tpc.reporting import Progress, Reports
@@ -593,8 +593,7 @@ class Simulation:
         (rows, times and step numbers count from there)."""
         native = self.native
         n = env.q.size
-        full, rem = divmod(steps, save_every)
-        rows = 1 + full + (1 if rem else 0)
+        rows, plan = snapshot_grid.plan(steps, save_every)
         out_q = np.empty((rows, n), self.dtype)
         out_p = np.empty((rows, n), self.dtype)
         out_h = np.empty(rows)  # f64 in every precision (the ABI's f64:out_H)
@@ -617,7 +616,6 @@ class Simulation:
 
             chunk = min(chunk, 64)  # checked between chunks: stop soon after a violation
             watch = Watch(native, env, self._tol)
-        plan = [(save_every, full)] + ([(rem, 1)] if rem else [])
         bar = Progress(steps, step0) if progress else None  # before the clock: tqdm's import
         t0 = time.perf_counter()
         reports = reports or Reports(None, 1)
@@ -638,22 +636,17 @@ class Simulation:
                                                              if not k.startswith("out_")}
                                                             | carried))
                     if status[0] != -1.0:
-                        code = int(status[0])
-                        bad = code if code >= 0 else -2 - code
+                        bad, what = snapshot_grid.stopped_at(int(status[0]))
                         good = (bad - step) // stride
-                        for r in range(good):
-                            t[done_rows + r] = (step + (r + 1) * stride) * dt
+                        snapshot_grid.fill_times(t, done_rows, step, stride, good, dt)
                         done_rows += good
                         report()
                         traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
                                                 bad, time.perf_counter() - t0, carried, grid,
                                                 env)
-                        what = ("the state became non-finite" if code >= 0
-                                else "the implicit midpoint iteration did not converge")
                         raise PartialRun(f"{what} at step {bad + 1} (t = {(bad + 1) * dt:g}); "
                                          f"{done_rows} snapshot(s) kept", traj)
-                    for r in range(k):
-                        t[done_rows + r] = (step + (r + 1) * stride) * dt
+                    snapshot_grid.fill_times(t, done_rows, step, stride, k, dt)
                     step += k * stride
                     done_rows += k
                     left -= k

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tpc import snapshot_grid
 from tpc.diagnostics import TpcError
 from tpc.reporting import Progress, Reports
 from tpc.simulate import _as_float_array, _non_number, bind_arrays
@@ -269,8 +270,7 @@ def run_members(sim, m: Members, dt: float, steps: int, save_every: int, carry: 
     threads = default_threads() if threads is None else threads
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
         raise TpcError(f"threads must be a whole number >= 1, got {threads!r}")
-    full, rem = divmod(steps, save_every)
-    rows = 1 + full + (1 if rem else 0)
+    rows, plan = snapshot_grid.plan(steps, save_every)
     out_q = np.empty((batch, rows, n), sim.dtype)
     out_p = np.empty((batch, rows, n), sim.dtype)
     out_h = np.empty((batch, rows))
@@ -303,7 +303,7 @@ def run_members(sim, m: Members, dt: float, steps: int, save_every: int, carry: 
                      out_p.reshape(batch, rows, *shape), out_h, batched=True)
 
     try:
-        for stride, count in [(save_every, full)] + ([(rem, 1)] if rem else []):
+        for stride, count in plan:
             left = count
             while left:
                 k = min(chunk, left, reports.limit(done_rows) or left)
@@ -313,23 +313,20 @@ def run_members(sim, m: Members, dt: float, steps: int, save_every: int, carry: 
                              **named, **window)
                 bad = np.nonzero(status[:, 0] != -1.0)[0]
                 if len(bad):
-                    codes = status[bad, 0].astype(int)
-                    at = np.where(codes >= 0, codes, -2 - codes)
+                    stops = [snapshot_grid.stopped_at(int(c)) for c in status[bad, 0]]
+                    at = np.array([s for s, _ in stops])
                     good = int(np.min((at - step) // stride))
-                    for r in range(good):
-                        t[done_rows + r] = (step + (r + 1) * stride) * dt
+                    snapshot_grid.fill_times(t, done_rows, step, stride, good, dt)
                     done_rows += good
                     report()
                     first = int(np.argmin(at))
-                    what = ("the state became non-finite" if codes[first] >= 0
-                            else "the implicit midpoint iteration did not converge")
+                    what = stops[first][1]
                     listed = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
                     raise PartialRun(f"member {bad[first]}: {what} at step {at[first] + 1} "
                                      f"(t = {(at[first] + 1) * dt:g}); members failing: "
                                      f"{listed}; {done_rows} snapshot(s) of every member kept",
                                      trajectory(done_rows, step + good * stride, carried, grid))
-                for r in range(k):
-                    t[done_rows + r] = (step + (r + 1) * stride) * dt
+                snapshot_grid.fill_times(t, done_rows, step, stride, k, dt)
                 step += k * stride
                 done_rows += k
                 left -= k
