@@ -181,12 +181,7 @@ def composition_conditions(order: int) -> OrderConditions:
     alphabet = odd_generators(order + 1)
     parts = [(0, k) for k in alphabet.weights]
     coords = _log_coordinates(alphabet, parts, list(range(1, order + 2, 2)))
-    labels, conds, targets = [], [], []
-    for n in range(1, order, 2):
-        basis, cs = coords[n]
-        labels += basis.labels()
-        conds += cs
-        targets += [Fraction(1) if n == 1 else Fraction(0)] * len(cs)
+    labels, conds, targets = _odd_conditions(coords, order)
     ebasis, generic = coords[order + 1]
     out = OrderConditions(
         "composition",
@@ -203,6 +198,18 @@ def composition_conditions(order: int) -> OrderConditions:
     return out
 
 
+def _odd_conditions(coords, order: int) -> tuple[list, list, list[Fraction]]:
+    """The order conditions from the log coordinates of odd degree below `order`: degree 1
+    equals 1 (consistency), every higher one 0."""
+    labels, conds, targets = [], [], []
+    for n in range(1, order, 2):
+        basis, cs = coords[n]
+        labels += basis.labels()
+        conds += cs
+        targets += [Fraction(1) if n == 1 else Fraction(0)] * len(cs)
+    return labels, conds, targets
+
+
 @cache
 def splitting_conditions(order: int) -> OrderConditions:
     """Conditions for e^{a_1 hA} e^{b_1 hB} e^{a_2 hA} ... (palindromic): colours A = 0, B = 1."""
@@ -211,12 +218,7 @@ def splitting_conditions(order: int) -> OrderConditions:
     if cached is not None:
         return cached
     coords = _log_coordinates(AB, [(0, 1), (1, 1)], list(range(1, order + 2, 2)))
-    labels, conds, targets = [], [], []
-    for n in range(1, order, 2):
-        basis, cs = coords[n]
-        labels += basis.labels()
-        conds += cs
-        targets += [Fraction(1) if n == 1 else Fraction(0)] * len(cs)
+    labels, conds, targets = _odd_conditions(coords, order)
     ebasis, err = coords[order + 1]
     q = len(err)
     out = OrderConditions(
