@@ -598,6 +598,12 @@ class AccumulateOp(IRDLOperation):
                 f"accumulates into '{name}' inside the gradient with respect to "
                 f"'{parent.wrt_name}'"
             )
+        system = enclosing_system(self)
+        if system is not None and name in {p.sym_name.data for p in system.decls(ParamOp)}:
+            # d/d(param): a scalar (ham-derive-params, for parameter adjoints)
+            if self.indices or self.value.type != f64:
+                raise VerifyException(f"the gradient of param '{name}' is one f64, unindexed")
+            return
         _verify_field_access(self, name, len(self.indices), self.value.type)
 
 

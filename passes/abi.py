@@ -21,6 +21,8 @@ Roles:
   buf:avf:n      scratch of an average-vector-field stage (the accumulated dH/dq)
   buf:bodies:kepler  (m_i, mu_i) of each body (row of 3) for each Kepler flow, in the order of
                  the table's `kepler` list; the run-time reads them from `kepler_<k>_<field>`
+  buf:dpi:theta  run_tangent's tangent of the conjugate momenta of the params (in the table's
+                 `params` order) and then of every input (flat, in `inputs` order)
   carry:NAME:n   run state beyond q and p (sym-kahan's compensations kahan_q, kahan_p): a
                  state-sized buffer of the precision's float type that the function reads and
                  updates; zero at a fresh start, then handed from each call to the next
@@ -58,6 +60,11 @@ SIGNATURES: dict[str, list[str]] = {
             "buf:out_p:snap_n", "f64:out_H:snap", "buf:g:n", "buf:work:3n", "f64:status:1"],
 }
 
+# run_tangent: the tangent (dq, dp) in place, its snapshots, the tangent-gradient scratch, and
+# the tangent of the params' and inputs' conjugate momenta (params, then each input flat)
+TANGENT_ROLES = ["buf:tq:n", "buf:tp:n", "buf:out_tq:snap_n", "buf:out_tp:snap_n", "buf:tg:n",
+                 "buf:dpi:theta"]
+
 
 def signature(name: str, linear: bool = False, kepler: bool = False,
               boris: bool = False, carry: Sequence[str] = (), avf: bool = False) -> list[str]:
@@ -65,11 +72,12 @@ def signature(name: str, linear: bool = False, kepler: bool = False,
         return [ENV, "buf:out:n"]
     if name.startswith("d2_"):
         return [ENV, "f64:dir:n"]
-    if name == "run":
-        return [*SIGNATURES[name], *(["buf:maps:maps"] if linear else []),
-                *(["buf:bodies:kepler"] if kepler else []),
-                *(["buf:boris:3n"] if boris else []), *(["buf:avf:n"] if avf else []),
-                *[f"carry:{c}:n" for c in carry]]
+    if name in ("run", "run_tangent"):
+        roles = [*SIGNATURES["run"], *(["buf:maps:maps"] if linear else []),
+                 *(["buf:bodies:kepler"] if kepler else []),
+                 *(["buf:boris:3n"] if boris else []), *(["buf:avf:n"] if avf else []),
+                 *[f"carry:{c}:n" for c in carry]]
+        return roles + (TANGENT_ROLES if name == "run_tangent" else [])
     return SIGNATURES[name]
 
 
@@ -85,7 +93,8 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
     q, p = system.state.names
     linear = flow_table(scheme, (q, p), sym.LinearOp, "linear")
     kepler = flow_table(scheme, (q, p), sym.KeplerOp, "kepler")
-    exported = [f for f in functions if f in SIGNATURES or f in (f"grad_{q}", f"grad_{p}")
+    exported = [f for f in functions if f in SIGNATURES or f == "run_tangent"
+                or f in (f"grad_{q}", f"grad_{p}")
                 or f.startswith(("linear_", "kepler_", "d2_"))]
     table = {
         "system": system.sym_name.data,
@@ -116,6 +125,7 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
             "integrator": _attr(scheme, "integrator"),
             "project": _attr(scheme, "project"),
             "force_evals": _attr(scheme, "force_evals"),
+            "reversible": "reversible" in scheme.attributes,
             "coefficients": [a.data for a in scheme.attributes["coefficients"].data]
             if "coefficients" in scheme.attributes else [],
         },

@@ -131,6 +131,7 @@ class _Reverse:
 
     wrt: str
     deps: dict[SSAValue, frozenset[str]]
+    no_adjoint: tuple = NO_ADJOINT
 
     def depends(self, v: SSAValue) -> bool:
         return self.wrt in self.deps.get(v, frozenset())
@@ -148,7 +149,7 @@ class _Reverse:
                 adj.setdefault(v, []).append(a)
 
         for op in reversed(ops):
-            if not op.results or op.results[0] not in adj or isinstance(op, NO_ADJOINT):
+            if not op.results or op.results[0] not in adj or isinstance(op, self.no_adjoint):
                 continue
             parts = adj.pop(op.results[0])
             g = parts[0]
@@ -163,6 +164,8 @@ class _Reverse:
         match op:
             case ham.LoadOp():
                 b.block.add_op(ham.AccumulateOp(op.field_name, x, g))
+            case ham.ParamRefOp():  # only when differentiating with respect to a param
+                b.block.add_op(ham.AccumulateOp(op.param.string_value(), [], g))
             case arith.AddfOp():
                 give(op.lhs, g)
                 give(op.rhs, g)

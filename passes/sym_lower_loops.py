@@ -1205,8 +1205,13 @@ class CpuMachine:
     def linear(self, e: Emitter, op: sym.LinearOp, h: SSAValue, k: int) -> None:
         """z <- M z + b with M the k-th augmented (2n+1)^2 matrix of `maps` (row-major): each
         new row from the old state into `work`, then copied back."""
+        self.linear_on(e, k, self.env.q, self.env.p)
+
+    def linear_on(self, e: Emitter, k: int, q: SSAValue, p: SSAValue,
+                  affine: bool = True) -> None:
+        """(q, p) <- M (q, p) (+ b when affine): the k-th linear flow on any pair of buffers
+        (a tangent moves by M alone)."""
         n, work, maps = self.n, self.work, self.maps
-        q, p = self.env.q, self.env.p
         two_n = e.imul(n, e.i(2))
         width = e.iadd(two_n, e.i(1))
         base = e.imul(e.i(k), e.imul(width, width))
@@ -1220,7 +1225,8 @@ class CpuMachine:
                     return [de.add(acc[0], de.mul(m, de.load(field, j)))]
                 return dot
 
-            (acc,) = re.for_(re.i(0), n, over(q, re.i(0)), [re.load(maps, re.iadd(at, two_n))])
+            start = re.load(maps, re.iadd(at, two_n)) if affine else re.f(0.0)
+            (acc,) = re.for_(re.i(0), n, over(q, re.i(0)), [start])
             (acc,) = re.for_(re.i(0), n, over(p, n), [acc])
             re.store(acc, work, i)
             return []
@@ -1430,6 +1436,8 @@ def gradient_funcs(system: ham.SystemOp, newton3: bool, ft: Attribute = f64) -> 
     pair work, no scattered writes) and the total grad_<field> of each state field."""
     funcs: list[Operation] = []
     for grad in system.decls(ham.GradientOp):
+        if grad.wrt_name not in system.state.names:
+            continue  # d/d(param or input): only the tangent map reads these (pgrad_*)
         if not newton3:
             from tpc.passes.sym_gpu_kernels import gather_accumulate_host
 
@@ -1467,6 +1475,10 @@ def lower_module(module: ModuleOp, newton3: bool = True, precision: str = "f64")
             if steppable(scheme):
                 funcs += flow_gradient_funcs(system, scheme, ft)
                 funcs.append(build_run(system, scheme, ft, carry))
+                if isinstance(op, sym.EvolveOp) and "tangent" in op.attributes:
+                    from tpc.passes.tangent_lowering import tangent_funcs
+
+                    funcs += tangent_funcs(system, scheme, ft, carry)
             elif isinstance(op, sym.EvolveOp) and "exact" in scheme.attributes:
                 raise Refusal(op, f"sym-lower-loops: scheme @{scheme.sym_name.data} has an exact "
                               "flow, which only the folded time loop (sym.propagate) can run")

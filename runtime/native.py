@@ -137,7 +137,10 @@ class Native:
                      "maps": len(self.abi.get("linear") or ()) * width,
                      "kepler": len(self.abi.get("kepler") or ()) * 2 * (n // 3),
                      "parts": len(self.abi.get("parts") or ()),
-                     "monitors": len(self.abi.get("monitors") or ())}[size]
+                     "monitors": len(self.abi.get("monitors") or ()),
+                     "theta": len(self.abi["params"]) + (
+                         sum(v.size for v in env.inputs.values()) if env is not None else 0),
+                     }[size]
             if key == "status":
                 out[key] = np.full(count, -1.0)
             elif kind == "carry":

@@ -345,7 +345,7 @@ class Simulation:
             params: dict | None = None, batch: int | None = None, progress: bool = False,
             device: str = "cpu", carry: dict | None = None, reporter=None,
             report_every: int = 1, threads: int | None = None, client=None,
-            check_invariants: float | None = None, **inputs) -> Trajectory:
+            check_invariants: float | None = None, tangent=None, **inputs) -> Trajectory:
         """`steps` steps from (q0, p0); `carry`: the carried run state to start from (a
         previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
         absent or None).
@@ -364,8 +364,22 @@ class Simulation:
         local run.
 
         check_invariants=TOL: stop (InvariantDrift) at the first snapshot where the energy or
-        a proved conserved quantity drifted by more than TOL."""
+        a proved conserved quantity drifted by more than TOL.
+
+        tangent=(dq0, dp0) (or 2n numbers, q then p): also carry that tangent through the
+        steps (the tangent map, tpc.derivatives); the trajectory then has `dq` and `dp` at
+        every snapshot."""
         _check_run_numbers(dt, steps, save_every)
+        if tangent is not None:
+            from tpc import derivatives
+
+            if (batch is not None or device != "cpu" or carry is not None or client is not None
+                    or reporter is not None or check_invariants is not None):
+                raise TpcError("tangent= is for single runs on the cpu device (no batch, "
+                               "carry, client, reporter or check_invariants)")
+            return derivatives.run_with_tangent(self, q0, p0, tangent, dt=dt, steps=steps,
+                                                save_every=save_every, params=params,
+                                                **inputs)
         self._tol, self._dt = check_invariants, dt
         if check_invariants is not None and (device != "cpu" or batch is not None):
             raise TpcError("check_invariants is only supported for single runs on the cpu "
@@ -424,6 +438,35 @@ class Simulation:
                                  reports=reports)
         traj.note = note
         return traj
+
+    # ------------------------------------------------------------------ derivatives
+    def jacobian(self, q0, p0, *, dt: float, steps: int, params: dict | None = None,
+                 **inputs) -> np.ndarray:
+        """The monodromy matrix d z(T) / d z(0) of `steps` steps, z = (q flat, p flat), from
+        2n tangent runs (for small systems); symplectic: M^T J M = J to round-off."""
+        from tpc import derivatives
+
+        return derivatives.jacobian(self, q0, p0, dt=dt, steps=steps, params=params, **inputs)
+
+    def lyapunov(self, q0, p0, *, dt: float, steps: int, renormalize_every: int | None = None,
+                 spectrum: bool = False, seed: int = 0, params: dict | None = None, **inputs):
+        """The maximal Lyapunov exponent, its finite-time history and MEGNO
+        (tpc.derivatives.Lyapunov); spectrum=True: every exponent (Benettin QR, 2n tangents)."""
+        from tpc import derivatives
+
+        return derivatives.lyapunov(self, q0, p0, dt=dt, steps=steps,
+                                    renormalize_every=renormalize_every, spectrum=spectrum,
+                                    seed=seed, params=params, **inputs)
+
+    def vjp(self, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None = None,
+            params: dict | None = None, rtol: float = 1e-9, **inputs):
+        """Gradients of <cotangent, z(T)> with respect to q0, p0, every param and input, in
+        O(state) memory (the run reversed with -dt, tpc.derivatives.VJP). With save_every, the
+        cotangent has one row per snapshot and the loss sums over them."""
+        from tpc import derivatives
+
+        return derivatives.vjp(self, q0, p0, dt=dt, steps=steps, cotangent=cotangent,
+                               save_every=save_every, params=params, rtol=rtol, **inputs)
 
     # the run in progress: its check_invariants and its dt (for the shadow Hamiltonian)
     _tol: float | None = field(default=None, repr=False)

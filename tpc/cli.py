@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--remarks", action="store_true", help="explain the optimization decisions")
     c.add_argument("--shadow", action="store_true",
                    help="add the shadow Hamiltonian's dt^2 term (sym-shadow) and its functions")
+    c.add_argument("--tangent", action="store_true",
+                   help="add the tangent map (sym-tangent, ham-derive-params): run_tangent")
     c.add_argument("--optimized", action="store_true",
                    help="with --emit=llvm: the IR after O3, as the JIT compiles it")
     _add_compile_options(c)

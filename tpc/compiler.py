@@ -27,6 +27,7 @@ class Options:
     kahan: bool | None = False  # compensated state updates (sym-kahan); None: the block's
     shadow: bool = False  # the shadow Hamiltonian's dt^2 term, evaluated at snapshots
     project: str | None = ""  # "energy": project every step onto H = H0; None: the block's
+    tangent: bool = False  # also the tangent map (run_tangent: sym-tangent, ham-derive-params)
 
 
 def options_from_args(args) -> Options:
@@ -38,6 +39,7 @@ def options_from_args(args) -> Options:
         arch=getattr(args, "arch", "sm_90"),
         kahan=getattr(args, "kahan", None),
         shadow=bool(getattr(args, "shadow", False)),
+        tangent=bool(getattr(args, "tangent", False)),
     )
 
 

@@ -24,7 +24,8 @@ def make_sym(module: ModuleOp, options, runner: PassRunner) -> list[str]:
 
     kahan = getattr(options, "kahan", False)
     runner.run(module, [
-        "ham-derive", f"sym-integrator{{integrator=\"{options.integrator}\"}}", "sym-flow-kinds",
+        "ham-derive", *(["ham-derive-params"] if getattr(options, "tangent", False) else []),
+        f"sym-integrator{{integrator=\"{options.integrator}\"}}", "sym-flow-kinds",
         "sym-fuse-stages", *(["sym-shadow"] if getattr(options, "shadow", False) else []),
         *(["sym-project"] if getattr(options, "project", "") == "energy" else []),
         *(["sym-lower-flows", "sym-kahan"] if kahan else []),
@@ -48,9 +49,9 @@ def scheme_remarks(module: ModuleOp) -> list[str]:
 
 
 def make_loops(module: ModuleOp, runner: PassRunner, newton3: bool = True,
-               precision: str = "f64", gpu: bool = False) -> None:
+               precision: str = "f64", gpu: bool = False, tangent: bool = False) -> None:
     prec = None if precision == "f64" else precision
-    passes = ["sym-lower-flows"]
+    passes = ["sym-lower-flows", *(["sym-tangent"] if tangent else [])]
     if gpu:
         passes.append(_spec("sym-gpu-kernels", precision=prec))
     passes += [_spec("sym-lower-loops", newton3=None if newton3 else "false", precision=prec),
@@ -81,7 +82,7 @@ def lower(module: ModuleOp, emit: str, options, runner: PassRunner) -> tuple[Mod
             return module, remarks
         precision = getattr(options, "precision", "f64")
         make_loops(module, runner, getattr(options, "newton3", True), precision,
-                   gpu=emit == "ptx")
+                   gpu=emit == "ptx", tangent=getattr(options, "tangent", False))
         if emit == "loops":
             return module, remarks
         make_llvm(module, "nvptx" if emit == "ptx" else "cpu", runner)

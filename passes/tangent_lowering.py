@@ -1,0 +1,477 @@
+"""The tangent map of the time loop: first derivatives of the gradient regions (forward mode).
+
+A step of a splitting scheme is a product of updates  target += a * grad(parts)(state).  Its
+derivative along a tangent (dq, dp) is the same product of
+    d(target) += a * D(grad parts)[dq, dp]
+a Hessian-vector product of the parts: forward-mode differentiation of the reverse-mode
+gradient regions that ham-derive built (forward over reverse), so no Hessian is formed and a
+tangent step costs a few gradient evaluations. `tgrad_<part>_<field>(env..., dq, dp, g, dg)`
+accumulates the gradient into g and its derivative into dg in one pass over the pairs.
+
+Parameters. The extended phase space makes every param and input theta a coordinate with a
+conjugate momentum pi_theta, d(pi_theta)/dt = -dH/dtheta: the flows of the parts stay exact
+flows there (a kick of V(q, theta) moves pi_theta by -tau dV/dtheta), so the extended step is
+still symplectic. Its tangent adds d(pi_theta) += -tau D(dpart/dtheta)[dq, dp] per update,
+from the ham.gradient regions with respect to params and inputs (ham-derive-params):
+`pgrad_<part>_<theta>(env..., dq, dp, dpi, scale)`. The tangent of theta itself stays 0 in
+every use (reverse-mode adjoints through the symplectic transpose, tpc/derivatives.py), so it
+is not carried. `run_tangent` is `run` plus the tangent state, its snapshots and dpi.
+
+Every float value of a region becomes a dual (value, tangent); a tangent that is zero by
+construction (constants, params, inputs) is None and costs nothing. An op without a rule is
+refused, never differentiated wrongly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tpc.dialects import ham, sym
+from tpc.passes.refusal import Refusal
+from tpc.passes.sym_lower_loops import (
+    BUF,
+    INDEX,
+    CpuMachine,
+    Emitter,
+    Env,
+    RegionLowering,
+    TimeLoop,
+    bind_env,
+    buf_type,
+    carry_buffer,
+    clear,
+    env_types,
+    has_avf,
+    has_boris,
+    kepler_flows,
+    linear_flows,
+    make_func,
+    run_types,
+    state_size,
+)
+from xdsl.dialects import arith, func, math
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, f64
+from xdsl.ir import Attribute, Operation, SSAValue
+
+Dual = tuple[SSAValue, SSAValue | None]
+TWO_OVER_SQRT_PI = 1.1283791670955126
+TANGENT_ATTR = "tangent"
+
+
+def state_gradients(system: ham.SystemOp) -> list[ham.GradientOp]:
+    fields = system.state.names
+    return [g for g in system.decls(ham.GradientOp) if g.wrt_name in fields]
+
+
+def theta_gradients(system: ham.SystemOp) -> list[ham.GradientOp]:
+    """The gradients with respect to params and inputs (ham-derive-params)."""
+    fields = system.state.names
+    return [g for g in system.decls(ham.GradientOp) if g.wrt_name not in fields]
+
+
+def theta_names(system: ham.SystemOp) -> list[str]:
+    """The coordinates theta in the order of the dpi buffer: params, then inputs (flat)."""
+    return ([op.sym_name.data for op in system.decls(ham.ParamOp)]
+            + [op.sym_name.data for op in system.decls(ham.InputOp)])
+
+
+class DualLowering(RegionLowering):
+    """Lowers a gradient region to (value, tangent) pairs; `targets` maps the field an
+    accumulate writes to (value buffer or None, tangent buffer, offset, scale)."""
+
+    def __init__(self, env: Env, emit: Emitter, directions: dict[str, SSAValue],
+                 targets: dict[str, tuple[SSAValue | None, SSAValue, SSAValue, SSAValue | None]]):
+        super().__init__(env, emit)
+        self.directions = directions
+        self.targets = targets
+
+    # -- dual arithmetic (None: a tangent that is zero by construction) --------------------
+    def t_add(self, a, b, sign: float = 1.0):
+        e = self.emit
+        if b is None:
+            return a
+        if a is None:
+            return b if sign > 0 else e(arith.NegfOp(b))
+        return e.add(a, b) if sign > 0 else e.sub(a, b)
+
+    def t_scale(self, t, f):
+        return None if t is None else self.emit.mul(f, t)
+
+    def zero_or(self, t):
+        return self.emit.f(0.0) if t is None else t
+
+    def d_add(self, a: Dual, b: Dual, sign: float = 1.0) -> Dual:
+        e = self.emit
+        v = e.add(a[0], b[0]) if sign > 0 else e.sub(a[0], b[0])
+        return (v, self.t_add(a[1], b[1], sign))
+
+    def d_mul(self, a: Dual, b: Dual) -> Dual:
+        return (self.emit.mul(a[0], b[0]),
+                self.t_add(self.t_scale(a[1], b[0]), self.t_scale(b[1], a[0])))
+
+    def d_div(self, a: Dual, b: Dual) -> Dual:
+        e = self.emit
+        q = e.div(a[0], b[0])
+        num = self.t_add(a[1], self.t_scale(b[1], q), -1.0)
+        return (q, None if num is None else e.div(num, b[0]))
+
+    def d_chain(self, x: Dual, f0: SSAValue, f1) -> Dual:
+        return (f0, None if x[1] is None else self.emit.mul(f1(), x[1]))
+
+    def d_ipow(self, x: Dual, n: int) -> Dual:
+        e = self.emit
+        if n == 0:
+            return (e.f(1.0), None)
+        return self.d_chain(x, self.ipow(x[0], n, e),
+                            lambda: e.mul(e.f(float(n)), self.ipow(x[0], n - 1, e)))
+
+    def d_dot(self, a: list[Dual], b: list[Dual]) -> Dual:
+        acc = self.d_mul(a[0], b[0])
+        for u, v in zip(a[1:], b[1:]):
+            acc = self.d_add(acc, self.d_mul(u, v))
+        return acc
+
+    def d_sqrt(self, x: Dual) -> Dual:
+        e = self.emit
+        s = e(math.SqrtOp(x[0]))
+        return (s, None if x[1] is None else e.div(x[1], e.mul(e.f(2.0), s)))
+
+    def d_unary(self, op: Operation, x: Dual) -> Dual:
+        e = self.emit
+        v = x[0]
+        match op:
+            case arith.NegfOp():
+                return (e(arith.NegfOp(v)), None if x[1] is None else e(arith.NegfOp(x[1])))
+            case math.SqrtOp():
+                return self.d_sqrt(x)
+            case math.SinOp():
+                return self.d_chain(x, e(math.SinOp(v)), lambda: e(math.CosOp(v)))
+            case math.CosOp():
+                return self.d_chain(x, e(math.CosOp(v)), lambda: e(arith.NegfOp(e(math.SinOp(v)))))
+            case math.TanOp():
+                t = e(math.TanOp(v))
+                return self.d_chain(x, t, lambda: e.add(e.f(1.0), e.mul(t, t)))
+            case math.ExpOp():
+                ex = e(math.ExpOp(v))
+                return self.d_chain(x, ex, lambda: ex)
+            case math.LogOp():
+                return self.d_chain(x, e(math.LogOp(v)), lambda: e.div(e.f(1.0), v))
+            case math.SinhOp():
+                return self.d_chain(x, e(math.SinhOp(v)), lambda: e(math.CoshOp(v)))
+            case math.CoshOp():
+                return self.d_chain(x, e(math.CoshOp(v)), lambda: e(math.SinhOp(v)))
+            case math.TanhOp():
+                t = e(math.TanhOp(v))
+                return self.d_chain(x, t, lambda: e.sub(e.f(1.0), e.mul(t, t)))
+            case math.AbsFOp():
+                return self.d_chain(x, e(math.AbsFOp(v)),
+                                    lambda: e(math.CopySignOp(e.f(1.0), v)))
+            case math.RoundOp():  # piecewise constant (a minimum image)
+                return (e(math.RoundOp(v)), None)
+            case math.ErfOp() | ham.ErfcOp():
+                sign = 1.0 if isinstance(op, math.ErfOp) else -1.0
+                return self.d_chain(x, e(type(op)(v)), lambda: e.mul(
+                    e.f(sign * TWO_OVER_SQRT_PI), e(math.ExpOp(e(arith.NegfOp(e.mul(v, v)))))))
+        raise Refusal(op, f"the tangent of {op.name} is not implemented")
+
+    # -- ops ---------------------------------------------------------------------------------
+    def op(self, op: Operation) -> None:
+        e = self.emit
+        if (op.results and all(r.type == IndexType() for r in op.results)
+                and not op.regions) or isinstance(
+                op, ham.DimOp | arith.IndexCastOp) or (isinstance(op, arith.ConstantOp)
+                                                       and isinstance(op.value, IntegerAttr)):
+            return super().op(op)  # index arithmetic: as sym-lower-loops lowers it
+
+        def x(k: int) -> list[Dual]:
+            return self.get(op.operands[k])
+
+        def set_(*lanes: Dual) -> None:
+            self.values[op.results[0]] = list(lanes)
+
+        def lanewise(fn) -> None:
+            xs = [self.get(o) for o in op.operands]
+            width = max(len(v) for v in xs)
+            cols = [v * width if len(v) == 1 else v for v in xs]
+            set_(*[fn(*[c[k] for c in cols]) for k in range(width)])
+
+        match op:
+            case arith.ConstantOp() if isinstance(op.value, FloatAttr):
+                set_((self.const(op.value.value.data, e), None))
+            case arith.ConstantOp():
+                set_(*[(self.const(v, e), None) for v in op.value.get_values()])
+            case arith.SIToFPOp():
+                set_((e(arith.SIToFPOp(self.get(op.operands[0])[0], e.ft)), None))
+            case arith.CmpfOp():  # a branch condition: a plain value
+                self.values[op.result] = [e(arith.CmpfOp(x(0)[0][0], x(1)[0][0],
+                                                         op.predicate.value.data))]
+            case arith.SelectOp():
+                cond = self.get(op.cond)[0]
+                lanes = []
+                for a, b in zip(self.get(op.lhs), self.get(op.rhs)):
+                    t = None
+                    if a[1] is not None or b[1] is not None:
+                        t = e(arith.SelectOp(cond, self.zero_or(a[1]), self.zero_or(b[1])))
+                    lanes.append((e(arith.SelectOp(cond, a[0], b[0])), t))
+                set_(*lanes)
+            case ham.ParamRefOp():
+                idx = self.param_index[op.param.string_value()]
+                set_((self.read(self.env.params, e.i(idx), e), None))
+            case ham.LoadOp():
+                name = op.field_name
+                base = self.flat_index(name, op.indices, e)
+                width = len(self.get_width(op.result.type))
+                comps = [base if k == 0 else e.iadd(base, e.i(k)) for k in range(width)]
+                d = self.directions.get(name)
+                set_(*[(self.read(self.buffers[name], c, e),
+                        None if d is None else self.read(d, c, e)) for c in comps])
+            case ham.AccumulateOp():
+                self.accumulate(op)
+            case arith.AddfOp():
+                lanewise(self.d_add)
+            case arith.SubfOp():
+                lanewise(lambda a, b: self.d_add(a, b, -1.0))
+            case arith.MulfOp():
+                lanewise(self.d_mul)
+            case arith.DivfOp():
+                lanewise(self.d_div)
+            case math.CopySignOp():
+                def copysign(a: Dual, b: Dual) -> Dual:
+                    v = e(math.CopySignOp(a[0], b[0]))
+                    if a[1] is None:
+                        return (v, None)
+                    sign = e.mul(e(math.CopySignOp(e.f(1.0), a[0])),
+                                 e(math.CopySignOp(e.f(1.0), b[0])))
+                    return (v, e.mul(sign, a[1]))
+                lanewise(copysign)
+            case math.PowFOp():
+                def powf(a: Dual, b: Dual) -> Dual:
+                    r = e(math.PowFOp(a[0], b[0]))
+                    t = None
+                    if a[1] is not None:
+                        t = e.mul(e.mul(b[0], e.div(r, a[0])), a[1])
+                    if b[1] is not None:
+                        t = self.t_add(t, e.mul(e.mul(r, e(math.LogOp(a[0]))), b[1]))
+                    return (r, t)
+                lanewise(powf)
+            case ham.IPowOp():
+                set_(*[self.d_ipow(c, op.exponent.value.data) for c in x(0)])
+            case ham.DotOp():
+                set_(self.d_dot(x(0), x(1)))
+            case ham.NormOp():
+                set_(self.d_sqrt(self.d_dot(x(0), x(0))))
+            case ham.CrossOp():
+                a, b = x(0), x(1)
+                set_(*[self.d_add(self.d_mul(a[i], b[j]), self.d_mul(a[j], b[i]), -1.0)
+                       for i, j in ((1, 2), (2, 0), (0, 1))])
+            case ham.ReduceOp():
+                acc = x(0)[0]
+                for c in x(0)[1:]:
+                    acc = self.d_add(acc, c)
+                set_(acc)
+            case ham.BroadcastOp():
+                set_(*(x(0) * op.result.type.get_shape()[0]))
+            case ham.ExtractOp():
+                set_(x(0)[op.position.value.data])
+            case ham.SumOp() | ham.PairSumOp():
+                self.d_loop(op)
+            case _ if len(op.operands) == 1 and len(op.results) == 1:
+                set_(*[self.d_unary(op, c) for c in x(0)])
+            case _:
+                raise Refusal(op, f"the tangent of {op.name} is not implemented")
+
+    def accumulate(self, op: ham.AccumulateOp) -> None:
+        e = self.emit
+        name = op.field.string_value()
+        if name not in self.targets:
+            raise Refusal(op, f"tangent lowering: no buffer for the gradient of @{name}")
+        value_buf, tangent_buf, offset, scale = self.targets[name]
+        base = e.iadd(offset, self.flat_index(name, op.indices, e)) if op.indices else offset
+        for k, (v, t) in enumerate(self.get(op.value)):
+            at = base if k == 0 else e.iadd(base, e.i(k))
+            if value_buf is not None:
+                e.store(e.add(e.load(value_buf, at), v), value_buf, at)
+            if t is not None:
+                if scale is not None:
+                    t = e.mul(scale, t)
+                e.store(e.add(e.load(tangent_buf, at), t), tangent_buf, at)
+
+    def d_loop(self, op: ham.SumOp | ham.PairSumOp) -> None:
+        """A sum: two accumulators per lane (value, tangent); a scatter loop (no result) just
+        runs its body. A `cells` neighbour search is not used here: the body's cutoff still
+        makes the sum exact over all pairs."""
+        e = self.emit
+        width = len(self.get_width(op.result.type)) if op.result is not None else 0
+        lo, hi = self.get(op.lower)[0], self.get(op.upper)[0]
+        src = op.body.block
+        zeros = [e.f(0.0) for _ in range(2 * width)]
+
+        def body_at(ivs: list[SSAValue]):
+            def body(inner: Emitter, iv: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
+                for a, v in zip(src.args, [*ivs, iv]):
+                    self.values[a] = [v]
+                out = self.block(src, inner)
+                if not width:
+                    return []
+                saved, self.emit = self.emit, inner
+                flat = [c for v, t in out[0] for c in (v, self.zero_or(t))]
+                self.emit = saved
+                return [inner.add(a, v) for a, v in zip(accs, flat)]
+            return body
+
+        if isinstance(op, ham.SumOp):
+            res = e.for_(lo, hi, body_at([]), zeros)
+        else:
+            def outer(oe: Emitter, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
+                accs = oe.for_(oe.iadd(i, oe.i(1)), hi, body_at([i]), accs)
+                if op.kind.data == "ne":
+                    accs = oe.for_(lo, i, body_at([i]), accs)
+                return accs
+            res = e.for_(lo, hi, outer, zeros)
+        if width:
+            self.values[op.result] = [(res[2 * k], res[2 * k + 1]) for k in range(width)]
+
+
+# ----------------------------------------------------------------------------- functions
+
+def tgrad_name(part: str, wrt: str) -> str:
+    return f"tgrad_{part}_{wrt}"
+
+
+def pgrad_name(part: str, wrt: str) -> str:
+    return f"pgrad_{part}_{wrt}"
+
+
+def theta_offset(system: ham.SystemOp, env: Env, name: str, e: Emitter) -> SSAValue:
+    """Where theta `name` starts in the dpi buffer (params first, then each input flat)."""
+    params = [op.sym_name.data for op in system.decls(ham.ParamOp)]
+    if name in params:
+        return e.i(params.index(name))
+    offset = e.i(len(params))
+    for op in system.decls(ham.InputOp):
+        if op.sym_name.data == name:
+            return offset
+        size = e.i(1)
+        for d in op.shape.shape:
+            size = e.imul(size, e.i(d) if isinstance(d, int) else env.sizes[d])
+        offset = e.iadd(offset, size)
+    raise KeyError(name)
+
+
+def lower_tgrad(system: ham.SystemOp, grad: ham.GradientOp, ft: Attribute) -> func.FuncOp:
+    """tgrad_<part>_<field>(env..., dq, dp, g, dg): g += d(part)/d(field), dg += its
+    derivative along (dq, dp)."""
+    q, p = system.state.names
+    buf = buf_type(ft)
+
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args[:-4])
+        dq, dp, g, dg = args[-4:]
+        DualLowering(env, e, {q: dq, p: dp},
+                     {grad.wrt_name: (g, dg, e.i(0), None)}).block(grad.body.block, e)
+        return []
+
+    return make_func(tgrad_name(grad.part_name, grad.wrt_name),
+                     [*env_types(system, ft), buf, buf, buf, buf], [], body, ft=ft)
+
+
+def lower_pgrad(system: ham.SystemOp, grad: ham.GradientOp, ft: Attribute) -> func.FuncOp:
+    """pgrad_<part>_<theta>(env..., dq, dp, dpi, scale): dpi[theta] += scale times the
+    derivative of d(part)/d(theta) along (dq, dp)."""
+    q, p = system.state.names
+    buf = buf_type(ft)
+
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        env = bind_env(system, args[:-4])
+        dq, dp, dpi, scale = args[-4:]
+        offset = theta_offset(system, env, grad.wrt_name, e)
+        DualLowering(env, e, {q: dq, p: dp},
+                     {grad.wrt_name: (None, dpi, offset, scale)}).block(grad.body.block, e)
+        return []
+
+    return make_func(pgrad_name(grad.part_name, grad.wrt_name),
+                     [*env_types(system, ft), buf, buf, buf, ft], [], body, ft=ft)
+
+
+class TangentMachine(CpuMachine):
+    """CpuMachine that carries the tangent (dq, dp) and the parameter adjoint dpi with the
+    state: every update also moves its tangent, a linear flow applies its matrix to it."""
+
+    def setup(self, tq, tp, out_tq, out_tp, tg, dpi) -> None:
+        self.tq, self.tp, self.out_tq, self.out_tp, self.tg, self.dpi = (
+            tq, tp, out_tq, out_tp, tg, dpi)
+
+    def update(self, e: Emitter, op: sym.UpdateOp, a: SSAValue) -> None:
+        system = self.env.system
+        grads = system.gradients(op.wrt_name, op.part_names)
+        if not grads:
+            return
+        n = state_size(self.env, e)
+        clear(e, self.g, n)
+        clear(e, self.tg, n)
+        for g in grads:
+            e(func.CallOp(tgrad_name(g.part_name, op.wrt_name),
+                          [*self.env.args, self.tq, self.tp, self.g, self.tg], []))
+        # pi_theta moves by -tau dpart/dtheta: tau = a for a drift (q += a dT/dp), -a for a
+        # kick (p += a dV/dq, a = -tau); only its tangent is needed.
+        scale = a if op.target_name == self.p_name else e(arith.NegfOp(a))
+        for g in theta_gradients(system):
+            if g.part_name in op.part_names:
+                e(func.CallOp(pgrad_name(g.part_name, g.wrt_name),
+                              [*self.env.args, self.tq, self.tp, self.dpi, scale], []))
+        self.axpy(e, self.field(op.target_name), a, self.g, carry_buffer(self.carry, op))
+        self.axpy(e, self.tq if op.target_name == self.q_name else self.tp, a, self.tg)
+
+    def linear(self, e: Emitter, op: sym.LinearOp, h: SSAValue, k: int) -> None:
+        super().linear(e, op, h, k)
+        self.linear_on(e, k, self.tq, self.tp, affine=False)
+
+    def save(self, e: Emitter, s: SSAValue) -> None:
+        super().save(e, s)
+        base = e.imul(s, self.n)
+
+        def copy(inner: Emitter, k: SSAValue, _: list) -> list:
+            at = inner.iadd(base, k)
+            inner.store(inner.load(self.tq, k), self.out_tq, at)
+            inner.store(inner.load(self.tp, k), self.out_tp, at)
+            return []
+
+        e.for_(e.i(0), self.n, copy)
+
+
+def build_run_tangent(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute,
+                      carry: Sequence[str] = ()) -> func.FuncOp:
+    """run_tangent(run's arguments..., tq, tp, out_tq, out_tp, tg, dpi): `run` that also
+    carries the tangent (tq, tp, in place, saved at snapshots into out_tq/out_tp) and
+    accumulates the tangent of the parameters' conjugate momenta into dpi."""
+    maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
+    boris, avf = has_boris(scheme), has_avf(scheme)
+    types = run_types(system, ft, maps, bodies, boris, len(carry), avf)
+    buf = buf_type(ft)
+    types += [buf] * 6
+
+    def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
+        k = len(env_types(system, ft))
+        env = bind_env(system, args[:k])
+        dt, nsnap, stride, step0, out_q, out_p, out_h, g, work, status = args[k:k + 10]
+        extra = k + 10 + int(maps)
+        machine = TangentMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
+                                 dict(zip(carry, args[extra:extra + len(carry)])))
+        machine.maps = args[k + 10] if maps else None
+        machine.setup(*args[-6:])
+        TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
+        return []
+
+    return make_func("run_tangent", types, [], body, private=False, ft=ft)
+
+
+def tangent_funcs(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute,
+                  carry: Sequence[str] = ()) -> list[func.FuncOp]:
+    """The functions a scheme marked `tangent` (sym-tangent) adds to the lowered module."""
+    funcs = [lower_tgrad(system, g, ft) for g in state_gradients(system)]
+    funcs += [lower_pgrad(system, g, ft) for g in theta_gradients(system)]
+    funcs.append(build_run_tangent(system, scheme, ft, carry))
+    return funcs
+
+
+__all__ = ["BUF", "INDEX", "TANGENT_ATTR", "tangent_funcs", "theta_names", "f64"]

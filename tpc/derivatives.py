@@ -1,0 +1,417 @@
+"""Derivatives of the simulation: tangent runs, the monodromy matrix, Lyapunov exponents and
+MEGNO, and reverse-mode gradients (vector-Jacobian products) in O(state) memory.
+
+Everything runs the compiled `run_tangent` of a tangent build of the program (the same
+source with the `tangent` option, unfolded: sym-tangent, passes/tangent_lowering.py), which
+carries a tangent (dq, dp) through the very steps that move the state.
+
+Adjoints without a stored trajectory. The step map Phi is symplectic, M^T J M = J for its
+Jacobian M, so M^T = J M^-1 J^-1; for a symmetric scheme M^-1 is the Jacobian of the same
+scheme run with -dt from the step's end. A cotangent lambda(T) is therefore pulled back to
+t = 0 by one tangent run of -dt from z(T), started at J^-1 lambda(T) = (-lambda_p, lambda_q),
+whose end gives lambda(0) = J delta = (delta_p, -delta_q): the backward run rebuilds the
+states it needs as it goes (reversibility) instead of storing them. Params and inputs are
+coordinates of an extended phase space with conjugate momenta (see tangent_lowering); their
+gradient is the tangent of those momenta at the end of the backward run.
+
+Reversal in floating point is not exact: the backward run ends at a rebuilt z(0) that differs
+from the true one by the round-off it amplified. That difference is measured on every run;
+when it exceeds `rtol` (relative to the state's size), the span is split at ceil(sqrt(n))-step
+checkpoints computed forward from the start, and each piece is reversed from its exact end,
+recursively where a piece is still too long for its round-off (chaotic orbits). The result
+says which was used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from tpc import snapshot_grid
+from tpc.diagnostics import RunError, TpcError
+
+DEFAULT_RTOL = 1e-9  # reconstruction error above which a reversal is split at checkpoints
+
+
+def tangent_twin(sim):
+    """The tangent build of `sim` (cached on it): unfolded, uncompensated, no shadow term."""
+    if getattr(sim, "_tangent_twin", None) is None:
+        from tpc.api import Simulation
+
+        options = replace(sim.options, tangent=True, fold=False, kahan=False, shadow=False)
+        twin = Simulation(sim.program, sim.module, options, sim.info, sim.source)
+        try:
+            twin.native  # noqa: B018 (compile now, so errors name the integrator)
+        except TpcError as e:
+            raise TpcError(f"derivatives of this simulation are not available: {e.message}",
+                           e.loc) from None
+        sim._tangent_twin = twin
+    return sim._tangent_twin
+
+
+@dataclass
+class Stepper:
+    """The tangent build bound to one environment and dt: forward runs and tangent runs."""
+
+    native: object
+    env: object
+    dt: float
+    _scratch: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.env.q.size
+
+    def _bufs(self, name: str, dt: float) -> dict[str, np.ndarray]:
+        key = (name, dt)
+        if key not in self._scratch:
+            self._scratch[key] = self.native.scratch(name, self.n, env=self.env, dt=dt)
+        bufs = self._scratch[key]
+        bufs["status"][0] = -1.0
+        return bufs
+
+    def _check(self, bufs: dict, step0: int, sign: int) -> None:
+        code = bufs["status"][0]
+        if code != -1.0:
+            bad, what = snapshot_grid.stopped_at(int(code))
+            where = "forward" if sign > 0 else "backward (the reversed run)"
+            raise RunError(f"{what} at step {bad + 1} of the {where} pass")
+
+    def forward(self, q: np.ndarray, p: np.ndarray, steps: int, step0: int = 0):
+        """The state `steps` steps after (q, p) (copies)."""
+        q, p = q.copy(), p.copy()
+        if steps:
+            bufs = self._bufs("run", self.dt)
+            self.native.call("run", self.env.with_state(q, p), dt=self.dt, nsnap=1,
+                             stride=steps, step0=step0, **bufs)
+            self._check(bufs, step0, 1)
+        return q, p
+
+    def tangent(self, q, p, tq, tp, dpi, steps: int, sign: int = 1, step0: int = 0):
+        """(q, p, tq, tp) `steps` steps on with dt * sign, all in place; dpi accumulates."""
+        if not steps:
+            return
+        dt = self.dt * sign
+        bufs = self._bufs("run_tangent", dt)
+        bufs.update(tq=tq, tp=tp, dpi=dpi)
+        self.native.call("run_tangent", self.env.with_state(q, p), dt=dt, nsnap=1,
+                         stride=steps, step0=step0, **bufs)
+        self._check(bufs, step0, sign)
+
+
+def _flat_pair(value, shape, n: int, what: str, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(dq, dp) from a pair shaped like q and p, or one flat vector of 2n."""
+    if isinstance(value, tuple | list) and len(value) == 2:
+        a = np.asarray(value[0], dtype=np.float64)
+        b = np.asarray(value[1], dtype=np.float64)
+        if a.size != n or b.size != n:
+            raise TpcError(f"{what} must be two arrays shaped like q and p ({n} numbers "
+                           f"each), got {a.size} and {b.size}")
+        return a.ravel().astype(dtype), b.ravel().astype(dtype)
+    z = np.asarray(value, dtype=np.float64).ravel()
+    if z.size != 2 * n:
+        raise TpcError(f"{what} must be (dq, dp) shaped like q and p, or {2 * n} numbers "
+                       f"(q then p), got {z.size}")
+    return z[:n].astype(dtype), z[n:].astype(dtype)
+
+
+def _finite(*arrays) -> None:
+    for a in arrays:
+        if not np.all(np.isfinite(a)):
+            raise TpcError("tangents and cotangents must be finite numbers")
+
+
+def _stepper(sim, q0, p0, dt, params, inputs) -> Stepper:
+    from tpc.api import _check_run_numbers
+
+    _check_run_numbers(dt, 1, 1)
+    twin = tangent_twin(sim)
+    env = twin.bind(q0, p0, params, inputs)
+    twin.check_start(env)
+    return Stepper(twin.native, env, float(dt))
+
+
+# ----------------------------------------------------------------------------- tangent runs
+
+def run_with_tangent(sim, q0, p0, tangent, *, dt: float, steps: int, save_every: int,
+                     params=None, **inputs):
+    """sim.run(..., tangent=dz0): the trajectory with `dq`, `dp` at every snapshot."""
+    from tpc.api import Trajectory, _check_run_numbers
+
+    _check_run_numbers(dt, steps, save_every)
+    st = _stepper(sim, q0, p0, dt, params, inputs)
+    n, dtype = st.n, st.native.dtype
+    tq, tp = _flat_pair(tangent, None, n, "tangent", dtype)
+    _finite(tq, tp)
+    rows, plan = snapshot_grid.plan(steps, save_every)
+    q, p = st.env.q.ravel().copy(), st.env.p.ravel().copy()
+    out = {k: np.empty((rows, n), dtype) for k in ("q", "p", "dq", "dp")}
+    t, h = np.zeros(rows), np.empty(rows)
+    dpi = np.zeros(max(1, _theta_size(st)), dtype)
+    row, step = 0, 0
+
+    def record() -> None:
+        out["q"][row], out["p"][row], out["dq"][row], out["dp"][row] = q, p, tq, tp
+        t[row] = step * dt
+        h[row] = st.native.call("energy", st.env.with_state(q, p))
+
+    record()
+    for stride, count in plan:
+        for _ in range(count):
+            st.tangent(q, p, tq, tp, dpi, stride, step0=step)
+            step += stride
+            row += 1
+            record()
+    shape = sim._concrete_shape(n)
+    traj = Trajectory(t, out["q"].reshape(rows, *shape), out["p"].reshape(rows, *shape), h,
+                      steps, names=(sim.info.q, sim.info.p), box=sim.info.box)
+    traj.dq = out["dq"].reshape(rows, *shape)
+    traj.dp = out["dp"].reshape(rows, *shape)
+    return traj
+
+
+def _theta_size(st: Stepper) -> int:
+    return len(st.native.abi["params"]) + sum(v.size for v in st.env.inputs.values())
+
+
+def jacobian(sim, q0, p0, *, dt: float, steps: int, params=None, **inputs) -> np.ndarray:
+    """d z(T) / d z(0), z = (q flat, p flat): 2n tangent runs, one per column."""
+    from tpc.api import _check_run_numbers
+
+    _check_run_numbers(dt, steps, 1)
+    st = _stepper(sim, q0, p0, dt, params, inputs)
+    n, dtype = st.n, st.native.dtype
+    m = np.empty((2 * n, 2 * n))
+    dpi = np.zeros(max(1, _theta_size(st)), dtype)
+    for k in range(2 * n):
+        e = np.zeros(2 * n, dtype)
+        e[k] = 1.0
+        q, p = st.env.q.ravel().copy(), st.env.p.ravel().copy()
+        tq, tp = e[:n].copy(), e[n:].copy()
+        st.tangent(q, p, tq, tp, dpi, steps)
+        m[:n, k], m[n:, k] = tq, tp
+    return m
+
+
+# ----------------------------------------------------------------------------- chaos
+
+@dataclass
+class Lyapunov:
+    """The maximal Lyapunov exponent by the tangent map with renormalization (Benettin et
+    al. 1980): `exponent` = log(growth) / t at the end; `t` and `history` its finite-time
+    values at each renormalization (so its convergence can be seen: for a regular orbit it
+    falls like log(t)/t toward 0); `megno` and `mean_megno` MEGNO (Cincotta and Simo 2000),
+    Y(t) = (2/t) int_0^t s d ln|delta|, and its running mean, which tends to 2 for
+    quasi-periodic orbits, to 0 for stable periodic ones and grows like lambda t / 2 for
+    chaotic ones; `spectrum`: every exponent (Benettin QR) when asked for, in descending
+    order (pairs +-lambda for a Hamiltonian flow)."""
+
+    exponent: float
+    t: np.ndarray
+    history: np.ndarray
+    megno: np.ndarray
+    mean_megno: np.ndarray
+    spectrum: np.ndarray | None = None
+    renormalize_every: int = 1
+
+    @property
+    def final_megno(self) -> float:
+        return float(self.mean_megno[-1]) if self.mean_megno.size else float("nan")
+
+
+def lyapunov(sim, q0, p0, *, dt: float, steps: int, renormalize_every: int | None = None,
+             spectrum: bool = False, seed: int = 0, params=None, **inputs) -> Lyapunov:
+    from tpc.api import _check_run_numbers
+
+    _check_run_numbers(dt, steps, 1)
+    every = renormalize_every or max(1, min(100, steps // 1000 or 1))
+    if not isinstance(every, int) or every < 1:
+        raise TpcError(f"renormalize_every must be a positive integer, got {every!r}")
+    st = _stepper(sim, q0, p0, dt, params, inputs)
+    n, dtype = st.n, st.native.dtype
+    k = 2 * n if spectrum else 1
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((2 * n, k)))[0]
+    q, p = st.env.q.ravel().copy(), st.env.p.ravel().copy()
+    dpi = np.zeros(max(1, _theta_size(st)), dtype)
+    sums = np.zeros(k)
+    marks = list(range(every, steps + 1, every))
+    if not marks or marks[-1] != steps:
+        marks.append(steps)
+    times, hist, megno, mean = [], [], [], []
+    log_growth = 0.0  # ln |delta| of the first vector, for MEGNO
+    s_dl = 0.0  # int s d ln|delta|
+    y_int = 0.0  # int Y dt
+    done = 0
+    for mark in marks:
+        seg = mark - done
+        cols = np.empty((2 * n, k))
+        for j in range(k):
+            qj, pj = q.copy(), p.copy()
+            tq = basis[:n, j].astype(dtype)
+            tp = basis[n:, j].astype(dtype)
+            st.tangent(qj, pj, tq, tp, dpi, seg, step0=done)
+            cols[:n, j], cols[n:, j] = tq, tp
+            if j == k - 1:
+                q, p = qj, pj
+        if not np.all(np.isfinite(cols)):
+            raise RunError(f"the tangent became non-finite before step {mark} (renormalize "
+                           "more often: renormalize_every)")
+        if spectrum:
+            basis, r = np.linalg.qr(cols)
+            d = np.sign(np.diag(r))
+            d[d == 0] = 1.0
+            basis, growth = basis * d, np.abs(np.diag(r))
+        else:
+            growth = np.array([np.linalg.norm(cols[:, 0])])
+            basis = cols / growth[0]
+        dl = float(np.log(growth[0]))
+        t0, t1 = done * dt, mark * dt
+        sums += np.log(growth)
+        s_dl += 0.5 * (t0 + t1) * dl
+        log_growth += dl
+        y = 2.0 * s_dl / t1
+        y_int += 0.5 * (y + (megno[-1] if megno else 0.0)) * (t1 - t0)
+        times.append(t1)
+        hist.append(float(np.max(sums) / t1) if spectrum else float(sums[0] / t1))
+        megno.append(y)
+        mean.append(y_int / t1)
+        done = mark
+    total = steps * dt
+    spec = np.sort(sums / total)[::-1] if spectrum else None
+    return Lyapunov(float(hist[-1]), np.array(times), np.array(hist), np.array(megno),
+                    np.array(mean), spec, every)
+
+
+# ----------------------------------------------------------------------------- adjoints
+
+@dataclass
+class VJP:
+    """Gradients of L = <cotangent, z(T)> (or the sum over snapshots) with respect to the start
+    and every param and input. `method`: "reversal" (one backward run of -dt rebuilding the
+    states) or "checkpoints" (split where the rebuilt state drifted past rtol);
+    `reconstruction_error`: the largest relative difference between a rebuilt and a true state
+    that the result relies on; `segments`: how many reversed pieces it took."""
+
+    q0: np.ndarray
+    p0: np.ndarray
+    params: dict[str, float]
+    inputs: dict[str, np.ndarray]
+    method: str
+    reconstruction_error: float
+    segments: int
+    q: np.ndarray = None  # z(T)
+    p: np.ndarray = None
+
+
+def _rel_err(q, p, q_ref, p_ref) -> float:
+    scale = max(float(np.max(np.abs(q_ref), initial=0.0)), float(np.max(np.abs(p_ref),
+                                                                          initial=0.0)), 1e-300)
+    d = max(float(np.max(np.abs(q - q_ref), initial=0.0)),
+            float(np.max(np.abs(p - p_ref), initial=0.0)))
+    return d / scale
+
+
+class _Backward:
+    """Pull the adjoint (as delta = J^-1 lambda, plus dpi) back over spans of steps."""
+
+    def __init__(self, st: Stepper, rtol: float):
+        self.st, self.rtol = st, rtol
+        self.segments, self.worst, self.split = 0, 0.0, False
+
+    def span(self, qa, pa, qb, pb, steps, tq, tp, dpi, step0) -> None:
+        """delta at step step0 + steps -> at step0, in place; (qa, pa) is the true state at
+        step0 and (qb, pb) the state at its end."""
+        if steps == 0:
+            return
+        saved = (tq.copy(), tp.copy(), dpi.copy())
+        q, p = qb.copy(), pb.copy()
+        self.st.tangent(q, p, tq, tp, dpi, steps, sign=-1, step0=step0)
+        err = _rel_err(q, p, qa, pa)
+        if err <= self.rtol or steps == 1:
+            self.segments += 1
+            self.worst = max(self.worst, err)
+            return
+        # Too much round-off amplified over this span: split it at checkpoints.
+        self.split = True
+        tq[:], tp[:], dpi[:] = saved
+        k = math.isqrt(steps - 1) + 1
+        marks = list(range(0, steps, k)) + [steps]
+        states = [(qa.copy(), pa.copy())]
+        for a, b in zip(marks[:-1], marks[1:]):
+            states.append(self.st.forward(*states[-1], b - a, step0 + a))
+        for i in range(len(marks) - 2, -1, -1):
+            (q0, p0), (q1, p1) = states[i], states[i + 1]
+            self.span(q0, p0, q1, p1, marks[i + 1] - marks[i], tq, tp, dpi, step0 + marks[i])
+        states.clear()
+
+
+def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None = None,
+        params=None, rtol: float = DEFAULT_RTOL, **inputs) -> VJP:
+    from tpc.api import _check_run_numbers
+
+    st = _stepper(sim, q0, p0, dt, params, inputs)
+    abi = st.native.abi
+    if not abi["scheme"].get("reversible"):
+        raise TpcError(f"vjp reverses the run with -dt, which inverts only a symmetric scheme; "
+                       f"'{abi['scheme'].get('integrator')}' is not symmetric (use e.g. "
+                       "leapfrog, yoshida4, yoshida6)")
+    if not (isinstance(rtol, float | int) and rtol > 0):
+        raise TpcError(f"rtol must be a positive number, got {rtol!r}")
+    n, dtype = st.n, st.native.dtype
+    shape = tuple(sim._concrete_shape(n))
+    if save_every is None:
+        _check_run_numbers(dt, steps, 1)
+        cq, cp = _flat_pair(cotangent, shape, n, "cotangent", np.float64)
+        rows, plan, cots = 1, [(steps, 1)], None
+    else:
+        _check_run_numbers(dt, steps, save_every)
+        rows, plan = snapshot_grid.plan(steps, save_every)
+        try:
+            gq = np.asarray(cotangent[0], dtype=np.float64).reshape(rows, n)
+            gp = np.asarray(cotangent[1], dtype=np.float64).reshape(rows, n)
+        except (ValueError, TypeError, IndexError):
+            raise TpcError(f"with save_every, the cotangent is (gq, gp) with one row per "
+                           f"snapshot: {rows} rows shaped like q") from None
+        cots = (gq, gp)
+    # Forward: the state at every mark (the snapshots a loss sums over, else only the end).
+    marks = [0]
+    for stride, count in plan:
+        marks += [marks[-1] + stride * (i + 1) for i in range(count)]
+    states = [(st.env.q.ravel().copy(), st.env.p.ravel().copy())]
+    for a, b in zip(marks[:-1], marks[1:]):
+        states.append(st.forward(*states[-1], b - a, a))
+    end = states[-1]
+    if cots is None:
+        cq_rows = {len(marks) - 1: (cq, cp)}
+    else:
+        cq_rows = {r: (cots[0][r], cots[1][r]) for r in range(rows)}
+    _finite(*[c for pair in cq_rows.values() for c in pair])
+    tq = np.zeros(n, dtype)
+    tp = np.zeros(n, dtype)
+    dpi = np.zeros(max(1, _theta_size(st)), dtype)
+    back = _Backward(st, float(rtol))
+    last = len(marks) - 1
+    for r in range(last, 0, -1):
+        if r in cq_rows:  # delta += J^-1 c = (-c_p, c_q)
+            tq -= cq_rows[r][1].astype(dtype)
+            tp += cq_rows[r][0].astype(dtype)
+        (qa, pa), (qb, pb) = states[r - 1], states[r]
+        back.span(qa, pa, qb, pb, marks[r] - marks[r - 1], tq, tp, dpi, marks[r - 1])
+    lam_q, lam_p = tp.astype(np.float64), -tq.astype(np.float64)
+    if 0 in cq_rows and last != 0:
+        lam_q, lam_p = lam_q + cq_rows[0][0], lam_p + cq_rows[0][1]
+    params_out, inputs_out = {}, {}
+    names = list(abi["params"])
+    for i, name in enumerate(names):
+        params_out[name] = float(dpi[i])
+    offset = len(names)
+    for name in abi["inputs"]:
+        arr = st.env.inputs[name]
+        inputs_out[name] = dpi[offset:offset + arr.size].astype(np.float64).reshape(arr.shape)
+        offset += arr.size
+    return VJP(lam_q.reshape(shape), lam_p.reshape(shape), params_out, inputs_out,
+               "checkpoints" if back.split else "reversal", back.worst, back.segments,
+               end[0].reshape(shape).copy(), end[1].reshape(shape).copy())
