@@ -54,6 +54,11 @@ class Trajectory:
     # an ensemble's member count: q, p are then [B, rows, *shape], H [B, rows]; None for one run
     batch: int | None = None
     names: tuple[str, str] = ("q", "p")  # the state's names in the source (`x`, `px`)
+    # what was derived from the run and is written with it (tpc run --lyapunov: lyapunov, ...)
+    derived: dict[str, np.ndarray] = field(default_factory=dict)
+    # with run(tangent=...): the tangent at each snapshot, shaped like q and p
+    dq: np.ndarray | None = None
+    dp: np.ndarray | None = None
 
     @property
     def q_wrapped(self) -> np.ndarray:

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--check-invariants", type=float, metavar="TOL",
                    help="stop (exit 3) at the first snapshot where the energy or a proved "
                    "conserved quantity drifted by more than TOL (relative)")
+    r.add_argument("--lyapunov", action="store_true",
+                   help="also the maximal Lyapunov exponent and MEGNO of the run's orbit, by the "
+                   "tangent map (printed; saved as lyapunov, lyapunov_t, lyapunov_history, "
+                   "megno)")
     r.add_argument("--quiet", action="store_true")
     _add_compile_options(r)
 

@@ -83,6 +83,7 @@ def end_arrays(traj: api.Trajectory) -> dict:
     folded run's own state."""
     arrays = dict(traj.carry)
     arrays |= {f"{RESUME_CARRY_PREFIX}{k}": v for k, v in traj.grid_carry.items()}
+    arrays |= traj.derived
     if traj.fold_carry is not None:
         arrays["fold_carry"] = np.asarray(traj.fold_carry.data, dtype=np.float64)
         arrays["fold_carry_step"] = np.int64(traj.fold_carry.step)
@@ -161,6 +162,10 @@ def main(args) -> int:
         raise TpcError("--check-invariants is not supported with --resume (the drift is "
                        "measured from the run's first snapshot, which a resumed run does not "
                        "watch)")
+    if getattr(args, "lyapunov", False) and (args.resume is not None or getattr(
+            args, "ensemble", None) is not None or (args.device or "cpu") != "cpu"):
+        raise TpcError("--lyapunov is for a new single run on the cpu (no --resume, "
+                       "--ensemble or --device cuda)")
     resumed = resume.read(args.resume) if args.resume is not None else None
     out = output_path(args)
     check_writable(out)
@@ -231,6 +236,12 @@ def main(args) -> int:
     except BaseException:
         output.close()  # what was streamed stays readable
         raise
+    chaos = None
+    if getattr(args, "lyapunov", False):
+        chaos = sim.lyapunov(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps, params=cfg.params,
+                             **cfg.inputs)
+        traj.derived = {"lyapunov": np.float64(chaos.exponent), "lyapunov_t": chaos.t,
+                        "lyapunov_history": chaos.history, "megno": chaos.mean_megno}
     output.write(traj)
     if args.remarks:
         print(run_remark(sim, traj, device), file=sys.stderr)
@@ -246,6 +257,9 @@ def main(args) -> int:
             print(line)
         if traj.note:
             print(f"  note: {traj.note}")
+    if chaos is not None:
+        print(f"max Lyapunov exponent: {chaos.exponent:.6g} (MEGNO <Y> = "
+              f"{chaos.final_megno:.4g} at t = {chaos.t[-1]:g}; 2 for a quasi-periodic orbit)")
     return 0
 
 
