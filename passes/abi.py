@@ -61,9 +61,10 @@ SIGNATURES: dict[str, list[str]] = {
 }
 
 # run_tangent: the tangent (dq, dp) in place, its snapshots, the tangent-gradient scratch, and
-# the tangent of the params' and inputs' conjugate momenta (params, then each input flat)
+# the tangent of the params' and inputs' conjugate momenta (params, then each input flat),
+# accumulated only when `adjoint` is not 0
 TANGENT_ROLES = ["buf:tq:n", "buf:tp:n", "buf:out_tq:snap_n", "buf:out_tp:snap_n", "buf:tg:n",
-                 "buf:dpi:theta"]
+                 "buf:dpi:theta", "index:adjoint"]
 
 
 def signature(name: str, linear: bool = False, kepler: bool = False,

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from tpc.dialects import ham, sym
 from tpc.passes.refusal import Refusal
 from tpc.passes.sym_lower_loops import (
-    BUF,
     INDEX,
     CpuMachine,
     Emitter,
@@ -50,7 +49,7 @@ from tpc.passes.sym_lower_loops import (
     state_size,
 )
 from xdsl.dialects import arith, func, math
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, f64
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr
 from xdsl.ir import Attribute, Operation, SSAValue
 
 Dual = tuple[SSAValue, SSAValue | None]
@@ -397,9 +396,10 @@ class TangentMachine(CpuMachine):
     """CpuMachine that carries the tangent (dq, dp) and the parameter adjoint dpi with the
     state: every update also moves its tangent, a linear flow applies its matrix to it."""
 
-    def setup(self, tq, tp, out_tq, out_tp, tg, dpi) -> None:
+    def setup(self, tq, tp, out_tq, out_tp, tg, dpi, adjoint) -> None:
         self.tq, self.tp, self.out_tq, self.out_tp, self.tg, self.dpi = (
             tq, tp, out_tq, out_tp, tg, dpi)
+        self.adjoint = adjoint  # index: 0 skips dpi (a forward tangent run does not need it)
 
     def update(self, e: Emitter, op: sym.UpdateOp, a: SSAValue) -> None:
         system = self.env.system
@@ -414,11 +414,17 @@ class TangentMachine(CpuMachine):
                           [*self.env.args, self.tq, self.tp, self.g, self.tg], []))
         # pi_theta moves by -tau dpart/dtheta: tau = a for a drift (q += a dT/dp), -a for a
         # kick (p += a dV/dq, a = -tau); only its tangent is needed.
-        scale = a if op.target_name == self.p_name else e(arith.NegfOp(a))
-        for g in theta_gradients(system):
-            if g.part_name in op.part_names:
-                e(func.CallOp(pgrad_name(g.part_name, g.wrt_name),
-                              [*self.env.args, self.tq, self.tp, self.dpi, scale], []))
+        thetas = [g for g in theta_gradients(system) if g.part_name in op.part_names]
+        if thetas:
+            def accumulate(te: Emitter) -> list:
+                scale = a if op.target_name == self.p_name else te(arith.NegfOp(a))
+                for g in thetas:
+                    te(func.CallOp(pgrad_name(g.part_name, g.wrt_name),
+                                   [*self.env.args, self.tq, self.tp, self.dpi, scale], []))
+                return []
+
+            wanted = e(arith.CmpiOp(self.adjoint, e.i(0), "ne"))
+            e.if_(wanted, accumulate, lambda fe: [], [])
         self.axpy(e, self.field(op.target_name), a, self.g, carry_buffer(self.carry, op))
         self.axpy(e, self.tq if op.target_name == self.q_name else self.tp, a, self.tg)
 
@@ -441,14 +447,14 @@ class TangentMachine(CpuMachine):
 
 def build_run_tangent(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute,
                       carry: Sequence[str] = ()) -> func.FuncOp:
-    """run_tangent(run's arguments..., tq, tp, out_tq, out_tp, tg, dpi): `run` that also
-    carries the tangent (tq, tp, in place, saved at snapshots into out_tq/out_tp) and
-    accumulates the tangent of the parameters' conjugate momenta into dpi."""
+    """run_tangent(run's arguments..., tq, tp, out_tq, out_tp, tg, dpi, adjoint): `run` that
+    also carries the tangent (tq, tp, in place, saved at snapshots into out_tq/out_tp) and,
+    when adjoint != 0, accumulates the tangent of the parameters' conjugate momenta into dpi."""
     maps, bodies = bool(linear_flows(scheme)), bool(kepler_flows(scheme))
     boris, avf = has_boris(scheme), has_avf(scheme)
     types = run_types(system, ft, maps, bodies, boris, len(carry), avf)
     buf = buf_type(ft)
-    types += [buf] * 6
+    types += [buf] * 6 + [INDEX]
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
         k = len(env_types(system, ft))
@@ -458,7 +464,7 @@ def build_run_tangent(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute,
         machine = TangentMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
                                  dict(zip(carry, args[extra:extra + len(carry)])))
         machine.maps = args[k + 10] if maps else None
-        machine.setup(*args[-6:])
+        machine.setup(*args[-7:])
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []
 
@@ -473,5 +479,3 @@ def tangent_funcs(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute,
     funcs.append(build_run_tangent(system, scheme, ft, carry))
     return funcs
 
-
-__all__ = ["BUF", "INDEX", "TANGENT_ATTR", "tangent_funcs", "theta_names", "f64"]

@@ -89,15 +89,17 @@ class Stepper:
             self._check(bufs, step0, 1)
         return q, p
 
-    def tangent(self, q, p, tq, tp, dpi, steps: int, sign: int = 1, step0: int = 0):
-        """(q, p, tq, tp) `steps` steps on with dt * sign, all in place; dpi accumulates."""
+    def tangent(self, q, p, tq, tp, dpi, steps: int, sign: int = 1, step0: int = 0,
+                adjoint: bool = False):
+        """(q, p, tq, tp) `steps` steps on with dt * sign, all in place; with adjoint, dpi
+        accumulates the tangent of the params' and inputs' momenta."""
         if not steps:
             return
         dt = self.dt * sign
         bufs = self._bufs("run_tangent", dt)
         bufs.update(tq=tq, tp=tp, dpi=dpi)
         self.native.call("run_tangent", self.env.with_state(q, p), dt=dt, nsnap=1,
-                         stride=steps, step0=step0, **bufs)
+                         stride=steps, step0=step0, adjoint=int(adjoint), **bufs)
         self._check(bufs, step0, sign)
 
 
@@ -328,7 +330,7 @@ class _Backward:
             return
         saved = (tq.copy(), tp.copy(), dpi.copy())
         q, p = qb.copy(), pb.copy()
-        self.st.tangent(q, p, tq, tp, dpi, steps, sign=-1, step0=step0)
+        self.st.tangent(q, p, tq, tp, dpi, steps, sign=-1, step0=step0, adjoint=True)
         err = _rel_err(q, p, qa, pa)
         if err <= self.rtol or steps == 1:
             self.segments += 1
