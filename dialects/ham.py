@@ -393,7 +393,9 @@ class HamiltonianOp(IRDLOperation):
 @irdl_op_definition
 class GradientOp(IRDLOperation):
     """d(part)/d(wrt), accumulated by the region into a field of the state's shape (scatter
-    form: `ham.accumulate`). One per part and state field the part depends on."""
+    form: `ham.accumulate`). One per part and state field the part depends on. A wrt of
+    several names joined by `+` (`wrt @"q+G+m"`, from ham-derive-params) is one region that
+    accumulates the gradients with respect to each of them (a field, a param, an input)."""
 
     name = "ham.gradient"
     part = prop_def(SymbolRefAttr)
@@ -593,7 +595,8 @@ class AccumulateOp(IRDLOperation):
         if isinstance(parent, SystemOp):
             raise VerifyException("ham.accumulate belongs inside a ham.gradient")
         name = self.field.string_value()
-        if isinstance(parent, GradientOp) and parent.wrt_name != name:
+        # wrt @"q+G+m" (ham-derive-params): one region for several fields at once
+        if isinstance(parent, GradientOp) and name not in parent.wrt_name.split("+"):
             raise VerifyException(
                 f"accumulates into '{name}' inside the gradient with respect to "
                 f"'{parent.wrt_name}'"

@@ -1,13 +1,17 @@
-"""ham-derive-params: d(part)/d(theta) for every param and input theta a part reads.
+"""ham-derive-params: gradients of each part with respect to its state field and, in the same
+region, every param and input it reads.
 
-Parameter adjoints (tpc/derivatives.py) treat each param and input as a coordinate of an
-extended phase space whose conjugate momentum moves by -dH/dtheta; the tangent of that
-momentum needs these gradients (passes/tangent_lowering.py). They are the same reverse-mode
-differentiation as ham-derive's, seeded at the part's value and stopped at the theta reads:
-`ham.param_ref @lam` gives `ham.accumulate @lam[], adjoint` (one f64), `ham.load @m[i]` of
-an input gives `ham.accumulate @m[i], adjoint`, so an input's gradient has the input's shape.
+Parameter adjoints (tpc/derivatives.py) treat each param and input as a coordinate theta of an
+extended phase space whose conjugate momentum moves by -dH/dtheta; the backward tangent run
+needs, at every update of a part, the derivative of its force and of its dpart/dtheta along the
+tangent (passes/tangent_lowering.py). One reverse sweep over the part's region gives both: the
+sweep of ham-derive seeded at the part's value, continued through the theta reads as well,
+`ham.param_ref @lam` giving `ham.accumulate @lam[], adjoint` (one f64) and `ham.load @m[i]`
+of an input `ham.accumulate @m[i], adjoint`. The region is `ham.gradient @V wrt @"q+G+m"`:
+the field and the thetas it accumulates into, so a pair sum is one loop for all of them.
 Which values depend on which theta is a forward dataflow over the region, like ham-degree's
-dependence on the state. Run after ham-derive (which replaces all gradients of a part).
+dependence on the state. Run after ham-derive (which replaces all gradients of a part); a
+part that reads no param or input gets nothing (its ham-derive gradient serves).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tpc.dialects import ham
+from tpc.passes.ham_degree import read_facts, value_deps
 from tpc.passes.ham_derive import NO_ADJOINT, _Reverse, merge_divisions
 from xdsl.context import Context
 from xdsl.dialects import arith
@@ -58,23 +63,32 @@ def theta_deps(block: Block, inputs: frozenset[str]) -> dict[SSAValue, frozenset
     return deps
 
 
-def derive_theta(system: ham.SystemOp, part: ham.PartOp, wrt: str,
+@dataclass
+class _SetReverse(_Reverse):
+    """Reverse mode with respect to several names at once (`wrt` joined by '+')."""
+
+    def depends(self, v: SSAValue) -> bool:
+        return bool(self.deps.get(v, frozenset()) & set(self.wrt.split("+")))
+
+
+def derive_joint(part: ham.PartOp, names: list[str],
                  deps: dict[SSAValue, frozenset[str]]) -> ham.GradientOp:
     src = part.body.block
     body = Block()
-    rev = _Reverse(wrt, deps, tuple(t for t in NO_ADJOINT if t is not ham.ParamRefOp))
+    rev = _SetReverse("+".join(names), deps,
+                      tuple(t for t in NO_ADJOINT if t is not ham.ParamRefOp))
     one = arith.ConstantOp(FloatAttr(1.0, f64))
     body.add_op(one)
     rev.block(src, body, {}, {src.last_op.values[0]: one.result})
     body.add_op(ham.YieldOp())
-    grad = ham.GradientOp(part.part_name, wrt, Region(body))
+    grad = ham.GradientOp(part.part_name, rev.wrt, Region(body))
     merge_divisions(grad)
     return grad
 
 
-class DeriveTheta(RewritePattern):
-    """Adds ham.gradient @part wrt @theta for each param and input the part's value depends
-    on, replacing older ones."""
+class DeriveJoint(RewritePattern):
+    """Adds ham.gradient @part wrt @"field+thetas..." for each state field the part depends
+    on, when it reads a param or input; replaces older joint gradients of the part."""
 
     def __init__(self):
         self.done: set[str] = set()
@@ -85,29 +99,35 @@ class DeriveTheta(RewritePattern):
         if not isinstance(system, ham.SystemOp) or op.part_name in self.done:
             return
         self.done.add(op.part_name)
-        state = set(system.state.names)
         for old in [g for g in system.decls(ham.GradientOp)
-                    if g.part_name == op.part_name and g.wrt_name not in state]:
+                    if g.part_name == op.part_name and "+" in g.wrt_name]:
             rewriter.erase(old)
+        block = op.body.block
         inputs = frozenset(i.sym_name.data for i in system.decls(ham.InputOp))
-        deps = theta_deps(op.body.block, inputs)
-        reads = deps.get(op.body.block.last_op.values[0], frozenset())
+        deps = theta_deps(block, inputs)
+        state = value_deps(block, system.state.names)
+        for v, d in state.items():
+            deps[v] = deps.get(v, frozenset()) | d
+        reads = deps.get(block.last_op.values[0], frozenset())
         thetas = [t.sym_name.data for t in [*system.decls(ham.ParamOp),
-                                            *system.decls(ham.InputOp)]]
-        for wrt in [t for t in thetas if t in reads]:
-            rewriter.insert(derive_theta(system, op, wrt, deps),
+                                            *system.decls(ham.InputOp)]
+                  if t.sym_name.data in reads]
+        if not thetas:
+            return
+        for field in read_facts(op).depends_on:
+            rewriter.insert(derive_joint(op, [field, *thetas], deps),
                             InsertPoint.at_end(system.body.block))
 
 
 @dataclass(frozen=True)
 class HamDeriveParamsPass(ModulePass):
-    """Derive d(part)/d(param) and d(part)/d(input) as ham.gradient regions (for parameter
-    adjoints; run after ham-derive)."""
+    """Derive each part's gradient with respect to its field and every param and input it
+    reads, in one region (for parameter adjoints; run after ham-derive)."""
 
     name = "ham-derive-params"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(DeriveTheta(), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(DeriveJoint(), apply_recursively=False).rewrite_module(op)
         CommonSubexpressionElimination().apply(ctx, op)
         while region_dce(op.body):
             pass

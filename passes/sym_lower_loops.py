@@ -1437,7 +1437,7 @@ def gradient_funcs(system: ham.SystemOp, newton3: bool, ft: Attribute = f64) -> 
     funcs: list[Operation] = []
     for grad in system.decls(ham.GradientOp):
         if grad.wrt_name not in system.state.names:
-            continue  # d/d(param or input): only the tangent map reads these (pgrad_*)
+            continue  # joint with params and inputs: only the tangent map reads these (agrad_*)
         if not newton3:
             from tpc.passes.sym_gpu_kernels import gather_accumulate_host
 

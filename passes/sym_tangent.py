@@ -4,7 +4,7 @@ A scheme whose stages read the same backwards is marked `reversible`: its step w
 its inverse, which reverse-mode adjoints (tpc/derivatives.py) rely on.
 
 The decision and its checks live here, on the IR after sym-lower-flows; sym-lower-loops
-lowers a `sym.evolve` marked `tangent` into `run` plus `run_tangent`, `tgrad_*` and `pgrad_*`
+lowers a `sym.evolve` marked `tangent` into `run` plus `run_tangent`, `tgrad_*` and `agrad_*`
 (passes/tangent_lowering.py). The tangent of an update and of an exact linear flow is
 derived; a Kepler flow, a Boris step, an implicit stage (midpoint, average vector field) and
 an energy projection have no tangent rule yet and are refused at the stage, as is a folded

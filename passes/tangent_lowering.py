@@ -12,10 +12,12 @@ Parameters. The extended phase space makes every param and input theta a coordin
 conjugate momentum pi_theta, d(pi_theta)/dt = -dH/dtheta: the flows of the parts stay exact
 flows there (a kick of V(q, theta) moves pi_theta by -tau dV/dtheta), so the extended step is
 still symplectic. Its tangent adds d(pi_theta) += -tau D(dpart/dtheta)[dq, dp] per update,
-from the ham.gradient regions with respect to params and inputs (ham-derive-params):
-`pgrad_<part>_<theta>(env..., dq, dp, dpi, scale)`. The tangent of theta itself stays 0 in
-every use (reverse-mode adjoints through the symplectic transpose, tpc/derivatives.py), so it
-is not carried. `run_tangent` is `run` plus the tangent state, its snapshots and dpi.
+from the joint regions `ham.gradient @V wrt @"q+G+m"` of ham-derive-params:
+`agrad_<part>_<field>(env..., dq, dp, g, dg, dpi, scale)` is tgrad plus that, in the same pass
+over the pairs. The tangent of theta itself stays 0 in every use (reverse-mode adjoints
+through the symplectic transpose, tpc/derivatives.py), so it is not carried. `run_tangent` is
+`run` plus the tangent state, its snapshots and dpi (accumulated only when asked: a forward
+tangent run calls tgrad, a reverse-mode pass agrad).
 
 Every float value of a region becomes a dual (value, tangent); a tangent that is zero by
 construction (constants, params, inputs) is None and costs nothing. An op without a rule is
@@ -62,16 +64,14 @@ def state_gradients(system: ham.SystemOp) -> list[ham.GradientOp]:
     return [g for g in system.decls(ham.GradientOp) if g.wrt_name in fields]
 
 
-def theta_gradients(system: ham.SystemOp) -> list[ham.GradientOp]:
-    """The gradients with respect to params and inputs (ham-derive-params)."""
-    fields = system.state.names
-    return [g for g in system.decls(ham.GradientOp) if g.wrt_name not in fields]
+def joint_gradients(system: ham.SystemOp) -> list[ham.GradientOp]:
+    """The regions wrt @"field+thetas..." (ham-derive-params): a part's force and its
+    derivatives with respect to the params and inputs it reads, in one pass."""
+    return [g for g in system.decls(ham.GradientOp) if "+" in g.wrt_name]
 
 
-def theta_names(system: ham.SystemOp) -> list[str]:
-    """The coordinates theta in the order of the dpi buffer: params, then inputs (flat)."""
-    return ([op.sym_name.data for op in system.decls(ham.ParamOp)]
-            + [op.sym_name.data for op in system.decls(ham.InputOp)])
+def joint_field(grad: ham.GradientOp) -> str:
+    return grad.wrt_name.split("+")[0]
 
 
 class DualLowering(RegionLowering):
@@ -337,8 +337,8 @@ def tgrad_name(part: str, wrt: str) -> str:
     return f"tgrad_{part}_{wrt}"
 
 
-def pgrad_name(part: str, wrt: str) -> str:
-    return f"pgrad_{part}_{wrt}"
+def agrad_name(part: str, wrt: str) -> str:
+    return f"agrad_{part}_{wrt}"
 
 
 def theta_offset(system: ham.SystemOp, env: Env, name: str, e: Emitter) -> SSAValue:
@@ -374,22 +374,24 @@ def lower_tgrad(system: ham.SystemOp, grad: ham.GradientOp, ft: Attribute) -> fu
                      [*env_types(system, ft), buf, buf, buf, buf], [], body, ft=ft)
 
 
-def lower_pgrad(system: ham.SystemOp, grad: ham.GradientOp, ft: Attribute) -> func.FuncOp:
-    """pgrad_<part>_<theta>(env..., dq, dp, dpi, scale): dpi[theta] += scale times the
-    derivative of d(part)/d(theta) along (dq, dp)."""
+def lower_agrad(system: ham.SystemOp, grad: ham.GradientOp, ft: Attribute) -> func.FuncOp:
+    """agrad_<part>_<field>(env..., dq, dp, g, dg, dpi, scale): tgrad's g and dg, and
+    dpi[theta] += scale times the derivative of d(part)/d(theta) along (dq, dp) for every
+    param and input theta of the joint region."""
     q, p = system.state.names
     buf = buf_type(ft)
+    field, *thetas = grad.wrt_name.split("+")
 
     def body(e: Emitter, args: list[SSAValue]) -> list[SSAValue]:
-        env = bind_env(system, args[:-4])
-        dq, dp, dpi, scale = args[-4:]
-        offset = theta_offset(system, env, grad.wrt_name, e)
-        DualLowering(env, e, {q: dq, p: dp},
-                     {grad.wrt_name: (None, dpi, offset, scale)}).block(grad.body.block, e)
+        env = bind_env(system, args[:-6])
+        dq, dp, g, dg, dpi, scale = args[-6:]
+        targets = {field: (g, dg, e.i(0), None)}
+        targets |= {t: (None, dpi, theta_offset(system, env, t, e), scale) for t in thetas}
+        DualLowering(env, e, {q: dq, p: dp}, targets).block(grad.body.block, e)
         return []
 
-    return make_func(pgrad_name(grad.part_name, grad.wrt_name),
-                     [*env_types(system, ft), buf, buf, buf, ft], [], body, ft=ft)
+    return make_func(agrad_name(grad.part_name, field),
+                     [*env_types(system, ft), buf, buf, buf, buf, buf, ft], [], body, ft=ft)
 
 
 class TangentMachine(CpuMachine):
@@ -409,22 +411,31 @@ class TangentMachine(CpuMachine):
         n = state_size(self.env, e)
         clear(e, self.g, n)
         clear(e, self.tg, n)
-        for g in grads:
-            e(func.CallOp(tgrad_name(g.part_name, op.wrt_name),
-                          [*self.env.args, self.tq, self.tp, self.g, self.tg], []))
-        # pi_theta moves by -tau dpart/dtheta: tau = a for a drift (q += a dT/dp), -a for a
-        # kick (p += a dV/dq, a = -tau); only its tangent is needed.
-        thetas = [g for g in theta_gradients(system) if g.part_name in op.part_names]
-        if thetas:
-            def accumulate(te: Emitter) -> list:
-                scale = a if op.target_name == self.p_name else te(arith.NegfOp(a))
-                for g in thetas:
-                    te(func.CallOp(pgrad_name(g.part_name, g.wrt_name),
-                                   [*self.env.args, self.tq, self.tp, self.dpi, scale], []))
-                return []
+        joint = {g.part_name for g in joint_gradients(system)
+                 if joint_field(g) == op.wrt_name and g.part_name in op.part_names}
+        base = [*self.env.args, self.tq, self.tp, self.g, self.tg]
 
-            wanted = e(arith.CmpiOp(self.adjoint, e.i(0), "ne"))
-            e.if_(wanted, accumulate, lambda fe: [], [])
+        def forward(fe: Emitter) -> list:
+            for g in grads:
+                fe(func.CallOp(tgrad_name(g.part_name, op.wrt_name), base, []))
+            return []
+
+        def adjoint(ae: Emitter) -> list:
+            # pi_theta moves by -tau dpart/dtheta: tau = a for a drift (q += a dT/dp), -a for
+            # a kick (p += a dV/dq, a = -tau); only its tangent is needed.
+            scale = a if op.target_name == self.p_name else ae(arith.NegfOp(a))
+            for g in grads:
+                if g.part_name in joint:
+                    ae(func.CallOp(agrad_name(g.part_name, op.wrt_name),
+                                   [*base, self.dpi, scale], []))
+                else:
+                    ae(func.CallOp(tgrad_name(g.part_name, op.wrt_name), base, []))
+            return []
+
+        if joint:
+            e.if_(e(arith.CmpiOp(self.adjoint, e.i(0), "ne")), adjoint, forward, [])
+        else:
+            forward(e)
         self.axpy(e, self.field(op.target_name), a, self.g, carry_buffer(self.carry, op))
         self.axpy(e, self.tq if op.target_name == self.q_name else self.tp, a, self.tg)
 
@@ -475,7 +486,7 @@ def tangent_funcs(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute,
                   carry: Sequence[str] = ()) -> list[func.FuncOp]:
     """The functions a scheme marked `tangent` (sym-tangent) adds to the lowered module."""
     funcs = [lower_tgrad(system, g, ft) for g in state_gradients(system)]
-    funcs += [lower_pgrad(system, g, ft) for g in theta_gradients(system)]
+    funcs += [lower_agrad(system, g, ft) for g in joint_gradients(system)]
     funcs.append(build_run_tangent(system, scheme, ft, carry))
     return funcs
 
