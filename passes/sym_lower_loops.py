@@ -696,6 +696,29 @@ def _factorial(n: int) -> float:
     return out
 
 
+@dataclass
+class KeplerSolve:
+    """The universal-variable solve of one Kepler flow: its inputs (r0, sigma0, alpha, beta,
+    the period-reduced time t) and the root chi with z = alpha chi^2, c2(z), c3(z) and
+    r = dF/dchi, from which the Lagrange coefficients follow (and their tangents,
+    passes/tangent_lowering.py)."""
+
+    r0: SSAValue
+    sqmu: SSAValue
+    sigma0: SSAValue
+    alpha: SSAValue
+    beta: SSAValue
+    elliptic: SSAValue
+    period: SSAValue
+    turns: SSAValue
+    t: SSAValue
+    chi: SSAValue
+    z: SSAValue
+    c2: SSAValue
+    c3: SSAValue
+    r: SSAValue
+
+
 def kepler_step(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
                 h: SSAValue) -> tuple[Scalars, Scalars]:
     """The two-body flow for time h of (x, v) about mu, in universal variables (Bate, Mueller
@@ -703,6 +726,23 @@ def kepler_step(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
     for chi by Laguerre's method (Conway 1986, globally convergent for this equation), then
     the Lagrange coefficients f, g, f', g'. An elliptic orbit's h is first reduced by whole
     periods, which changes nothing but keeps chi small."""
+    s = kepler_solve(e, x, v, mu, h)
+    chi, z, c2, c3, r, r0, t, sqmu = s.chi, s.z, s.c2, s.c3, s.r, s.r0, s.t, s.sqmu
+    one = e.f(1.0)
+    chi2 = e.mul(chi, chi)
+    # f - 1 and g' - 1 directly, and x + (change): rounding 1 - small first would bias the
+    # energy by a few ulps per step, which over 1e5 steps is a visible drift of the phase.
+    fm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r0)))
+    g = e.sub(t, e.div(e.mul(chi2, e.mul(chi, c3)), sqmu))
+    fd = e.mul(e.div(sqmu, e.mul(r, r0)), e.mul(chi, e.sub(e.mul(z, c3), one)))
+    gdm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r)))
+    x1 = [e.add(a, e.add(e.mul(fm1, a), e.mul(g, b))) for a, b in zip(x, v)]
+    v1 = [e.add(b, e.add(e.mul(fd, a), e.mul(gdm1, b))) for a, b in zip(x, v)]
+    return x1, v1
+
+
+def kepler_solve(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
+                 h: SSAValue) -> KeplerSolve:
     ft = e.ft
     one, zero = e.f(1.0), e.f(0.0)
     r0 = e(math.SqrtOp(e.add(e.add(e.mul(x[0], x[0]), e.mul(x[1], x[1])), e.mul(x[2], x[2]))))
@@ -759,16 +799,8 @@ def kepler_step(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
     e(loop)
     chi = loop.results[1]
     z, c2, c3, _f0, r, _f2 = fun(e, chi)
-    chi2 = e.mul(chi, chi)
-    # f - 1 and g' - 1 directly, and x + (change): rounding 1 - small first would bias the
-    # energy by a few ulps per step, which over 1e5 steps is a visible drift of the phase.
-    fm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r0)))
-    g = e.sub(t, e.div(e.mul(chi2, e.mul(chi, c3)), sqmu))
-    fd = e.mul(e.div(sqmu, e.mul(r, r0)), e.mul(chi, e.sub(e.mul(z, c3), one)))
-    gdm1 = e(arith.NegfOp(e.div(e.mul(chi2, c2), r)))
-    x1 = [e.add(a, e.add(e.mul(fm1, a), e.mul(g, b))) for a, b in zip(x, v)]
-    v1 = [e.add(b, e.add(e.mul(fd, a), e.mul(gdm1, b))) for a, b in zip(x, v)]
-    return x1, v1
+    return KeplerSolve(r0, sqmu, sigma0, alpha, beta, elliptic, period, turns, t, chi, z, c2,
+                       c3, r)
 
 
 # ----------------------------------------------------------------------------- the time loop

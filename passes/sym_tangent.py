@@ -6,8 +6,9 @@ its inverse, which reverse-mode adjoints (tpc/derivatives.py) rely on.
 The decision and its checks live here, on the IR after sym-lower-flows; sym-lower-loops
 lowers a `sym.evolve` marked `tangent` into `run` plus `run_tangent`, `tgrad_*` and `agrad_*`
 (passes/tangent_lowering.py). The tangent of an update and of an exact linear flow is
-derived; a Kepler flow, a Boris step, an implicit stage (midpoint, average vector field) and
-an energy projection have no tangent rule yet and are refused at the stage, as is a folded
+derived, and that of a Kepler flow (implicit differentiation of Kepler's equation); a Boris
+step, an implicit stage (midpoint, average vector field) and an energy projection have no
+tangent rule yet and are refused at the stage, as is a folded
 loop (its map is a matrix: the tangent is that matrix, with no stepping to differentiate).
 """
 
@@ -28,8 +29,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-UNSUPPORTED = {sym.KeplerOp: "a Kepler flow", sym.BorisOp: "a Boris step",
-               sym.MidpointOp: "an implicit stage"}
+UNSUPPORTED = {sym.BorisOp: "a Boris step", sym.MidpointOp: "an implicit stage"}
 
 
 def check_scheme(scheme: sym.SchemeOp) -> None:

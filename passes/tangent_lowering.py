@@ -32,11 +32,13 @@ from tpc.dialects import ham, sym
 from tpc.passes.refusal import Refusal
 from tpc.passes.sym_lower_loops import (
     INDEX,
+    STUMPFF_TERMS,
     CpuMachine,
     Emitter,
     Env,
     RegionLowering,
     TimeLoop,
+    _factorial,
     bind_env,
     buf_type,
     carry_buffer,
@@ -45,6 +47,8 @@ from tpc.passes.sym_lower_loops import (
     has_avf,
     has_boris,
     kepler_flows,
+    kepler_solve,
+    kepler_step,
     linear_flows,
     make_func,
     run_types,
@@ -394,9 +398,107 @@ def lower_agrad(system: ham.SystemOp, grad: ham.GradientOp, ft: Attribute) -> fu
                      [*env_types(system, ft), buf, buf, buf, buf, buf, ft], [], body, ft=ft)
 
 
+def stumpff45(e: Emitter, z: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """c4(z) = (1/2 - c2) / z and c5(z) = (1/6 - c3) / z (continued through z = 0), for the
+    derivatives 2 c2' = 2 c4 - c3 and 2 c3' = 3 c5 - c4; Taylor series for |z| < 1, where the
+    closed forms cancel."""
+    s4, s5 = e.f(0.0), e.f(0.0)
+    mz = e(arith.NegfOp(z))
+    for k in reversed(range(STUMPFF_TERMS)):  # Horner in -z
+        s4 = e.add(e.f(1.0 / _factorial(2 * k + 4)), e.mul(mz, s4))
+        s5 = e.add(e.f(1.0 / _factorial(2 * k + 5)), e.mul(mz, s5))
+    return s4, s5
+
+
+class DualMath:
+    """Dual-number arithmetic on an emitter (value, tangent), for code written by hand."""
+
+    def __init__(self, e: Emitter):
+        self.e = e
+
+    def add(self, a, b):
+        return (self.e.add(a[0], b[0]), self.e.add(a[1], b[1]))
+
+    def sub(self, a, b):
+        return (self.e.sub(a[0], b[0]), self.e.sub(a[1], b[1]))
+
+    def mul(self, a, b):
+        e = self.e
+        return (e.mul(a[0], b[0]), e.add(e.mul(a[1], b[0]), e.mul(a[0], b[1])))
+
+    def div(self, a, b):
+        e = self.e
+        q = e.div(a[0], b[0])
+        return (q, e.div(e.sub(a[1], e.mul(q, b[1])), b[0]))
+
+    def const(self, c):
+        return (c, self.e.f(0.0))
+
+    def dot(self, a, b):
+        acc = self.mul(a[0], b[0])
+        for u, w in zip(a[1:], b[1:]):
+            acc = self.add(acc, self.mul(u, w))
+        return acc
+
+
+def kepler_tangent(e: Emitter, x, v, dx, dv, mu: SSAValue, h: SSAValue):
+    """The tangent of kepler_step along (dx, dv): the root chi moves by implicit
+    differentiation of Kepler's equation F(chi; sigma0, beta, r0, alpha, t) = 0,
+    dchi = -(F_sigma0 dsigma0 + F_beta dbeta + F_r0 dr0 + F_alpha dalpha + F_t dt) / F_chi,
+    F_chi = r, and the Lagrange coefficients are differentiated as written (mu is a constant
+    of the flow). Returns the tangent of the new (x, v)."""
+    s = kepler_solve(e, x, v, mu, h)
+    d = DualMath(e)
+    X, W = list(zip(x, dx)), list(zip(v, dv))
+    one = e.f(1.0)
+    r0 = d.dot(X, X)
+    r0 = (s.r0, e.div(r0[1], e.mul(e.f(2.0), s.r0)))
+    rv = d.dot(X, W)
+    v2 = d.dot(W, W)
+    sqmu, mu_c = d.const(s.sqmu), d.const(mu)
+    sigma0 = d.div(rv, sqmu)
+    alpha = d.sub(d.div(d.const(e.f(2.0)), r0), d.div(v2, mu_c))
+    beta = d.sub(d.const(one), d.mul(alpha, r0))
+    # t = h - turns * period (elliptic), period = 2 pi / (sqrt(mu) alpha^(3/2))
+    dperiod = e.mul(e.f(-1.5), e.div(e.mul(s.period, alpha[1]), s.alpha))
+    dt = e(arith.SelectOp(s.elliptic, e(arith.NegfOp(e.mul(s.turns, dperiod))), e.f(0.0)))
+    chi, z, c2, c3 = s.chi, s.z, s.c2, s.c3
+    chi2 = e.mul(chi, chi)
+    c4, c5 = stumpff45(e, z)
+    half = e.f(0.5)
+    dc2 = e.mul(half, e.sub(e.mul(e.f(2.0), c4), c3))
+    dc3 = e.mul(half, e.sub(e.mul(e.f(3.0), c5), c4))
+    chi3 = e.mul(chi2, chi)
+    f_sigma = e.mul(chi2, c2)
+    f_beta = e.mul(chi3, c3)
+    f_alpha = e.mul(chi2, e.add(e.mul(sigma0[0], e.mul(chi2, dc2)),
+                                e.mul(beta[0], e.mul(chi3, dc3))))
+    num = e.add(e.add(e.mul(f_sigma, sigma0[1]), e.mul(f_beta, beta[1])),
+                e.add(e.add(e.mul(chi, r0[1]), e.mul(f_alpha, alpha[1])),
+                      e(arith.NegfOp(e.mul(s.sqmu, dt)))))
+    Chi = (chi, e(arith.NegfOp(e.div(num, s.r))))
+    Z = d.mul(alpha, d.mul(Chi, Chi))
+    C2 = (c2, e.mul(dc2, Z[1]))
+    C3 = (c3, e.mul(dc3, Z[1]))
+    T = (s.t, dt)
+    Chi2 = d.mul(Chi, Chi)
+    R = d.add(d.add(d.mul(sigma0, d.mul(Chi, d.sub(d.const(one), d.mul(Z, C3)))),
+                    d.mul(beta, d.mul(Chi2, C2))), r0)
+    fm1 = d.div(d.mul(Chi2, C2), r0)
+    fm1 = (e(arith.NegfOp(fm1[0])), e(arith.NegfOp(fm1[1])))
+    g = d.sub(T, d.div(d.mul(Chi2, d.mul(Chi, C3)), sqmu))
+    fd = d.mul(d.div(sqmu, d.mul(R, r0)), d.mul(Chi, d.sub(d.mul(Z, C3), d.const(one))))
+    gdm1 = d.div(d.mul(Chi2, C2), R)
+    gdm1 = (e(arith.NegfOp(gdm1[0])), e(arith.NegfOp(gdm1[1])))
+    dx1 = [d.add(a, d.add(d.mul(fm1, a), d.mul(g, b)))[1] for a, b in zip(X, W)]
+    dv1 = [d.add(b, d.add(d.mul(fd, a), d.mul(gdm1, b)))[1] for a, b in zip(X, W)]
+    return dx1, dv1
+
+
 class TangentMachine(CpuMachine):
     """CpuMachine that carries the tangent (dq, dp) and the parameter adjoint dpi with the
-    state: every update also moves its tangent, a linear flow applies its matrix to it."""
+    state: every update also moves its tangent, a linear flow applies its matrix to it, a
+    Kepler flow its implicit derivative (kepler_tangent)."""
 
     def setup(self, tq, tp, out_tq, out_tp, tg, dpi, adjoint) -> None:
         self.tq, self.tp, self.out_tq, self.out_tp, self.tg, self.dpi = (
@@ -443,6 +545,32 @@ class TangentMachine(CpuMachine):
         super().linear(e, op, h, k)
         self.linear_on(e, k, self.tq, self.tp, affine=False)
 
+    def kepler(self, e: Emitter, op: sym.KeplerOp, h: SSAValue, k: int) -> None:
+        """CpuMachine's Kepler flow (the same state, bit for bit) and its tangent."""
+        q, p, bodies = self.env.q, self.env.p, self.bodies
+        rows = e(arith.DivUIOp(self.n, e.i(3)))
+        base = e.imul(e.i(k), e.imul(rows, e.i(2)))
+
+        def body(be: Emitter, i: SSAValue, _: list) -> list:
+            at = be.imul(i, be.i(3))
+            m = be.load(bodies, be.iadd(base, be.imul(i, be.i(2))))
+            mu = be.load(bodies, be.iadd(base, be.iadd(be.imul(i, be.i(2)), be.i(1))))
+            idx = [be.iadd(at, be.i(c)) for c in range(3)]
+            x = [be.load(q, j) for j in idx]
+            v = [be.div(be.load(p, j), m) for j in idx]
+            dx = [be.load(self.tq, j) for j in idx]
+            dv = [be.div(be.load(self.tp, j), m) for j in idx]
+            x1, v1 = kepler_step(be, x, v, mu, h)
+            dx1, dv1 = kepler_tangent(be, x, v, dx, dv, mu, h)
+            for j, a, b, da, db in zip(idx, x1, v1, dx1, dv1):
+                be.store(a, q, j)
+                be.store(be.mul(m, b), p, j)
+                be.store(da, self.tq, j)
+                be.store(be.mul(m, db), self.tp, j)
+            return []
+
+        e.for_(e.i(0), rows, body)
+
     def save(self, e: Emitter, s: SSAValue) -> None:
         super().save(e, s)
         base = e.imul(s, self.n)
@@ -475,6 +603,7 @@ def build_run_tangent(system: ham.SystemOp, scheme: sym.SchemeOp, ft: Attribute,
         machine = TangentMachine(env, ft, g, work, out_q, out_p, out_h, status, e,
                                  dict(zip(carry, args[extra:extra + len(carry)])))
         machine.maps = args[k + 10] if maps else None
+        machine.bodies = args[k + 10 + int(maps)] if bodies else None
         machine.setup(*args[-7:])
         TimeLoop(scheme, machine).emit(e, dt, nsnap, stride, step0)
         return []

@@ -464,14 +464,18 @@ class Simulation:
                                     seed=seed, params=params, **inputs)
 
     def vjp(self, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None = None,
-            params: dict | None = None, rtol: float = 1e-9, **inputs):
+            params: dict | None = None, rtol: float = 1e-9, wrt_params: bool = True,
+            **inputs):
         """Gradients of <cotangent, z(T)> with respect to q0, p0, every param and input, in
         O(state) memory (the run reversed with -dt, tpc.derivatives.VJP). With save_every, the
-        cotangent has one row per snapshot and the loss sums over them."""
+        cotangent has one row per snapshot and the loss sums over them. wrt_params=False:
+        only the gradients with respect to q0 and p0 (cheaper; required through a Kepler
+        flow)."""
         from tpc import derivatives
 
         return derivatives.vjp(self, q0, p0, dt=dt, steps=steps, cotangent=cotangent,
-                               save_every=save_every, params=params, rtol=rtol, **inputs)
+                               save_every=save_every, params=params, rtol=rtol,
+                               wrt_params=wrt_params, **inputs)
 
     # the run in progress: its check_invariants and its dt (for the shadow Hamiltonian)
     _tol: float | None = field(default=None, repr=False)

@@ -292,7 +292,7 @@ def lyapunov(sim, q0, p0, *, dt: float, steps: int, renormalize_every: int | Non
 @dataclass
 class VJP:
     """Gradients of L = <cotangent, z(T)> (or the sum over snapshots) with respect to the start
-    and every param and input. `method`: "reversal" (one backward run of -dt rebuilding the
+    and every param and input (empty dicts with wrt_params=False). `method`: "reversal" (one backward run of -dt rebuilding the
     states) or "checkpoints" (split where the rebuilt state drifted past rtol);
     `reconstruction_error`: the largest relative difference between a rebuilt and a true state
     that the result relies on; `segments`: how many reversed pieces it took."""
@@ -319,8 +319,8 @@ def _rel_err(q, p, q_ref, p_ref) -> float:
 class _Backward:
     """Pull the adjoint (as delta = J^-1 lambda, plus dpi) back over spans of steps."""
 
-    def __init__(self, st: Stepper, rtol: float):
-        self.st, self.rtol = st, rtol
+    def __init__(self, st: Stepper, rtol: float, adjoint: bool = True):
+        self.st, self.rtol, self.adjoint = st, rtol, adjoint
         self.segments, self.worst, self.split = 0, 0.0, False
 
     def span(self, qa, pa, qb, pb, steps, tq, tp, dpi, step0) -> None:
@@ -330,7 +330,7 @@ class _Backward:
             return
         saved = (tq.copy(), tp.copy(), dpi.copy())
         q, p = qb.copy(), pb.copy()
-        self.st.tangent(q, p, tq, tp, dpi, steps, sign=-1, step0=step0, adjoint=True)
+        self.st.tangent(q, p, tq, tp, dpi, steps, sign=-1, step0=step0, adjoint=self.adjoint)
         err = _rel_err(q, p, qa, pa)
         if err <= self.rtol or steps == 1:
             self.segments += 1
@@ -351,11 +351,16 @@ class _Backward:
 
 
 def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None = None,
-        params=None, rtol: float = DEFAULT_RTOL, **inputs) -> VJP:
+        params=None, rtol: float = DEFAULT_RTOL, wrt_params: bool = True, **inputs) -> VJP:
     from tpc.api import _check_run_numbers
 
     st = _stepper(sim, q0, p0, dt, params, inputs)
     abi = st.native.abi
+    if wrt_params and abi.get("kepler") and _theta_size(st):
+        raise TpcError("vjp: the gradient with respect to params and inputs through a Kepler "
+                       "flow is not supported yet (the flow's exact map has no parameter "
+                       "tangent); vjp(..., wrt_params=False) gives the gradients with respect "
+                       "to q0 and p0")
     if not abi["scheme"].get("reversible"):
         raise TpcError(f"vjp reverses the run with -dt, which inverts only a symmetric scheme; "
                        f"'{abi['scheme'].get('integrator')}' is not symmetric (use e.g. "
@@ -394,7 +399,7 @@ def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None
     tq = np.zeros(n, dtype)
     tp = np.zeros(n, dtype)
     dpi = np.zeros(max(1, _theta_size(st)), dtype)
-    back = _Backward(st, float(rtol))
+    back = _Backward(st, float(rtol), bool(wrt_params))
     last = len(marks) - 1
     for r in range(last, 0, -1):
         if r in cq_rows:  # delta += J^-1 c = (-c_p, c_q)
@@ -406,11 +411,11 @@ def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None
     if 0 in cq_rows and last != 0:
         lam_q, lam_p = lam_q + cq_rows[0][0], lam_p + cq_rows[0][1]
     params_out, inputs_out = {}, {}
-    names = list(abi["params"])
+    names = list(abi["params"]) if wrt_params else []
     for i, name in enumerate(names):
         params_out[name] = float(dpi[i])
     offset = len(names)
-    for name in abi["inputs"]:
+    for name in abi["inputs"] if wrt_params else ():
         arr = st.env.inputs[name]
         inputs_out[name] = dpi[offset:offset + arr.size].astype(np.float64).reshape(arr.shape)
         offset += arr.size
