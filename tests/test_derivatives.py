@@ -370,6 +370,16 @@ def test_bad_tangent_and_cotangent_shapes(kepler):
                    cotangent=(np.zeros((2, 3)), np.zeros((2, 3))))
     with pytest.raises(TpcError, match="single runs"):
         kepler.run(KQ0, KP0, dt=0.01, steps=10, tangent=np.zeros(6), batch=2)
+    with pytest.raises(TpcError, match="must be numbers"):
+        kepler.vjp(KQ0, KP0, dt=0.01, steps=10, cotangent=("a", np.zeros(3)))
+    with pytest.raises(TpcError, match="renormalize_every"):
+        kepler.lyapunov(KQ0, KP0, dt=0.01, steps=10, renormalize_every=0)
+    with pytest.raises(TpcError, match="rtol"):
+        kepler.vjp(KQ0, KP0, dt=0.01, steps=10, cotangent=np.zeros(6), rtol=-1.0)
+    with pytest.raises(TpcError):
+        kepler.jacobian(KQ0, KP0, dt=float("nan"), steps=10)
+    with pytest.raises(TpcError):
+        kepler.vjp(KQ0, KP0, dt=0.01, steps=-3, cotangent=np.zeros(6))
 
 
 def test_cli_lyapunov(tmp_path):

@@ -103,16 +103,23 @@ class Stepper:
         self._check(bufs, step0, sign)
 
 
+def _numbers(value, what: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TpcError(f"{what} must be numbers, got {type(value).__name__}") from None
+
+
 def _flat_pair(value, shape, n: int, what: str, dtype) -> tuple[np.ndarray, np.ndarray]:
     """(dq, dp) from a pair shaped like q and p, or one flat vector of 2n."""
     if isinstance(value, tuple | list) and len(value) == 2:
-        a = np.asarray(value[0], dtype=np.float64)
-        b = np.asarray(value[1], dtype=np.float64)
+        a = _numbers(value[0], what)
+        b = _numbers(value[1], what)
         if a.size != n or b.size != n:
             raise TpcError(f"{what} must be two arrays shaped like q and p ({n} numbers "
                            f"each), got {a.size} and {b.size}")
         return a.ravel().astype(dtype), b.ravel().astype(dtype)
-    z = np.asarray(value, dtype=np.float64).ravel()
+    z = _numbers(value, what).ravel()
     if z.size != 2 * n:
         raise TpcError(f"{what} must be (dq, dp) shaped like q and p, or {2 * n} numbers "
                        f"(q then p), got {z.size}")
@@ -228,9 +235,12 @@ def lyapunov(sim, q0, p0, *, dt: float, steps: int, renormalize_every: int | Non
     from tpc.api import _check_run_numbers
 
     _check_run_numbers(dt, steps, 1)
-    every = renormalize_every or max(1, min(100, steps // 1000 or 1))
-    if not isinstance(every, int) or every < 1:
+    every = renormalize_every
+    if every is None:
+        every = max(1, min(100, steps // 1000 or 1))
+    if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
         raise TpcError(f"renormalize_every must be a positive integer, got {every!r}")
+    every = int(every)
     st = _stepper(sim, q0, p0, dt, params, inputs)
     n, dtype = st.n, st.native.dtype
     k = 2 * n if spectrum else 1
@@ -365,7 +375,7 @@ def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None
         raise TpcError(f"vjp reverses the run with -dt, which inverts only a symmetric scheme; "
                        f"'{abi['scheme'].get('integrator')}' is not symmetric (use e.g. "
                        "leapfrog, yoshida4, yoshida6)")
-    if not (isinstance(rtol, float | int) and rtol > 0):
+    if isinstance(rtol, bool) or not (isinstance(rtol, float | int) and rtol > 0):
         raise TpcError(f"rtol must be a positive number, got {rtol!r}")
     n, dtype = st.n, st.native.dtype
     shape = tuple(sim._concrete_shape(n))
@@ -377,9 +387,9 @@ def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None
         _check_run_numbers(dt, steps, save_every)
         rows, plan = snapshot_grid.plan(steps, save_every)
         try:
-            gq = np.asarray(cotangent[0], dtype=np.float64).reshape(rows, n)
-            gp = np.asarray(cotangent[1], dtype=np.float64).reshape(rows, n)
-        except (ValueError, TypeError, IndexError):
+            gq = _numbers(cotangent[0], "cotangent").reshape(rows, n)
+            gp = _numbers(cotangent[1], "cotangent").reshape(rows, n)
+        except (ValueError, TypeError, IndexError, KeyError):
             raise TpcError(f"with save_every, the cotangent is (gq, gp) with one row per "
                            f"snapshot: {rows} rows shaped like q") from None
         cots = (gq, gp)
