@@ -397,3 +397,26 @@ def test_cli_lyapunov(tmp_path):
                           "--lyapunov", "--device", "cuda"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--lyapunov is for" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("steps", [2, 3, 7])
+def test_checkpoints_down_to_single_steps(kepler, steps):
+    """An rtol no reversal meets splits every span down to single steps, and stops there."""
+    c = (np.array([1.0, 0.5, 0.0]), np.array([0.0, 1.0, 2.0]))
+    exact = kepler.vjp(KQ0, KP0, dt=0.01, steps=steps, cotangent=c, rtol=1e-300)
+    loose = kepler.vjp(KQ0, KP0, dt=0.01, steps=steps, cotangent=c)
+    assert exact.method == "checkpoints" and exact.segments == steps
+    assert np.allclose(exact.q0, loose.q0, rtol=1e-13) and np.allclose(exact.p0, loose.p0,
+                                                                        rtol=1e-13)
+
+
+def test_float32_gradients_follow_float64():
+    f32 = tpc.compile(KEPLER, integrator="leapfrog", precision="f32")
+    f64 = tpc.compile(KEPLER, integrator="leapfrog")
+    c = (np.array([1.0, -1.0, 0.0]), np.array([0.5, 0.0, 0.0]))
+    a = f32.vjp(KQ0, KP0, dt=0.01, steps=300, cotangent=c)
+    b = f64.vjp(KQ0, KP0, dt=0.01, steps=300, cotangent=c)
+    assert a.method == "reversal"  # float32's own default rtol
+    scale = np.max(np.abs(b.q0))
+    assert np.max(np.abs(a.q0 - b.q0)) < 1e-3 * scale
+    assert abs(a.params["mu"] - b.params["mu"]) < 1e-3 * abs(b.params["mu"])

@@ -464,7 +464,7 @@ class Simulation:
                                     seed=seed, params=params, **inputs)
 
     def vjp(self, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None = None,
-            params: dict | None = None, rtol: float = 1e-9, wrt_params: bool = True,
+            params: dict | None = None, rtol: float | None = None, wrt_params: bool = True,
             **inputs):
         """Gradients of <cotangent, z(T)> with respect to q0, p0, every param and input, in
         O(state) memory (the run reversed with -dt, tpc.derivatives.VJP). With save_every, the

@@ -16,7 +16,8 @@ gradient is the tangent of those momenta at the end of the backward run.
 
 Reversal in floating point is not exact: the backward run ends at a rebuilt z(0) that differs
 from the true one by the round-off it amplified. That difference is measured on every run;
-when it exceeds `rtol` (relative to the state's size), the span is split at ceil(sqrt(n))-step
+when it exceeds `rtol` (relative to the state's size; 1e-9 in float64, 1e-4 in float32 by
+default), the span is split at ceil(sqrt(n))-step
 checkpoints computed forward from the start, and each piece is reversed from its exact end,
 recursively where a piece is still too long for its round-off (chaotic orbits). The result
 says which was used.
@@ -32,7 +33,9 @@ import numpy as np
 from tpc import snapshot_grid
 from tpc.diagnostics import RunError, TpcError
 
-DEFAULT_RTOL = 1e-9  # reconstruction error above which a reversal is split at checkpoints
+# reconstruction error above which a reversal is split at checkpoints, per precision (a
+# float32 step alone rebuilds its start only to about 1e-7)
+DEFAULT_RTOL = {"f64": 1e-9, "f32": 1e-4}
 
 
 def tangent_twin(sim):
@@ -349,7 +352,7 @@ class _Backward:
         # Too much round-off amplified over this span: split it at checkpoints.
         self.split = True
         tq[:], tp[:], dpi[:] = saved
-        k = math.isqrt(steps - 1) + 1
+        k = min(steps - 1, math.isqrt(steps - 1) + 1)  # at least two pieces
         marks = list(range(0, steps, k)) + [steps]
         states = [(qa.copy(), pa.copy())]
         for a, b in zip(marks[:-1], marks[1:]):
@@ -361,7 +364,7 @@ class _Backward:
 
 
 def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None = None,
-        params=None, rtol: float = DEFAULT_RTOL, wrt_params: bool = True, **inputs) -> VJP:
+        params=None, rtol: float | None = None, wrt_params: bool = True, **inputs) -> VJP:
     from tpc.api import _check_run_numbers
 
     st = _stepper(sim, q0, p0, dt, params, inputs)
@@ -375,6 +378,8 @@ def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None
         raise TpcError(f"vjp reverses the run with -dt, which inverts only a symmetric scheme; "
                        f"'{abi['scheme'].get('integrator')}' is not symmetric (use e.g. "
                        "leapfrog, yoshida4, yoshida6)")
+    if rtol is None:
+        rtol = DEFAULT_RTOL[abi["precision"]]
     if isinstance(rtol, bool) or not (isinstance(rtol, float | int) and rtol > 0):
         raise TpcError(f"rtol must be a positive number, got {rtol!r}")
     n, dtype = st.n, st.native.dtype
