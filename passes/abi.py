@@ -63,7 +63,7 @@ SIGNATURES: dict[str, list[str]] = {
 # run_tangent: the tangent (dq, dp) in place, its snapshots, the tangent-gradient scratch, and
 # the tangent of the params' and inputs' conjugate momenta (params, then each input flat),
 # accumulated only when `adjoint` is not 0
-TANGENT_ROLES = ["buf:tq:n", "buf:tp:n", "buf:out_tq:snap_n", "buf:out_tp:snap_n", "buf:tg:n",
+TANGENT_ROLES = ["buf:tq:n", "buf:tp:n", "buf:out_tq:snap_n", "buf:out_tp:snap_n", "buf:tg:4n",
                  "buf:dpi:theta", "index:adjoint"]
 
 

@@ -1119,6 +1119,7 @@ class CpuMachine:
                             e.f(float("inf"))], [INDEX, i1, self.ft], Region(before),
                            Region(after))
         e(loop)
+        self.at_midpoint(e, stage, half_h, tol, max_iter)
 
         def finish(inner: Emitter, k: SSAValue, _: list) -> list:
             kp = inner.iadd(k, off_p0)
@@ -1138,6 +1139,10 @@ class CpuMachine:
         e.for_(e.i(0), n, finish)
         return loop.results[1]
 
+
+    def at_midpoint(self, e: Emitter, stage: sym.MidpointOp, half_h: SSAValue, tol: SSAValue,
+                    max_iter: int) -> None:
+        """Called with the state at the converged midpoint (a tangent map moves there)."""
 
     def start_energy(self, e: Emitter) -> SSAValue:
         return e(func.CallOp("energy", self.env.args, [f64]))

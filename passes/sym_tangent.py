@@ -6,9 +6,10 @@ its inverse, which reverse-mode adjoints (tpc/derivatives.py) rely on.
 The decision and its checks live here, on the IR after sym-lower-flows; sym-lower-loops
 lowers a `sym.evolve` marked `tangent` into `run` plus `run_tangent`, `tgrad_*` and `agrad_*`
 (passes/tangent_lowering.py). The tangent of an update and of an exact linear flow is
-derived, and that of a Kepler flow (implicit differentiation of Kepler's equation); a Boris
-step, an implicit stage (midpoint, average vector field) and an energy projection have no
-tangent rule yet and are refused at the stage, as is a folded
+derived, that of a Kepler flow (implicit differentiation of Kepler's equation) and of an
+implicit midpoint stage (its linearized equation, iterated like the stage); a Boris step, an
+average-vector-field stage and an energy projection have no tangent rule yet and are refused
+at the stage, as is a folded
 loop (its map is a matrix: the tangent is that matrix, with no stepping to differentiate).
 """
 
@@ -29,7 +30,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-UNSUPPORTED = {sym.BorisOp: "a Boris step", sym.MidpointOp: "an implicit stage"}
+UNSUPPORTED = {sym.BorisOp: "a Boris step"}
 
 
 def check_scheme(scheme: sym.SchemeOp) -> None:
@@ -39,6 +40,10 @@ def check_scheme(scheme: sym.SchemeOp) -> None:
     for op in scheme.walk():
         if isinstance(op, sym.FlowOp):
             raise Refusal(op, "sym-tangent: run sym-lower-flows first")
+        if isinstance(op, sym.MidpointOp) and op.n_nodes > 1:
+            raise Refusal(op, "sym-tangent: the tangent map of an average-vector-field stage "
+                          f"(discrete_gradient, {op.name} of {', '.join(op.part_names)}) is not "
+                          "supported yet")
         if type(op) in UNSUPPORTED:
             raise Refusal(op, f"sym-tangent: the tangent map of {UNSUPPORTED[type(op)]} "
                           f"({op.name} of {', '.join(op.part_names)}) is not supported yet")

@@ -54,9 +54,9 @@ from tpc.passes.sym_lower_loops import (
     run_types,
     state_size,
 )
-from xdsl.dialects import arith, func, math
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.dialects import arith, func, math, scf
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, i1
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 Dual = tuple[SSAValue, SSAValue | None]
 TWO_OVER_SQRT_PI = 1.1283791670955126
@@ -570,6 +570,94 @@ class TangentMachine(CpuMachine):
             return []
 
         e.for_(e.i(0), rows, body)
+
+    def at_midpoint(self, e: Emitter, stage: sym.MidpointOp, half_h: SSAValue, tol: SSAValue,
+                    max_iter: int) -> None:
+        """The tangent of z1 = z0 + h J grad H(M), M = (z0 + z1) / 2, at the converged M (in
+        q, p): dM = dz0 + h/2 J H''(M) dM, iterated like the stage itself (it contracts as
+        the stage does), then dz1 = 2 dM - dz0; with adjoint, dpi += -h D(dH/dtheta)(M)[dM].
+        tg holds [dH_q tangent | dq0 | dp0 | dH_p tangent]."""
+        n, g, tg = self.n, self.g, self.tg
+        system, parts = self.env.system, stage.part_names
+        off_q0, off_p0, off_gp = n, e.imul(n, e.i(2)), e.imul(n, e.i(3))
+        tq, tp = self.tq, self.tp
+
+        def keep(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(inner.load(tq, k), tg, inner.iadd(k, off_q0))
+            inner.store(inner.load(tp, k), tg, inner.iadd(k, off_p0))
+            return []
+
+        e.for_(e.i(0), n, keep)
+
+        def hvp(be: Emitter, field: str) -> None:
+            """tg[:n] = D(d parts / d field)(M)[dq, dp] (the values go to g, unused)."""
+            clear(be, g, n)
+            clear(be, tg, n)
+            for grad in system.gradients(field, parts):
+                be(func.CallOp(tgrad_name(grad.part_name, field),
+                               [*self.env.args, tq, tp, g, tg], []))
+
+        def park(inner: Emitter, k: SSAValue, _: list) -> list:
+            inner.store(inner.load(tg, k), tg, inner.iadd(k, off_gp))
+            return []
+
+        before = Block(arg_types=[INDEX, i1])
+        be = Emitter(before, self.ft)
+        it, done = before.args
+        go = be(arith.AndIOp(be(arith.CmpiOp(it, be.i(max_iter), "slt")),
+                             be(arith.XOrIOp(done, be(arith.ConstantOp(IntegerAttr(1, i1)))))))
+        be(scf.ConditionOp(go, it, done))
+        after = Block(arg_types=[INDEX, i1])
+        ae = Emitter(after, self.ft)
+        hvp(ae, self.p_name)
+        ae.for_(ae.i(0), n, park)
+        hvp(ae, self.q_name)
+
+        def update(inner: Emitter, k: SSAValue, acc: list) -> list:
+            q_new = inner.add(inner.load(tg, inner.iadd(k, off_q0)),
+                              inner.mul(half_h, inner.load(tg, inner.iadd(k, off_gp))))
+            p_new = inner.sub(inner.load(tg, inner.iadd(k, off_p0)),
+                              inner.mul(half_h, inner.load(tg, k)))
+            dq = inner(math.AbsFOp(inner.sub(q_new, inner.load(tq, k))))
+            dp = inner(math.AbsFOp(inner.sub(p_new, inner.load(tp, k))))
+            inner.store(q_new, tq, k)
+            inner.store(p_new, tp, k)
+            delta = inner(arith.MaximumfOp(acc[0], inner(arith.MaximumfOp(dq, dp))))
+            scale = inner(arith.MaximumfOp(acc[1], inner(arith.MaximumfOp(
+                inner(math.AbsFOp(q_new)), inner(math.AbsFOp(p_new))))))
+            return [delta, scale]
+
+        delta, scale = ae.for_(ae.i(0), n, update, [ae.f(0.0), ae.f(0.0)])
+        small = ae(arith.CmpfOp(delta, ae.mul(tol, ae.add(ae.f(1.0), scale)), "ole"))
+        ae(scf.YieldOp(ae.iadd(after.args[0], ae.i(1)), small))
+        e(scf.WhileOp([e.i(0), e(arith.ConstantOp(IntegerAttr(0, i1)))], [INDEX, i1],
+                      Region(before), Region(after)))
+        joint = [grad for grad in joint_gradients(system) if grad.part_name in parts]
+        if joint:
+            def accumulate(te: Emitter) -> list:
+                # one joint region per part: each carries every theta of the part
+                scale_h = te.mul(te.f(-2.0), half_h)
+                seen: set[str] = set()
+                for grad in joint:
+                    if grad.part_name in seen:
+                        continue
+                    seen.add(grad.part_name)
+                    clear(te, g, n)
+                    te(func.CallOp(agrad_name(grad.part_name, joint_field(grad)),
+                                   [*self.env.args, tq, tp, g, tg, self.dpi, scale_h], []))
+                return []
+
+            e.if_(e(arith.CmpiOp(self.adjoint, e.i(0), "ne")), accumulate, lambda fe: [], [])
+
+        def finish(inner: Emitter, k: SSAValue, _: list) -> list:
+            two = inner.f(2.0)
+            inner.store(inner.sub(inner.mul(two, inner.load(tq, k)),
+                                  inner.load(tg, inner.iadd(k, off_q0))), tq, k)
+            inner.store(inner.sub(inner.mul(two, inner.load(tp, k)),
+                                  inner.load(tg, inner.iadd(k, off_p0))), tp, k)
+            return []
+
+        e.for_(e.i(0), n, finish)
 
     def save(self, e: Emitter, s: SSAValue) -> None:
         super().save(e, s)

@@ -133,7 +133,7 @@ class Native:
             if kind not in ("buf", "f64", "carry"):
                 continue
             key, size = rest
-            count = {"n": n, "3n": 3 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1,
+            count = {"n": n, "3n": 3 * n, "4n": 4 * n, "snap_n": nsnap * n, "snap": nsnap, "1": 1,
                      "maps": len(self.abi.get("linear") or ()) * width,
                      "kepler": len(self.abi.get("kepler") or ()) * 2 * (n // 3),
                      "parts": len(self.abi.get("parts") or ()),
