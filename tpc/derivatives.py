@@ -62,6 +62,8 @@ class Stepper:
     env: object
     dt: float
     _scratch: dict = field(default_factory=dict)
+    _bound: dict = field(default_factory=dict)
+    _own: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -80,7 +82,7 @@ class Stepper:
         if code != -1.0:
             bad, what = snapshot_grid.stopped_at(int(code))
             where = "forward" if sign > 0 else "backward (the reversed run)"
-            raise RunError(f"{what} at step {bad + 1} of the {where} pass")
+            raise RunError(f"{what} at step {step0 + bad + 1} of the {where} pass")
 
     def forward(self, q: np.ndarray, p: np.ndarray, steps: int, step0: int = 0):
         """The state `steps` steps after (q, p) (copies)."""
@@ -88,21 +90,69 @@ class Stepper:
         if steps:
             bufs = self._bufs("run", self.dt)
             self.native.call("run", self.env.with_state(q, p), dt=self.dt, nsnap=1,
-                             stride=steps, step0=step0, **bufs)
+                             stride=steps, step0=0, **bufs)
             self._check(bufs, step0, 1)
         return q, p
+
+    def tangent_rows(self, q, p, tq, tp, stride: int, nsnap: int, step0: int = 0):
+        """nsnap snapshots `stride` steps apart of the state and tangent, all in place
+        (q, p, tq, tp end at the last); returns the tangent rows (nsnap, n) each."""
+        key = ("rows", stride, nsnap)
+        if key not in self._bound:
+            dtype = self.native.dtype
+            own = {k: np.empty(v.size, dtype=dtype) for k, v in
+                   (("q", q), ("p", p), ("tq", tq), ("tp", tp))}
+            own["dpi"] = np.zeros(max(1, len(self.native.abi["params"]) + sum(
+                v.size for v in self.env.inputs.values())), dtype)
+            bufs = self.native.scratch("run_tangent", self.n, nsnap, env=self.env, dt=self.dt)
+            bufs.update(tq=own["tq"], tp=own["tp"], dpi=own["dpi"])
+            env = self.env.with_state(own["q"].reshape(self.env.q.shape),
+                                      own["p"].reshape(self.env.p.shape))
+            self._bound[key] = (self.native.prepare("run_tangent", env, dt=self.dt,
+                                                    nsnap=nsnap, stride=stride, step0=0,
+                                                    adjoint=0, **bufs), bufs, own)
+        fn, bufs, own = self._bound[key]
+        for name, value in (("q", q), ("p", p), ("tq", tq), ("tp", tp)):
+            np.copyto(own[name], value)
+        bufs["status"][0] = -1.0
+        fn()
+        self._check(bufs, step0, 1)
+        for name, value in (("q", q), ("p", p), ("tq", tq), ("tp", tp)):
+            np.copyto(value, own[name])
+        n = self.n
+        return (bufs["out_tq"].reshape(nsnap, n).copy(), bufs["out_tp"].reshape(nsnap, n).copy())
 
     def tangent(self, q, p, tq, tp, dpi, steps: int, sign: int = 1, step0: int = 0,
                 adjoint: bool = False):
         """(q, p, tq, tp) `steps` steps on with dt * sign, all in place; with adjoint, dpi
-        accumulates the tangent of the params' and inputs' momenta."""
+        accumulates the tangent of the params' and inputs' momenta. The native call is bound
+        once per (dt, steps, adjoint) to buffers of its own: a Lyapunov run makes one call per
+        renormalization, and binding the arguments each time would cost more than the steps."""
         if not steps:
             return
         dt = self.dt * sign
-        bufs = self._bufs("run_tangent", dt)
-        bufs.update(tq=tq, tp=tp, dpi=dpi)
-        self.native.call("run_tangent", self.env.with_state(q, p), dt=dt, nsnap=1,
-                         stride=steps, step0=step0, adjoint=int(adjoint), **bufs)
+        key = (dt, steps, bool(adjoint))
+        if key not in self._bound:
+            if not self._own:
+                dtype = self.native.dtype
+                self._own = {k: np.empty_like(v, dtype=dtype) for k, v in
+                             (("q", q), ("p", p), ("tq", tq), ("tp", tp), ("dpi", dpi))}
+            own = self._own
+            bufs = dict(self._bufs("run_tangent", dt))
+            bufs.update(tq=own["tq"], tp=own["tp"], dpi=own["dpi"])
+            env = self.env.with_state(own["q"].reshape(self.env.q.shape),
+                                      own["p"].reshape(self.env.p.shape))
+            self._bound[key] = (self.native.prepare("run_tangent", env, dt=dt, nsnap=1,
+                                                    stride=steps, step0=0,
+                                                    adjoint=int(adjoint), **bufs), bufs)
+        fn, bufs = self._bound[key]
+        own = self._own
+        for name, value in (("q", q), ("p", p), ("tq", tq), ("tp", tp), ("dpi", dpi)):
+            np.copyto(own[name], value)
+        bufs["status"][0] = -1.0
+        fn()
+        for name, value in (("q", q), ("p", p), ("tq", tq), ("tp", tp), ("dpi", dpi)):
+            np.copyto(value, own[name])
         self._check(bufs, step0, sign)
 
 
@@ -233,6 +283,22 @@ class Lyapunov:
         return float(self.mean_megno[-1]) if self.mean_megno.size else float("nan")
 
 
+def _chaos_series(t1: np.ndarray, logs: np.ndarray):
+    """(history, MEGNO Y, mean <Y>) from the segment end times and each segment's log growth
+    (logs[:, 0] the first vector's): Y(t) = (2/t) int_0^t s d ln|delta| with ln|delta| linear
+    over a segment, and <Y> = (1/t) int_0^t Y by the trapezoid rule."""
+    t0 = np.concatenate([[0.0], t1[:-1]])
+    dl = logs[:, 0]
+    history = np.max(np.cumsum(logs, axis=0), axis=1) / t1
+    y = 2.0 * np.cumsum(0.5 * (t0 + t1) * dl) / t1
+    y_prev = np.concatenate([[0.0], y[:-1]])
+    mean = np.cumsum(0.5 * (y + y_prev) * (t1 - t0)) / t1
+    return history, y, mean
+
+
+MAX_LOG_GROWTH = 200.0  # per native call without renormalization: e^200 is far from overflow
+
+
 def lyapunov(sim, q0, p0, *, dt: float, steps: int, renormalize_every: int | None = None,
              spectrum: bool = False, seed: int = 0, params=None, **inputs) -> Lyapunov:
     from tpc.api import _check_run_numbers
@@ -247,57 +313,68 @@ def lyapunov(sim, q0, p0, *, dt: float, steps: int, renormalize_every: int | Non
     st = _stepper(sim, q0, p0, dt, params, inputs)
     n, dtype = st.n, st.native.dtype
     k = 2 * n if spectrum else 1
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.standard_normal((2 * n, k)))[0]
+    basis = np.linalg.qr(np.random.default_rng(seed).standard_normal((2 * n, k)))[0]
     q, p = st.env.q.ravel().copy(), st.env.p.ravel().copy()
     dpi = np.zeros(max(1, _theta_size(st)), dtype)
-    sums = np.zeros(k)
-    marks = list(range(every, steps + 1, every))
-    if not marks or marks[-1] != steps:
-        marks.append(steps)
-    times, hist, megno, mean = [], [], [], []
-    log_growth = 0.0  # ln |delta| of the first vector, for MEGNO
-    s_dl = 0.0  # int s d ln|delta|
-    y_int = 0.0  # int Y dt
+    segments = [every] * (steps // every) + ([steps % every] if steps % every else [])
+    logs: list[np.ndarray] = []
+
+    def nonfinite(done: int):
+        return RunError(f"the tangent became non-finite before step {done} (renormalize more "
+                        "often: renormalize_every)")
+
     done = 0
-    for mark in marks:
-        seg = mark - done
-        cols = np.empty((2 * n, k))
-        for j in range(k):
-            qj, pj = q.copy(), p.copy()
-            tq = basis[:n, j].astype(dtype)
-            tp = basis[n:, j].astype(dtype)
-            st.tangent(qj, pj, tq, tp, dpi, seg, step0=done)
-            cols[:n, j], cols[n:, j] = tq, tp
-            if j == k - 1:
-                q, p = qj, pj
-        if not np.all(np.isfinite(cols)):
-            raise RunError(f"the tangent became non-finite before step {mark} (renormalize "
-                           "more often: renormalize_every)")
-        if spectrum:
+    if spectrum:
+        # Benettin's QR: every vector from the same state, re-orthonormalized each segment
+        for seg in segments:
+            cols = np.empty((2 * n, k))
+            for j in range(k):
+                qj, pj = q.copy(), p.copy()
+                tq, tp = basis[:n, j].astype(dtype), basis[n:, j].astype(dtype)
+                st.tangent(qj, pj, tq, tp, dpi, seg, step0=done)
+                cols[:n, j], cols[n:, j] = tq, tp
+            q, p = qj, pj
+            done += seg
+            if not np.all(np.isfinite(cols)):
+                raise nonfinite(done)
             basis, r = np.linalg.qr(cols)
             d = np.sign(np.diag(r))
             d[d == 0] = 1.0
-            basis, growth = basis * d, np.abs(np.diag(r))
-        else:
-            growth = np.array([np.linalg.norm(cols[:, 0])])
-            basis = cols / growth[0]
-        dl = float(np.log(growth[0]))
-        t0, t1 = done * dt, mark * dt
-        sums += np.log(growth)
-        s_dl += 0.5 * (t0 + t1) * dl
-        log_growth += dl
-        y = 2.0 * s_dl / t1
-        y_int += 0.5 * (y + (megno[-1] if megno else 0.0)) * (t1 - t0)
-        times.append(t1)
-        hist.append(float(np.max(sums) / t1) if spectrum else float(sums[0] / t1))
-        megno.append(y)
-        mean.append(y_int / t1)
-        done = mark
-    total = steps * dt
-    spec = np.sort(sums / total)[::-1] if spectrum else None
-    return Lyapunov(float(hist[-1]), np.array(times), np.array(hist), np.array(megno),
-                    np.array(mean), spec, every)
+            basis = basis * d
+            logs.append(np.log(np.abs(np.diag(r))))
+    else:
+        # One vector: its norm at every renormalization point comes back from one native call
+        # for a whole chunk of segments (the snapshots of run_tangent), and it is renormalized
+        # between chunks, whose length adapts so its growth stays far from overflow.
+        tq, tp = basis[:n, 0].astype(dtype), basis[n:, 0].astype(dtype)
+        full = steps // every
+        chunk = max(1, min(64, full))
+        cap = max(1, (1 << 20) // max(1, n))  # rows per call: bounded memory
+        while done < full * every:
+            count = min(chunk, full - done // every, cap)
+            start = float(np.sqrt(np.dot(tq, tq) + np.dot(tp, tp)))
+            rows_q, rows_p = st.tangent_rows(q, p, tq, tp, every, count, step0=done)
+            norms = np.sqrt(np.sum(rows_q.astype(np.float64) ** 2, axis=1)
+                            + np.sum(rows_p.astype(np.float64) ** 2, axis=1))
+            done += count * every
+            if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+                raise nonfinite(done)
+            logs += list(np.diff(np.log(np.concatenate([[start], norms])))[:, None])
+            growth = float(np.log(norms[-1] / start))
+            chunk = chunk * 2 if growth < MAX_LOG_GROWTH / 4 else max(1, chunk // 2)
+            tq, tp = tq / norms[-1], tp / norms[-1]
+        if done < steps:
+            start = float(np.sqrt(np.dot(tq, tq) + np.dot(tp, tp)))
+            st.tangent(q, p, tq, tp, dpi, steps - done, step0=done)
+            end = float(np.sqrt(np.dot(tq, tq) + np.dot(tp, tp)))
+            if not np.isfinite(end) or end == 0:
+                raise nonfinite(steps)
+            logs.append(np.array([np.log(end / start)]))
+    t1 = np.cumsum(segments) * dt
+    growth = np.array(logs)
+    history, megno, mean = _chaos_series(t1, growth)
+    spec = np.sort(growth.sum(axis=0) / (steps * dt))[::-1] if spectrum else None
+    return Lyapunov(float(history[-1]), t1, history, megno, mean, spec, every)
 
 
 # ----------------------------------------------------------------------------- adjoints
