@@ -121,8 +121,9 @@ class DeriveJoint(RewritePattern):
 
 @dataclass(frozen=True)
 class HamDeriveParamsPass(ModulePass):
-    """Derive each part's gradient with respect to its field and every param and input it
-    reads, in one region (for parameter adjoints; run after ham-derive)."""
+    """Derive each part's joint gradient: its field, params and inputs, in one region.
+
+    For parameter adjoints (tpc/derivatives.py); run after ham-derive."""
 
     name = "ham-derive-params"
 
