@@ -33,6 +33,7 @@ from tpc.passes.refusal import Refusal
 from tpc.passes.sym_lower_loops import (
     INDEX,
     STUMPFF_TERMS,
+    CellList,
     CpuMachine,
     Emitter,
     Env,
@@ -301,8 +302,9 @@ class DualLowering(RegionLowering):
 
     def d_loop(self, op: ham.SumOp | ham.PairSumOp) -> None:
         """A sum: two accumulators per lane (value, tangent); a scatter loop (no result) just
-        runs its body. A `cells` neighbour search is not used here: the body's cutoff still
-        makes the sum exact over all pairs."""
+        runs its body; a pair sum marked `cells` runs over the same cell list as the force
+        (its neighbours do not move within one evaluation, so the tangent has no term from
+        the binning)."""
         e = self.emit
         width = len(self.get_width(op.result.type)) if op.result is not None else 0
         lo, hi = self.get(op.lower)[0], self.get(op.upper)[0]
@@ -324,6 +326,8 @@ class DualLowering(RegionLowering):
 
         if isinstance(op, ham.SumOp):
             res = e.for_(lo, hi, body_at([]), zeros)
+        elif "cells" in op.attributes:
+            res = CellList(self, op).loop(lo, hi, body_at, zeros, e)
         else:
             def outer(oe: Emitter, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
                 accs = oe.for_(oe.iadd(i, oe.i(1)), hi, body_at([i]), accs)
