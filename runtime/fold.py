@@ -168,14 +168,21 @@ def gradient_affine(env: _Env) -> tuple[np.ndarray, np.ndarray]:
     """(Hessian of H, gradient at 0) from the compiled gradients, in z = (q, p) order."""
     n = env.n
     qname, pname = env.native.abi["state"]
+    # Bound once to buffers of their own: 2n + 1 calls, each cheaper than binding its args.
+    q, p = env.zeros()
+    a, b = np.zeros(n, env.native.dtype), np.zeros(n, env.native.dtype)
+    bound = env.env.with_state(q, p)
+    grad_q = env.native.prepare(f"grad_{qname}", bound, out=a)
+    grad_p = env.native.prepare(f"grad_{pname}", bound, out=b)
 
     def grad(k: int | None) -> np.ndarray:
-        q, p = _unit(env, k)
-        a, b = np.zeros(n, env.native.dtype), np.zeros(n, env.native.dtype)
-        bound = env.env.with_state(q, p)
-        env.native.call(f"grad_{qname}", bound, out=a)
-        env.native.call(f"grad_{pname}", bound, out=b)
-        return np.concatenate([a, b]).astype(np.float64, copy=False)
+        q.fill(0.0)
+        p.fill(0.0)
+        if k is not None:
+            (q if k < n else p).reshape(-1)[k % n] = 1.0
+        grad_q()
+        grad_p()
+        return np.concatenate([a, b]).astype(np.float64)
 
     c = grad(None)
     hess = np.empty((2 * n, 2 * n))
