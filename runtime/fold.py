@@ -121,13 +121,6 @@ class _Env:
         return np.zeros(self.shape, dtype), np.zeros(self.shape, dtype)
 
 
-def _unit(env: _Env, k: int | None):
-    q, p = env.zeros()
-    if k is not None:
-        (q if k < env.n else p).reshape(-1)[k % env.n] = 1.0
-    return q, p
-
-
 def step_map(env: _Env, dt: float) -> tuple[np.ndarray, int]:
     """Augmented one-step matrix of the compiled step, and the status (-1 when fine)."""
     n = env.n
