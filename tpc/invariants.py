@@ -158,8 +158,6 @@ def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str
         # the average vector field keeps linear invariants exactly, quadratic ones only
         # approximately (it is not a symplectic Runge-Kutta method)
         return f"conserved approximately by {integrator} (not a quadratic-invariant method)"
-    from tpc.passes.ham_symmetry import flow_invariant
-
     invariant = sim.invariant_parts
     every = set(invariant)
     flows = sim.native.abi.get("scheme", {}).get("flows") or [sorted(every)]
@@ -168,7 +166,7 @@ def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str
     # proved invariant by the Lie derivative (Tx + Ty = |p|^2 / 2).
     broken = [f for f in flows if set(f) != every
               and not all(symmetry in invariant.get(p, []) for p in f)
-              and not flow_invariant(sim.system, f, symmetry)]
+              and not sim.flow_invariant(f, symmetry)]
     if not broken:
         return (f"conserved to round-off by {integrator} (every flow is of a Hamiltonian "
                 f"proved invariant under {symmetry})")
