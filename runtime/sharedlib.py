@@ -19,7 +19,6 @@ import ctypes
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -71,6 +70,8 @@ def linker() -> str | None:
 def link(obj: bytes, path: Path) -> bool:
     """Link the object code into the shared library `path` (replaced atomically, so a reader
     sees the old library or the new one); False when linking fails."""
+    import subprocess  # only to build: a load never links
+
     cc = linker()
     if cc is None:
         return False

@@ -832,8 +832,6 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
 def _from_cache(text: str, is_path: bool, asked: compiler.Options) -> Simulation | None:
     """The Simulation of a build in the cache, or None (then compile() runs the front end,
     which also reports whatever is wrong with the file)."""
-    if not build_cache.enabled():
-        return None
     if is_path:
         from tpc.syntax import MAX_SOURCE_BYTES, read_bytes
 

@@ -68,7 +68,7 @@ def _paths(key: str) -> tuple[Path, Path]:
 def load(key: str, path: str) -> tuple[Build, Path] | None:
     """The build stored under `key` and its library, or None on a miss. `path` is where the
     source was read from ("<source>" for text): the program is parsed again for another."""
-    if not enabled():
+    if sharedlib.host_id() is None:  # (not the linker: a hit does not link)
         return None
     record, library = _paths(key)
     try:
