@@ -77,8 +77,10 @@ print(sim.cache_hit, [m for m in sys.modules if m.startswith({COMPILER_MODULES!r
 
 
 def test_hit_and_miss_give_the_same_run(tmp_path, cache_dir) -> None:
-    """Bit for bit, for a stepped run and for a folded one (its map built at run time)."""
+    """Bit for bit, for a stepped run and for folded ones (the map built at run time, for f32
+    from the f64 build of the same source)."""
     for example, flags in (("kepler.ham", []), ("harmonic_chain.ham", []),
+                           ("harmonic_chain.ham", ["--precision", "f32"]),  # its f64 twin too
                            ("kepler.ham", ["--precision", "f32", "--kahan"])):
         outs = []
         for run in ("miss", "hit"):

@@ -299,8 +299,6 @@ class Simulation:
             self._twin = Simulation(self.program, self._module,
                                     replace(self.options, precision="f64"), self.info,
                                     self.source)
-            if self._module is None:  # from the cache: generate the IR once, for both
-                self._twin._module = self.module
         native = self._twin.native
         self.compile_time, self._twin.compile_time = (self.compile_time
                                                       + self._twin.compile_time, 0.0)
