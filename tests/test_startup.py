@@ -63,6 +63,14 @@ def test_a_hit_imports_no_compiler(tmp_path, cache_dir) -> None:
     assert done.returncode == 0, "import tpc loads no compiler and no numpy"
 
 
+def test_a_resumed_run_uses_the_build_of_its_run(tmp_path, cache_dir) -> None:
+    """A resume asks for the options the run resolved, explicitly: the same build."""
+    out = str(tmp_path / "k.npz")
+    assert cli("run", str(KEPLER), "-o", out, "--quiet", "--steps", "3000")[0]["rc"] == 0
+    res, _ = cli("run", str(KEPLER), "--resume", out, "--steps", "2000", "--quiet")
+    assert res == {"rc": 0, "loaded": []}
+
+
 def test_api_hit_imports_no_compiler(cache_dir) -> None:
     code = f"""
 import sys, tpc

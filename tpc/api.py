@@ -259,7 +259,9 @@ class Simulation:
             self._flows.update(self._flow_answers(abi))
             build = build_cache.Build(self.options, self.info, self.program, meta,
                                       dict(self._flows))
-            library = build_cache.store(self.request_key, obj, build)
+            resolved = build_cache.request_key(VERSION, compiler_fingerprint(), self.options,
+                                               self.source)
+            library = build_cache.store([self.request_key, resolved], obj, build)
             if library is not None:
                 return SharedLibrary(library, meta=meta, from_cache=False)
         return jit.compile_llvm_module(module, cache_key=self.cache_key, opt_level=opt_level,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -92,33 +93,44 @@ def load(key: str, path: str) -> tuple[Build, Path] | None:
     return build, library
 
 
-def store(key: str, obj: bytes, build: Build) -> Path | None:
-    """Link `obj` and record `build` beside it; the library's path, or None when it could not
-    be linked or written (the caller then loads the object as before)."""
-    record, library = _paths(key)
-    # A per-process name first: the record names the library's checksum, and another process
-    # may be linking the same build.
+def store(keys: list[str], obj: bytes, build: Build) -> Path | None:
+    """Link `obj` and record `build` beside it under each key (the request, and the options
+    as resolved, which an explicit request such as a resumed run's asks for); the first key's
+    library, or None when it could not be linked or written (the caller then loads the
+    object as before)."""
+    root = _paths(keys[0])[0].parent
     try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=".tmp-", suffix=".so")
-        os.close(fd)
+        root.mkdir(parents=True, exist_ok=True)
+        linked = Path(tempfile.mkdtemp(dir=root, prefix=".link-")) / "code.so"
     except OSError as err:
-        warnings.warn(f"tpc: could not write the build cache {record}: {err}", stacklevel=3)
+        warnings.warn(f"tpc: could not write the build cache {root}: {err}", stacklevel=3)
         return None
     try:
-        if not sharedlib.link(obj, Path(tmp)):
+        if not sharedlib.link(obj, linked):
             return None
-        build.library_sha256 = sharedlib.digest(Path(tmp)) or ""
-        os.replace(tmp, library)
+        build.library_sha256 = sharedlib.digest(linked) or ""
         payload = pickle.dumps(build, protocol=pickle.HIGHEST_PROTOCOL)
         blob = _MAGIC + hashlib.sha256(payload).digest() + payload
-        fd, tmp_record = tempfile.mkstemp(dir=record.parent, prefix=".tmp-", suffix=".build")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp_record, record)  # last: a record always has its library
+        for key in dict.fromkeys(keys):
+            record, library = _paths(key)
+            # Through a name of this process's own: another may be storing the same build.
+            _replace(library, lambda f: f.write(linked.read_bytes()), ".so")
+            _replace(record, lambda f: f.write(blob), ".build")  # after: a record has its library
     except OSError as err:
-        warnings.warn(f"tpc: could not write the build cache {record}: {err}", stacklevel=3)
+        warnings.warn(f"tpc: could not write the build cache {root}: {err}", stacklevel=3)
+        library = _paths(keys[0])[1]
         return library if library.is_file() else None
     finally:
+        shutil.rmtree(linked.parent, ignore_errors=True)
+    return _paths(keys[0])[1]
+
+
+def _replace(path: Path, write, suffix: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o755 if suffix == ".so" else 0o644)
+        os.replace(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-    return library
