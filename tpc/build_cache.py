@@ -11,7 +11,9 @@ these, so it imports neither xDSL nor llvmlite and parses nothing; what only the
 The key is what `tpc.compile` was asked: tpc's version, the compiler's fingerprint, the
 options as given and the source (the ingredients of Simulation.cache_key, with the options
 before they are resolved: resolving them needs the parse that a hit skips), plus the host
-(sharedlib.host_id) and llvmlite's version, which change the machine code.
+(sharedlib.host_id) and llvmlite's version, which change the machine code. A build is also
+recorded under its resolved options, which is what a request that spells every option out
+(a resumed run, the float64 twin of a float32 fold) asks for.
 
 The program is stored with the path it was parsed from; one source at another path is the
 same build, and its program is parsed again there (Lark only, ~0.1 s) so that errors name the
