@@ -20,4 +20,12 @@ def __getattr__(name: str):
         from tpc import api
 
         return getattr(api, name)
+    # `tpc.api.PartialRun` after a plain `import tpc`: the submodules load on first use too
+    import importlib
+
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'tpc' has no attribute {name!r}")
