@@ -3,6 +3,9 @@
 compile_llvm_module: xDSL llvm dialect -> llvmlite IR -> verify -> O3 (new pass
     manager, host CPU and features) -> object file -> (cache) -> MCJIT.
 load_cached: the object file alone -> MCJIT, with no xDSL work at all.
+emit_object: the same code as position-independent object code, which tpc links into a
+    shared library (tpc.runtime.sharedlib) where a linker is present; then neither MCJIT nor
+    this module is needed to load it again.
 
 Floating point: no fast-math flags are produced anywhere, and the target
 machine is created with LLVM's default options, under which fmul+fadd are
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import llvmlite
 import llvmlite.binding as llvm
 from llvmlite import ir
+from tpc.runtime.sharedlib import default_cache_dir
 
 if TYPE_CHECKING:
     from xdsl.dialects.builtin import ModuleOp
@@ -56,11 +60,17 @@ def _host() -> _Host:
     )
 
 
-def _target_machine() -> llvm.TargetMachine:
+def _target_machine(shared: bool = False) -> llvm.TargetMachine:
     """A fresh target machine. MCJIT takes ownership of the one it is given,
-    so every engine gets its own and none is reused after its engine dies."""
+    so every engine gets its own and none is reused after its engine dies.
+    `shared`: for an object linked into a shared library (position-independent, small code
+    model) rather than loaded by MCJIT."""
     host = _host()
     target = llvm.Target.from_triple(host.triple)
+    if shared:
+        return target.create_target_machine(
+            cpu=host.cpu, features=host.features, opt=3, reloc="pic", codemodel="default"
+        )
     return target.create_target_machine(
         cpu=host.cpu, features=host.features, opt=3, codemodel="jitdefault", jit=True
     )
@@ -140,11 +150,6 @@ def _optimize(ref: llvm.ModuleRef, tm: llvm.TargetMachine, level: int) -> None:
 
 
 # ----------------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("TPC_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "tpc"
 
 
 def _cache_path(cache_key: str, cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -262,13 +267,20 @@ def compile_llvm_module(
         hit = load_cached(cache_key, cache_dir=cache_dir)
         if hit is not None:
             return hit
-    tm = _target_machine()
+    obj, optimized_ir = emit_object(module_op, opt_level=opt_level)
+    if cache_key is not None:
+        _write_cache(_cache_path(cache_key, cache_dir), obj, meta)
+    return CompiledLibrary(obj, from_cache=False, optimized_ir=optimized_ir, meta=meta)
+
+
+def emit_object(module_op: ModuleOp, *, opt_level: int = 3,
+                shared: bool = False) -> tuple[bytes, str]:
+    """(object code, the optimized IR it was generated from) of an llvm-dialect module;
+    `shared`: position-independent code for a shared library (tpc.runtime.sharedlib)."""
+    tm = _target_machine(shared)
     ref = _parse_and_verify(to_llvmlite_ir(module_op), tm)
     if opt_level > 0:
         _optimize(ref, tm, opt_level)
         ref.verify()
     optimized_ir = str(ref)  # before codegen, which rewrites the module in place
-    obj = tm.emit_object(ref)
-    if cache_key is not None:
-        _write_cache(_cache_path(cache_key, cache_dir), obj, meta)
-    return CompiledLibrary(obj, from_cache=False, optimized_ir=optimized_ir, meta=meta)
+    return tm.emit_object(ref), optimized_ir

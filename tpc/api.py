@@ -1,4 +1,13 @@
-"""The Python API: `tpc.compile(path_or_source, **options).run(q0, p0, dt=..., steps=...)`."""
+"""The Python API: `tpc.compile(path_or_source, **options).run(q0, p0, dt=..., steps=...)`.
+
+`compile` first looks for the build in the compile cache (tpc.build_cache): a hit gives a
+Simulation made of the cached options, SystemInfo, program and library, with no front end,
+no IR and no LLVM; the ham module is generated again only when something asks for it
+(`Simulation.module`). A miss runs the front end and the ham passes, and `native` lowers,
+links and stores the build on first use. Where no shared library can be linked, the object
+code alone is cached and loaded through MCJIT (tpc.runtime.jit), with the front end run on
+every call.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +16,18 @@ import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tpc import compiler, pipeline, snapshot_grid
+from tpc import build_cache, compiler, snapshot_grid
 from tpc.diagnostics import RunError, TpcError
-from tpc.dialects import ham
 from tpc.reporting import Progress, Reports
 from tpc.runtime.native import DTYPES
+from tpc.system_info import SystemInfo
+
+if TYPE_CHECKING:
+    from tpc.dialects import ham
 
 VERSION = "0.1.0"
 # precision -> (numpy dtype of every buffer, ctypes type of dt and of energy's result)
@@ -130,37 +143,6 @@ class InvariantDrift(PartialRun):
     exit_code = 3
 
 
-@dataclass
-class SystemInfo:
-    name: str
-    q: str
-    p: str
-    shape: tuple[int | str, ...]
-    params: dict[str, float]
-    inputs: dict[str, tuple[int | str, ...]]
-    sizes: list[str]
-    separable: bool
-    quadratic: bool
-    why: str = ""  # why H is not quadratic, naming the op and its source location
-    box: tuple[float, ...] | None = None
-    degree_text: str = ""  # H's degree ("nonpoly" when it is not a polynomial)
-
-    @classmethod
-    def of(cls, system: ham.SystemOp) -> SystemInfo:
-        from tpc.passes.ham_degree import read_facts
-
-        facts = read_facts(system.hamiltonian)
-        q, p = system.state.names
-        return cls(
-            system.sym_name.data, q, p, system.state.shape.shape,
-            {op.sym_name.data: op.value.value.data for op in system.decls(ham.ParamOp)},
-            {op.sym_name.data: op.shape.shape for op in system.decls(ham.InputOp)},
-            [op.sym_name.data for op in system.decls(ham.SizeOp)],
-            facts.separable, facts.quadratic, facts.why, system.box_lengths,
-            facts.degree_text,
-        )
-
-
 @functools.cache
 def compiler_fingerprint() -> str:
     """A hash of the compiler's own code, so a changed compiler never reuses stale objects."""
@@ -187,7 +169,7 @@ class Simulation:
     """A compiled .ham program, ready to run many times with different data."""
 
     program: object
-    module: object  # the ham module (after ham-degree)
+    _module: object  # the ham module (after the ham passes); None until used, from the cache
     options: compiler.Options
     info: SystemInfo
     source: str
@@ -195,6 +177,21 @@ class Simulation:
     cache_hit: bool = False
     _native: object = field(default=None, repr=False)
     _twin: Simulation | None = field(default=None, repr=False)
+    _build: tuple | None = field(default=None, repr=False)  # (Build, library) from the cache
+    _request: str | None = field(default=None, repr=False)  # its key (tpc.build_cache)
+    # (parts of a flow, symmetry) -> proved invariant: ham-symmetry's answers, kept
+    _flows: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def module(self):
+        """The ham module after the ham passes (generated again for a build from the cache)."""
+        if self._module is None:
+            from tpc import irgen, pipeline
+
+            module = irgen.generate(self.program)
+            compiler.run_ham_passes(self.program, module, pipeline.PassRunner())
+            self._module = module
+        return self._module
 
     # ------------------------------------------------------------------ building
     @property
@@ -203,41 +200,110 @@ class Simulation:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @property
+    def request_key(self) -> str:
+        """The build cache's key: that of the compile() call that made this, else of these
+        (resolved) options."""
+        if self._request is None:
+            self._request = build_cache.request_key(VERSION, compiler_fingerprint(),
+                                                    self.options, self.source)
+        return self._request
+
+    @property
     def native(self):
         """The compiled module (tpc.runtime.native.Native: code plus ABI table)."""
         if self._native is None:
-            import json
-
-            from tpc.runtime import jit
-            from tpc.runtime.native import Native, fold_of
+            from tpc.runtime.native import Native
 
             t0 = time.perf_counter()
-            lib = jit.load_cached(self.cache_key)
-            self.cache_hit = lib is not None
-            if lib is None:
-                from tpc import lowering
-                from tpc.passes.abi import read_abi
+            if self._build is None:
+                self._build = build_cache.load(self.request_key, self.program.path)
+            if self._build is not None:
+                from tpc.runtime.sharedlib import SharedLibrary
 
-                module = self.module.clone()
-                try:
-                    lowering.lower(module, "llvm", self.options, pipeline.PassRunner())
-                except TpcError as e:  # a pass refused the scheme: point at the integrator
-                    raise compiler.located_at_integrator(e, self.program, self.options) from None
-                abi = read_abi(module)
-                # A folded run executes the step only 2n+1 times to build its matrix: O1 is
-                # plenty and compiles several times faster than O3.
-                lib = jit.compile_llvm_module(module, cache_key=self.cache_key,
-                                              opt_level=1 if fold_of(abi)["method"] else 3,
-                                              meta=json.dumps(abi).encode())
+                build, library = self._build
+                lib = SharedLibrary(library, meta=build.abi)
+                self._flows = {**build.flows, **self._flows}
+                self.cache_hit = True
+            else:
+                lib = self._compile_native()
             self._native = Native.of(lib)
             self.compile_time += time.perf_counter() - t0
         return self._native
+
+    def _compile_native(self):
+        """Lower, compile and (with a linker) link and store the build; else the object
+        cache and MCJIT."""
+        import json
+
+        from tpc.runtime import jit
+        from tpc.runtime.native import fold_of
+
+        shared = build_cache.enabled()
+        if not shared:
+            lib = jit.load_cached(self.cache_key)
+            self.cache_hit = lib is not None
+            if lib is not None:
+                return lib
+        from tpc import lowering, pipeline
+        from tpc.passes.abi import read_abi
+
+        module = self.module.clone()
+        try:
+            lowering.lower(module, "llvm", self.options, pipeline.PassRunner())
+        except TpcError as e:  # a pass refused the scheme: point at the integrator
+            raise compiler.located_at_integrator(e, self.program, self.options) from None
+        abi = read_abi(module)
+        meta = json.dumps(abi).encode()
+        # A folded run executes the step only 2n+1 times to build its matrix: O1 is
+        # plenty and compiles several times faster than O3.
+        opt_level = 1 if fold_of(abi)["method"] else 3
+        if shared:
+            from tpc.runtime.sharedlib import SharedLibrary
+
+            obj, _ = jit.emit_object(module, opt_level=opt_level, shared=True)
+            self._flows.update(self._flow_answers(abi))
+            build = build_cache.Build(self.options, self.info, self.program, meta,
+                                      dict(self._flows))
+            resolved = build_cache.request_key(VERSION, compiler_fingerprint(), self.options,
+                                               self.source)
+            library = build_cache.store([self.request_key, resolved], obj, build)
+            if library is not None:
+                return SharedLibrary(library, meta=meta, from_cache=False)
+        return jit.compile_llvm_module(module, cache_key=self.cache_key, opt_level=opt_level,
+                                       meta=meta)
+
+    def _flow_answers(self, abi: dict) -> dict:
+        """What tpc.invariants.how_conserved asks ham-symmetry of this build (a flow of parts
+        not each proved invariant), answered now so that a run from the cache needs no IR."""
+        from tpc.invariants import CHARGES
+
+        invariant = self.invariant_parts
+        every = set(invariant)
+        flows = (abi.get("scheme") or {}).get("flows") or [sorted(every)]
+        for entry in abi.get("monitors") or ():
+            if entry.get("quantity") not in CHARGES:
+                continue
+            for f in flows:
+                if set(f) != every and not all(entry["symmetry"] in invariant.get(p, [])
+                                               for p in f):
+                    self.flow_invariant(f, entry["symmetry"])
+        return self._flows
+
+    def flow_invariant(self, parts, symmetry: str) -> bool:
+        """Whether the sum of `parts` (one flow of the scheme) is proved invariant under
+        `symmetry` (tpc.passes.ham_symmetry.flow_invariant)."""
+        key = (tuple(parts), symmetry)
+        if key not in self._flows:
+            from tpc.passes.ham_symmetry import flow_invariant
+
+            self._flows[key] = flow_invariant(self.system, list(parts), symmetry)
+        return self._flows[key]
 
     def twin_native(self):
         """The float64 build of this (float32) simulation, from which a folded run builds its
         map (see tpc.runtime.fold, precision)."""
         if self._twin is None:
-            self._twin = Simulation(self.program, self.module,
+            self._twin = Simulation(self.program, self._module,
                                     replace(self.options, precision="f64"), self.info,
                                     self.source)
         native = self._twin.native
@@ -267,7 +333,7 @@ class Simulation:
         from tpc.runtime.native import Bound
         from tpc.simulate import bind_arrays
 
-        q, p, ins, sizes = bind_arrays(self.system, q0, p0, inputs)
+        q, p, ins, sizes = bind_arrays(self.info, q0, p0, inputs)
         self.check_neutral(ins)
         values, _ = param_values(self.info.params, params, None)
         param_buf = np.array(list(values.values()) or [0.0], dtype=self.dtype)
@@ -278,26 +344,26 @@ class Simulation:
 
     def check_neutral(self, inputs: dict[str, np.ndarray]) -> None:
         """An Ewald sum (ham-ewald) is defined for a neutral cell only."""
-        neutral = self.system.attributes.get("neutral")
-        for attr in neutral.data if neutral is not None else ():
-            charges = inputs[attr.data]
+        for name in self.info.neutral:
+            charges = inputs[name]
             total, scale = float(np.sum(charges)), float(np.sum(np.abs(charges)))
             if abs(total) > 1e-12 * scale:
-                raise TpcError(f"the Ewald sum needs a neutral cell: the charges '{attr.data}' "
-                               f"add up to {total:.17g}", self._input_loc(attr.data))
+                raise TpcError(f"the Ewald sum needs a neutral cell: the charges '{name}' "
+                               f"add up to {total:.17g}", self._input_loc(name))
 
     def _input_loc(self, name: str):
         return next((a.loc for a in self.program.system.inputs if a.name == name), None)
 
     @property
     def system(self) -> ham.SystemOp:
+        from tpc.dialects import ham
+
         return next(op for op in self.module.walk() if isinstance(op, ham.SystemOp))
 
     @property
     def invariant_parts(self) -> dict[str, list[str]]:
         """{part: the symmetries ham-symmetry proved it invariant under}."""
-        return {p.part_name: [a.data for a in p.attributes["invariant_under"].data]
-                for p in self.system.parts if "invariant_under" in p.attributes}
+        return self.info.invariant_under
 
     def energy(self, q0, p0, params: dict | None = None, **inputs) -> float:
         return float(self.native.call("energy", self.bind(q0, p0, params, inputs)))
@@ -792,17 +858,46 @@ def compile(path_or_source: str | Path, *, integrator: str | None = None, fold: 
     if precision is not None and precision not in PRECISIONS:
         raise TpcError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     text = str(path_or_source)
-    if isinstance(path_or_source, Path) or not _is_source(text):
+    is_path = isinstance(path_or_source, Path) or not _is_source(text)
+    asked = compiler.Options(integrator, fold, precision, newton3, kahan=kahan, shadow=shadow)
+    cached = _from_cache(text, is_path, asked)
+    if cached is not None:
+        return cached
+    from tpc import pipeline
+    from tpc.dialects import ham
+
+    if is_path:
         program, module = pipeline.frontend(text)
         source = Path(text).read_text()
     else:
         program, module = pipeline.frontend(text, "<source>")
         source = text
-    options = compiler.resolve_options(
-        program, compiler.Options(integrator, fold, precision, newton3, kahan=kahan,
-                                  shadow=shadow)
-    )
+    options = compiler.resolve_options(program, asked)
     compiler.run_ham_passes(program, module, pipeline.PassRunner())
     system = next(op for op in module.walk() if isinstance(op, ham.SystemOp))
     compiler.check_integrator(program, system, options)
-    return Simulation(program, module, options, SystemInfo.of(system), source)
+    sim = Simulation(program, module, options, SystemInfo.of(system), source)
+    sim._request = build_cache.request_key(VERSION, compiler_fingerprint(), asked, source)
+    return sim
+
+
+def _from_cache(text: str, is_path: bool, asked: compiler.Options) -> Simulation | None:
+    """The Simulation of a build in the cache, or None (then compile() runs the front end,
+    which also reports whatever is wrong with the file)."""
+    if is_path:
+        from tpc.syntax import MAX_SOURCE_BYTES, read_bytes
+
+        try:  # read_bytes first: it refuses a FIFO or a device, which would block
+            read_bytes(text, f"'{text}'", MAX_SOURCE_BYTES)
+            source = Path(text).read_text()
+        except (TpcError, OSError, UnicodeError, ValueError):
+            return None
+    else:
+        source = text
+    key = build_cache.request_key(VERSION, compiler_fingerprint(), asked, source)
+    hit = build_cache.load(key, text if is_path else "<source>")
+    if hit is None:
+        return None
+    build = hit[0]
+    return Simulation(build.program, None, build.options, build.info, source, _build=hit,
+                      _request=key)

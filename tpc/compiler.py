@@ -1,16 +1,23 @@
-"""Compile options and the stage functions behind `tpc compile --emit=...` and `tpc run`."""
+"""Compile options and the stage functions behind `tpc compile --emit=...` and `tpc run`.
+
+xDSL and the pipeline are imported by the functions that use them, not by this module: the
+options and their resolution are read by a run from the compile cache, which needs no IR.
+"""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from xdsl.dialects.builtin import ModuleOp
-
-from tpc import pipeline
 from tpc.diagnostics import Loc, TpcError
-from tpc.dialects import ham
 from tpc.syntax import Program, Word
+
+if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
+
+    from tpc import pipeline
+    from tpc.dialects import ham
 
 PRECISIONS = ("f64", "f32")
 
@@ -148,6 +155,8 @@ def shifted(base: Loc, text: str, offset: int) -> Loc:
 
 def run_ham_passes(program, module: ModuleOp, runner: pipeline.PassRunner) -> None:
     """The ham-level passes; a refusal located in the .ham file shows its line and caret."""
+    from tpc import pipeline
+
     try:
         runner.run(module, list(pipeline.HAM_PASSES))
     except TpcError as e:
@@ -159,6 +168,7 @@ def run_ham_passes(program, module: ModuleOp, runner: pipeline.PassRunner) -> No
 
 def ham_remarks(module: ModuleOp) -> list[str]:
     """ham-degree's facts, read back from the IR: the whole H, then each part."""
+    from tpc.dialects import ham
     from tpc.passes.ham_degree import read_facts
 
     out = []
@@ -184,6 +194,8 @@ def ham_remarks(module: ModuleOp) -> list[str]:
 
 
 def compile_stage(path: str, emit: str, options: Options, runner_args=None) -> StageResult:
+    from tpc import pipeline
+
     runner = pipeline.PassRunner(
         getattr(runner_args, "print_ir_after_all", False),
         [x for x in getattr(runner_args, "print_ir_after", "").split(",") if x],

@@ -13,7 +13,7 @@ def main(args) -> int:
     options = compiler.options_from_args(args)
     sim = api.compile(args.file, integrator=options.integrator, fold=False,
                       precision=options.precision)
-    cfg = load_run_config(sim.program, sim.system, steps=0, dt=1.0, save_every=1,
+    cfg = load_run_config(sim.program, sim.info, steps=0, dt=1.0, save_every=1,
                           sets=args.set, init=args.init)
     parts = sim.part_energies(cfg.q0, cfg.p0, cfg.params, **cfg.inputs)
     total = sim.energy(cfg.q0, cfg.p0, cfg.params, **cfg.inputs)

@@ -124,7 +124,7 @@ def bind_members(sim, q0, p0, params: dict | None, inputs: dict, batch: int) -> 
         given[name] = arr
     # Member 0 through the single-run checks (shapes, sizes, finiteness); the others have the
     # same shapes by construction, so only their values are left to check.
-    _, _, _, sizes = bind_arrays(sim.system, qs[0], ps[0],
+    _, _, _, sizes = bind_arrays(sim.info, qs[0], ps[0],
                                  {k: v[0] if k in per_member else v for k, v in given.items()})
     for name, arr in ((q_name, qs), (p_name, ps), *((k, given[k]) for k in sorted(per_member))):
         bad = np.argwhere(~np.isfinite(arr))
@@ -202,7 +202,7 @@ def energies(native, m: Members) -> np.ndarray:
 def check_members_start(sim, m: Members) -> None:
     """check_start for every member, the energies computed natively for all of them; the
     first member whose H is not finite gets the single run's error, naming it."""
-    for b in range(m.batch) if sim.system.attributes.get("neutral") is not None else ():
+    for b in range(m.batch) if sim.info.neutral else ():
         try:
             sim.check_neutral(m.member_inputs(b))
         except TpcError as e:

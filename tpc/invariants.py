@@ -31,8 +31,13 @@ def values(native, env, q: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     buf = np.empty(len(entries))
     qs = np.ascontiguousarray(q.reshape(rows, -1), dtype=env.q.dtype)
     ps = np.ascontiguousarray(p.reshape(rows, -1), dtype=env.p.dtype)
+    # One call bound once, each row copied into its buffers: binding the arguments costs
+    # far more than the monitors themselves.
+    at = env.with_state(np.empty_like(qs[0]), np.empty_like(ps[0]))
+    call = native.prepare("monitors", at, out=buf)
     for r in range(rows):
-        native.call("monitors", env.with_state(qs[r], ps[r]), out=buf)
+        at.q[:], at.p[:] = qs[r], ps[r]
+        call()
         out[r] = buf
     return {e["name"]: out[:, k].copy() for k, e in enumerate(entries)}
 
@@ -158,8 +163,6 @@ def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str
         # the average vector field keeps linear invariants exactly, quadratic ones only
         # approximately (it is not a symplectic Runge-Kutta method)
         return f"conserved approximately by {integrator} (not a quadratic-invariant method)"
-    from tpc.passes.ham_symmetry import flow_invariant
-
     invariant = sim.invariant_parts
     every = set(invariant)
     flows = sim.native.abi.get("scheme", {}).get("flows") or [sorted(every)]
@@ -168,7 +171,7 @@ def how_conserved(sim, name: str, entry: dict | None, folded_exact: bool) -> str
     # proved invariant by the Lie derivative (Tx + Ty = |p|^2 / 2).
     broken = [f for f in flows if set(f) != every
               and not all(symmetry in invariant.get(p, []) for p in f)
-              and not flow_invariant(sim.system, f, symmetry)]
+              and not sim.flow_invariant(f, symmetry)]
     if not broken:
         return (f"conserved to round-off by {integrator} (every flow is of a Hamiltonian "
                 f"proved invariant under {symmetry})")

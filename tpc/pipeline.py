@@ -207,7 +207,9 @@ def _dominates(value: SSAValue, user: Operation, order: dict[Operation, int],
             return def_op is None or order[def_op] < order[cur]
         region = block.parent
         if region is not None and region is def_block.parent:
-            info = dominance.setdefault(region, DominanceInfo(region))
+            info = dominance.get(region)
+            if info is None:  # (not setdefault: it would build the analysis on every call)
+                info = dominance[region] = DominanceInfo(region)
             return info.dominates(def_block, block)
         cur = region.parent if region is not None else None
     return False

@@ -175,7 +175,7 @@ def run_config(res: Resumed, sim, args) -> tuple[RunConfig, int]:
     elif done < total:
         target = total  # finish the run that was cut short
     else:
-        block = load_run_config(sim.program, sim.system, dt=res.number("dt"),
+        block = load_run_config(sim.program, sim.info, dt=res.number("dt"),
                                 steps=None, save_every=res.integer("save_every"))
         target = done + block.steps
     q_key, p_key = res.state_keys

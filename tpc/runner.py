@@ -187,7 +187,7 @@ def main(args) -> int:
         if note := resume.build_note(resumed):
             print(f"note: {note}", file=sys.stderr)
     else:
-        cfg = load_run_config(sim.program, sim.system, steps=args.steps, dt=args.dt,
+        cfg = load_run_config(sim.program, sim.info, steps=args.steps, dt=args.dt,
                               save_every=args.save_every, sets=args.set, init=args.init)
     if getattr(args, "ensemble", None) is not None:
         from tpc import ensemble_run

@@ -19,13 +19,17 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tpc.diagnostics import Loc, TpcError
-from tpc.dialects import ham
 from tpc.limits import MAX_LIST_NESTING, MAX_STEPS
 from tpc.syntax import Program, Setting, Word, abbreviate, decode_source, loc_at, read_bytes
+from tpc.system_info import SystemInfo, as_info
+
+if TYPE_CHECKING:
+    from tpc.dialects import ham
 
 # integrator, precision and kahan choose the generated code: the compiler reads them
 # (tpc.compiler.resolve_options); units give the energy its constants (tpc.units, read by
@@ -118,7 +122,7 @@ def _show(value: object) -> str:
 
 
 def bind_arrays(
-    system: ham.SystemOp,
+    system: SystemInfo | ham.SystemOp,
     q0: object,
     p0: object,
     inputs: Mapping[str, object] | None = None,
@@ -134,17 +138,16 @@ def bind_arrays(
     """
     locs = locs or {}
     inputs = dict(inputs or {})
-    q_name, p_name = system.state.names
-    state_shape = system.state.shape.shape
+    info = as_info(system)
+    q_name, p_name = info.q, info.p
     declared: list[tuple[str, tuple[int | str, ...], object]] = [
-        (q_name, state_shape, q0),
-        (p_name, state_shape, p0),
+        (q_name, info.shape, q0),
+        (p_name, info.shape, p0),
     ]
     input_names = []
-    for op in system.decls(ham.InputOp):
-        name = op.sym_name.data  # type: ignore[attr-defined]
+    for name, shape in info.inputs.items():
         input_names.append(name)
-        declared.append((name, op.shape.shape, inputs.pop(name, None)))  # type: ignore[attr-defined]
+        declared.append((name, shape, inputs.pop(name, None)))
     for extra in inputs:
         known = ", ".join(input_names) or "none"
         raise TpcError(f"'{extra}' is not an input of the system (inputs: {known})",
@@ -191,11 +194,10 @@ def bind_arrays(
                 f"initial value of '{name}' is not finite at index {_index_text(index)}", loc
             )
         out[name] = arr
-    need = system.attributes.get("min_sizes")
-    for size, least in (need.data.items() if need is not None else ()):
-        if sizes.get(size, least.value.data) < least.value.data:
+    for size, least in info.min_sizes.items():
+        if sizes.get(size, least) < least:
             raise TpcError(
-                f"the energy indexes with offsets that need {size} >= {least.value.data}, "
+                f"the energy indexes with offsets that need {size} >= {least}, "
                 f"but {size} is {sizes[size]} (from '{size_from[size]}')",
                 missing_loc,
             )
@@ -396,7 +398,7 @@ def _run_value(key: str, flag, settings: dict[str, Setting], parse, ok, need: st
 
 def load_run_config(
     program: Program,
-    system: ham.SystemOp,
+    system: SystemInfo | ham.SystemOp,
     *,
     steps: int | None = None,
     dt: float | None = None,
@@ -405,8 +407,9 @@ def load_run_config(
     init: str | None = None,
 ) -> RunConfig:
     """The simulate block of `program`, with the command-line values taking precedence."""
-    q_name, p_name = system.state.names
-    input_names = [op.sym_name.data for op in system.decls(ham.InputOp)]  # type: ignore[attr-defined]
+    info = as_info(system)
+    q_name, p_name = info.q, info.p
+    input_names = list(info.inputs)
     array_names = [q_name, p_name, *input_names]
     sys_loc = program.system.loc
 
@@ -446,10 +449,7 @@ def load_run_config(
     )
 
     # params
-    params = {
-        op.sym_name.data: op.value.value.data  # type: ignore[attr-defined]
-        for op in system.decls(ham.ParamOp)
-    }
+    params = dict(info.params)
     _parse_sets(sets, params)
 
     # initial arrays: inline values, an init file from the block, or one from the command line
@@ -476,7 +476,7 @@ def load_run_config(
 
     inputs = {n: values[n] for n in input_names if n in values}
     q0, p0, inputs_out, sizes = bind_arrays(
-        system, values.get(q_name), values.get(p_name), inputs, locs=locs, missing_loc=sys_loc
+        info, values.get(q_name), values.get(p_name), inputs, locs=locs, missing_loc=sys_loc
     )
     return RunConfig(integrator, dt_value, steps_value, save_value, params, q0, p0, inputs_out,
                      sizes)
