@@ -44,7 +44,7 @@ def tangent_twin(sim):
         from tpc.api import Simulation
 
         options = replace(sim.options, tangent=True, fold=False, kahan=False, shadow=False)
-        twin = Simulation(sim.program, sim.module, options, sim.info, sim.source)
+        twin = Simulation(sim.program, sim._module, options, sim.info, sim.source)
         try:
             twin.native  # noqa: B018 (compile now, so errors name the integrator)
         except TpcError as e:
