@@ -45,8 +45,9 @@ SHADOW_TARGET = 0.01
 
 def shadow_values(native, env, q: np.ndarray, p: np.ndarray, h: np.ndarray,
                   dt: float) -> np.ndarray | None:
-    """H~ = H + dt^2 (c_AAB g^T T'' g + c_ABB v^T V'' v) at each row (sym-shadow's terms;
-    g = dV/dq, v = dT/dp from the compiled gradients, the second derivatives from d2_<part>)."""
+    """H~ at each row from sym-shadow's terms: H + dt^2 (c_AAB g^T T'' g + c_ABB v^T V'' v)
+    (g = dV/dq, v = dT/dp from the compiled gradients, the second derivatives from
+    d2_<part>), or H + dt^4 H4 for a method of order 4 (`dt4_terms`)."""
     sh = native.abi.get("shadow")
     if not sh or len(q) == 0:
         return None
@@ -62,25 +63,66 @@ def shadow_values(native, env, q: np.ndarray, p: np.ndarray, h: np.ndarray,
         native.call(f"grad_{qn}", e, out=g)
         native.call(f"grad_{pn}", e, out=v)
         g64, v64 = g.astype(np.float64), v.astype(np.float64)
+        if "dt4" in sh:
+            terms = dt4_terms(native, e, sh, g64, v64)
+            out[r] = h[r] + dt ** 4 * sum(c * terms[k] for k, c in sh["dt4"].items())
+            continue
         t2 = sum(native.call(f"d2_{name}", e, dir=g64) for name in sh["drift"])
         v2 = sum(native.call(f"d2_{name}", e, dir=v64) for name in sh["kick"])
         out[r] = h[r] + dt * dt * (sh["c_aab"] * t2 + sh["c_abb"] * v2)
     return out
 
 
-def shadow_summary(h: np.ndarray, shadow: np.ndarray, dt: float) -> list[str]:
+def dt4_terms(native, env, sh: dict, g: np.ndarray, v: np.ndarray) -> dict[str, float]:
+    """The six contractions of H4 (passes/sym_shadow.py) at one state, from the compiled
+    directional derivatives (taylor_<part>: orders 0..4 along a direction) and
+    Hessian-vector products (hvp_<part>) of the kicked parts V and the drifted parts T."""
+    def hvp(names, d):
+        acc = np.zeros_like(d)
+        for name in names:
+            native.call(f"hvp_{name}", env, dir=d, out=acc)
+        return acc
+
+    buf = np.empty(5)
+
+    def jet(names, d):
+        acc = np.zeros(5)
+        for name in names:
+            native.call(f"taylor_{name}", env, dir=np.ascontiguousarray(d), out=buf)
+            acc += buf
+        return acc
+
+    def mixed3(names, x, y):
+        """D3[x, x, y] by polarization, y scaled to x's length so neither swamps the other."""
+        nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+        if nx == 0 or ny == 0:
+            return 0.0
+        s = nx / ny
+        w = s * y
+        return (jet(names, x + w)[3] - jet(names, x - w)[3] - 2 * jet(names, w)[3]) / (6 * s)
+
+    kick, drift = sh["kick"], sh["drift"]
+    a, u = hvp(kick, v), hvp(drift, g)  # V'' v, T'' g
+    return {"V4_vvvv": jet(kick, v)[4], "T4_gggg": jet(drift, g)[4],
+            "V3_vvu": mixed3(kick, v, u), "T3_gga": mixed3(drift, g, a),
+            "T2_aa": jet(drift, a)[2], "V2_uu": jet(kick, u)[2]}
+
+
+def shadow_summary(h: np.ndarray, shadow: np.ndarray, dt: float,
+                   series: str = "H + dt^2 H2") -> list[str]:
     """How much better H~ is conserved than H, and a warning (once) when dt is too large for
     the series to mean much, with the dt that would keep |H~ - H| / |H| near 1%."""
     err_h, err_s = float(np.max(drift(h))), float(np.max(drift(shadow)))
     ratio = err_h / err_s if err_s > 0 else float("inf")
-    lines = [f"  {SHADOW} (shadow Hamiltonian, H + dt^2 H2) max relative error {err_s:.3e}, "
+    lines = [f"  {SHADOW} (shadow Hamiltonian, {series}) max relative error {err_s:.3e}, "
              f"{ratio:.3g}x smaller than H's {err_h:.3e}"]
+    power = 4 if "dt^4" in series else 2  # |H~ - H| scales as dt^power
     scale = np.maximum(np.abs(h), 1e-300)
     gap = float(np.max(np.abs(shadow - h) / scale))
     if gap > SHADOW_WARN:
         lines.append(f"warning: the shadow Hamiltonian differs from H by up to {gap:.3g} "
                      f"(relative): dt = {dt:g} is large for this motion; dt = "
-                     f"{dt * (SHADOW_TARGET / gap) ** 0.5:.3g} keeps the difference near "
+                     f"{dt * (SHADOW_TARGET / gap) ** (1 / power):.3g} keeps the difference near "
                      f"{SHADOW_TARGET:g}")
     return lines
 
@@ -195,5 +237,7 @@ def summary(sim, traj, dt: float = 0.0) -> list[str]:
         folded_exact = traj.folded and traj.fold_method == "exact"
         lines.append(f"  H: {how_conserved(sim, 'H', None, folded_exact)}")
     if SHADOW in traj.monitors and len(traj.H):
-        lines += shadow_summary(traj.H, traj.monitors[SHADOW], dt)
+        dt4 = "dt4" in (sim.native.abi.get("shadow") or {})
+        lines += shadow_summary(traj.H, traj.monitors[SHADOW], dt,
+                                "H + dt^4 H4" if dt4 else "H + dt^2 H2")
     return lines
