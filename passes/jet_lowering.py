@@ -329,7 +329,7 @@ class TaylorLowering(JetLowering):
         fact = 1.0
         for m in range(1, self.order + 1):
             fact *= m
-            c = e.div(derivs[m], e.f(fact))
+            c = derivs[m] if m == 1 else e.div(derivs[m], e.f(fact))
             for k in range(m, self.order + 1):  # d^m starts at e^m
                 out[k] = e.add(out[k], e.mul(c, power[k]))
             if m < self.order:
