@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", default="sm_90", help="GPU architecture for --emit=ptx")
     c.add_argument("--remarks", action="store_true", help="explain the optimization decisions")
     c.add_argument("--shadow", action="store_true",
-                   help="add the shadow Hamiltonian's dt^2 term (sym-shadow) and its functions")
+                   help="add the shadow Hamiltonian's leading term (dt^2, or dt^4 for a "
+                   "method of order 4; sym-shadow) and its functions")
     c.add_argument("--optimized", action="store_true",
                    help="with --emit=llvm: the IR after O3, as the JIT compiles it")
     _add_compile_options(c)
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     r.add_argument("--remarks", action="store_true")
     r.add_argument("--shadow", action="store_true",
-                   help="evaluate the integrator's shadow Hamiltonian H + dt^2 H2 at snapshots "
+                   help="evaluate the integrator's shadow Hamiltonian H + dt^2 H2 (order 4: "
+                   "H + dt^4 H4) at snapshots "
                    "(saved as H_shadow), and report how much better it is conserved than H")
     r.add_argument("--check-invariants", type=float, metavar="TOL",
                    help="stop (exit 3) at the first snapshot where the energy or a proved "
