@@ -241,3 +241,94 @@ def summary(sim, traj, dt: float = 0.0) -> list[str]:
         lines += shadow_summary(traj.H, traj.monitors[SHADOW], dt,
                                 "H + dt^4 H4" if dt4 else "H + dt^2 H2")
     return lines
+
+
+# ----------------------------------------------------------------------------- ensembles
+# An ensemble's monitors are each member's, evaluated with that member's params and inputs
+# (tpc.ensemble.Members), batch-first like its H: {name: [B, rows]}.
+
+
+def member_monitors(sim, members, q: np.ndarray, p: np.ndarray,
+                    h: np.ndarray) -> dict[str, np.ndarray]:
+    per = [sim._monitor_values(members.env(b), q[b], p[b], h[b]) for b in range(members.batch)]
+    if not per or not per[0]:
+        return {}
+    return {k: np.stack([m[k] for m in per]) for k in per[0]}
+
+
+def member_violation(native, monitors: dict[str, np.ndarray], h: np.ndarray, tol: float):
+    """(member, row, name, drift) of the earliest snapshot where some member's energy or proved
+    charge drifted by more than tol (the lowest member among those at that row), or None."""
+    best = None
+    for b in range(len(h)):
+        hit = first_violation(watched(native, {k: v[b] for k, v in monitors.items()}, h[b]),
+                              tol)
+        if hit is not None and (best is None or hit[0] < best[1]):
+            best = (b, *hit)
+    return best
+
+
+class MemberWatch:
+    """--check-invariants for an ensemble stepped on this machine: one Watch per member, fed
+    the new rows of every member after each native call."""
+
+    def __init__(self, native, members, tol: float):
+        self.watches = [Watch(native, members.env(b), tol) for b in range(members.batch)]
+        self.rows = 0
+
+    def feed(self, q: np.ndarray, p: np.ndarray, h: np.ndarray):
+        """(member, row, name, drift) of the earliest violation among these rows, or None."""
+        best = None
+        for b, w in enumerate(self.watches):
+            hit = w.feed(q[b], p[b], h[b])
+            if hit is not None and (best is None or hit[0] < best[1]):
+                best = (b, *hit)
+        self.rows += len(h[0]) if len(h) else 0
+        return best
+
+
+def member_summary(sim, traj) -> list[str]:
+    """An ensemble's summary lines: each monitored quantity's drift over the members (median,
+    worst and which member), how the integrator keeps it, and observables' ranges."""
+    entries = {e["name"]: e for e in table(sim.native)}
+    lines = []
+    for name, x in traj.monitors.items():
+        if x.shape[-1] == 0:
+            continue
+        e = entries.get(name)
+        if e is not None and e["quantity"] == "observable":
+            lines.append(f"  observable {name}: min {np.min(x):.6g}, max {np.max(x):.6g} "
+                         f"over the members")
+            continue
+        d = np.array([np.max(drift(row)) for row in x])
+        what = ("shadow Hamiltonian" if name == SHADOW
+                else how_conserved(sim, name, e, False))
+        lines.append(f"  {name} drift: median {np.median(d):.3e}, worst {d.max():.3e} "
+                     f"(member {int(d.argmax())}; {what})")
+    return lines
+
+
+def members_checked(sim, traj, members, dt: float):
+    """An ensemble run elsewhere (folded member by member, or on a cluster) given its members'
+    monitors from its snapshots, and InvariantDrift at the first snapshot past sim's
+    check_invariants, every member's rows up to it kept (the run has finished by then: the
+    check can only cut it)."""
+    from dataclasses import replace
+
+    from tpc.api import InvariantDrift
+
+    if not traj.monitors:
+        traj.monitors = member_monitors(sim, members, traj.q, traj.p, traj.H)
+    if sim._tol is None or not len(traj.t):
+        return traj
+    hit = member_violation(sim.native, traj.monitors, traj.H, sim._tol)
+    if hit is None:
+        return traj
+    b, row, name, d = hit
+    keep, at = row + 1, int(round(traj.t[row] / dt))
+    cut = replace(traj, t=traj.t[:keep], q=traj.q[:, :keep], p=traj.p[:, :keep],
+                  H=traj.H[:, :keep], monitors={k: v[:, :keep] for k, v in traj.monitors.items()},
+                  steps_done=at)
+    raise InvariantDrift(f"member {b}: {name} drifted by {d:.3e} (more than --check-invariants "
+                         f"{sim._tol:g}) at step {at} (t = {traj.t[row]:g}); {keep} snapshot(s) "
+                         f"of every member kept", cut)
