@@ -23,9 +23,13 @@ Lyndon coordinates of log(product) with exact rationals (passes/bch.py), and att
 
 The dt^4 term. When both weight-3 coordinates vanish (a composition of order 4: yoshida4),
 H~ = H + dt^4 H4 + O(dt^6) with H4 the weight-5 part of the logarithm (six Lyndon
-coordinates). To evaluate it, it is rewritten in right-nested brackets by the
-Dynkin-Specht-Wever identity (a Lie element P of weight n is (1/n) sum_w <P, w> r(w), with
-r(w) = [w1,[w2,[...,[w_(n-1),w_n]]]]), and each right-nested Poisson bracket is expanded with
+coordinates; a bracket of weight 5 nests four brackets, so the anti-homomorphism's signs cancel
+as at weight 3 and the Poisson brackets again take the Lie coefficients as they are; leapfrog's
+are the classical -1/720 {T,{T,{T,{T,V}}}} and 7/5760 {V,{V,{V,{V,T}}}}, among others, though
+sym-shadow keeps only the leading term). To evaluate it, it is rewritten in right-nested
+brackets by the Dynkin-Specht-Wever identity (a Lie element P of weight n is
+(1/n) sum_w <P, w> r(w), with r(w) = [w1,[w2,[...,[w_(n-1),w_n]]]]), and each right-nested
+Poisson bracket is expanded with
 
     {V, F} = g . dF/dp        {T, F} = -v . dF/dq        {V, T} = g . v
 
