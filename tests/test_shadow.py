@@ -281,3 +281,58 @@ def test_nbody_H4_against_finite_differences_of_the_forces():
     for k, x in ref.items():
         assert terms[k] == pytest.approx(x, rel=1e-5, abs=1e-12), k
     assert got == pytest.approx(sum(c * terms[k] for k, c in coeffs.items()), rel=1e-9)
+
+
+def test_taylor_jets_of_every_unary_rule_against_closed_forms():
+    """taylor_V's derivatives 0..4 along a direction, for each function with a rule, against
+    their closed forms (sech, Hermite-free erf derivatives written out), and a composite in
+    2-D against finite differences."""
+    from math import erf, erfc, exp, sqrt
+
+    src = """system Funcs {
+    state q[1], p[1]
+    H = p[0]^2 / 2 + exp(q[0]) + log(q[0]) + sinh(q[0]) + cosh(q[0]) / 2 + tanh(q[0])
+        + erf(q[0]) + erfc(q[0]) / 3 + sqrt(q[0]) + q[0]^-3
+}"""
+    sim = tpc.compile(src, shadow=True, integrator="yoshida4")
+    x, d = 0.7, 1.3
+    t, s = np.tanh(x), 1 / np.cosh(x) ** 2
+    g = 2 / sqrt(np.pi) * exp(-x * x)
+    erf_d = [g, -2 * x * g, (4 * x * x - 2) * g, (-8 * x**3 + 12 * x) * g]
+    want = [exp(x) + np.log(x) + np.sinh(x) + np.cosh(x) / 2 + t + erf(x) + erfc(x) / 3
+            + sqrt(x) + x**-3]
+    for k in range(1, 5):
+        log_k = (-1) ** (k + 1) * [1, 1, 2, 6][k - 1] / x**k
+        hyper = np.cosh(x) if k % 2 else np.sinh(x)
+        half = (np.sinh(x) if k % 2 else np.cosh(x)) / 2
+        tanh_k = [s, -2 * s * t, -2 * s * s + 4 * s * t * t, 16 * s * s * t - 8 * s * t**3][k - 1]
+        sqrt_k = [0.5, -0.25, 0.375, -0.9375][k - 1] * x ** (0.5 - k)
+        ipow_k = [-3, 12, -60, 360][k - 1] * x ** (-3 - k)
+        want.append((exp(x) + log_k + hyper + half + tanh_k + erf_d[k - 1]
+                     - erf_d[k - 1] / 3 + sqrt_k + ipow_k) * d**k)
+    out = np.empty(5)
+    sim.native.call("taylor_V", sim.bind([x], [0.0], None, {}), dir=np.array([d]), out=out)
+    np.testing.assert_allclose(out, want, rtol=1e-13)
+
+    composite = tpc.compile("""system C {
+    state q[2], p[2]
+    H = dot(p, p) / 2 + tanh(q[0] * q[1]) * exp(-q[1]^2) / (1 + q[0]^2) + cos(sqrt(q[0]^2 + q[1]^2))
+}""", shadow=True, integrator="yoshida4")
+    z, e = np.array([0.4, -0.9]), np.array([0.6, 0.8])
+
+    def v(y):
+        return (np.tanh(y[0] * y[1]) * np.exp(-y[1] ** 2) / (1 + y[0] ** 2)
+                + np.cos(np.linalg.norm(y)))
+
+    h = 0.02
+    f = [v(z + j * h * e) for j in range(-4, 5)]
+    stencils = {1: [1 / 280, -4 / 105, 1 / 5, -4 / 5, 0, 4 / 5, -1 / 5, 4 / 105, -1 / 280],
+                2: [-1 / 560, 8 / 315, -1 / 5, 8 / 5, -205 / 72, 8 / 5, -1 / 5, 8 / 315, -1 / 560],
+                3: [-7 / 240, 3 / 10, -169 / 120, 61 / 30, 0, -61 / 30, 169 / 120, -3 / 10,
+                    7 / 240],
+                4: [7 / 240, -2 / 5, 169 / 60, -122 / 15, 91 / 8, -122 / 15, 169 / 60, -2 / 5,
+                    7 / 240]}
+    composite.native.call("taylor_V", composite.bind(z, np.zeros(2), None, {}), dir=e, out=out)
+    assert out[0] == pytest.approx(v(z), rel=1e-14)
+    for k in range(1, 5):
+        assert out[k] == pytest.approx(np.dot(stencils[k], f) / h**k, rel=1e-7, abs=1e-9), k
