@@ -1,4 +1,4 @@
-"""Second directional derivatives of a part of H, lowered from its ham region (forward mode).
+"""Directional derivatives of a part of H, lowered from its ham region (forward mode).
 
 d2_<part>(env..., dir) = d^2/de^2 part(state + e * dir) at e = 0, where `dir` perturbs the one
 state field the part depends on: for V(q) and a direction v it is v^T V''(q) v, a
@@ -10,6 +10,16 @@ Every float value of the region becomes a jet (value, first, second derivative a
 one per vector lane; index values stay as sym-lower-loops lowers them. The rules are the
 chain rule to second order: (ab)'' = a''b + 2a'b' + ab'', (a/b)'' through q = a/b, sqrt through
 s^2 = x, and so on; an op without a rule is refused, never differentiated wrongly.
+
+The shadow Hamiltonian's dt^4 term needs derivatives up to 4 and Hessian-vector products.
+`TaylorLowering` carries jets of any order as Taylor coefficients (x(e) = sum_k x_k e^k):
+products are truncated Cauchy products, quotients and square roots the usual recurrences
+(q_k = (a_k - sum_(j<k) q_j b_(k-j)) / b_0, s_k = (x_k - sum_(0<j<k) s_j s_(k-j)) / (2 s_0)),
+and every unary function one composition rule, f(x_0 + d) = sum_m f^(m)(x_0) d^m / m!, from
+its derivatives at x_0 (tanh's as polynomials in tanh, erf's as Hermite polynomials times
+exp(-x^2)). taylor_<part>(env, dir, out) stores k! x_k, the k-th directional derivative;
+hvp_<part>(env, dir, out) runs the part's gradient region (ham.accumulate) with first-order
+jets and accumulates the first-order parts, d/de grad(state + e dir) = part'' dir.
 """
 
 from __future__ import annotations
@@ -250,7 +260,6 @@ def jet_function(name: str, system: ham.SystemOp, part: ham.PartOp, along: str,
     """d2_<part>(env..., dir) -> f64 (see the module docstring); built by sym-lower-loops
     (which imports this module only when a scheme asks for it: no import cycle)."""
     from tpc.passes.sym_lower_loops import BUF, RegionLowering, bind_env, env_types, make_func
-
 
     cls = type("PartJet", (JetLowering, RegionLowering), {})
 
