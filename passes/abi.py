@@ -71,6 +71,10 @@ def signature(name: str, linear: bool = False, kepler: bool = False,
               boris: bool = False, carry: Sequence[str] = (), avf: bool = False) -> list[str]:
     if name.startswith(("grad_", "linear_", "kepler_")):
         return [ENV, "buf:out:n"]
+    if name.startswith("taylor_"):
+        return [ENV, "f64:dir:n", "f64:out:5"]
+    if name.startswith("hvp_"):
+        return [ENV, "f64:dir:n", "f64:out:n"]
     if name.startswith("d2_"):
         return [ENV, "f64:dir:n"]
     if name in ("run", "run_tangent"):
@@ -97,6 +101,8 @@ def abi_table(system: ham.SystemOp, functions: Sequence[str], precision: str,
     exported = [f for f in functions if f in SIGNATURES or f == "run_tangent"
                 or f in (f"grad_{q}", f"grad_{p}")
                 or f.startswith(("linear_", "kepler_", "d2_"))]
+    # the shadow Hamiltonian's dt^4 term: derivatives along a direction, Hessian-vector products
+    exported += [f for f in functions if f.startswith(("taylor_", "hvp_"))]
     table = {
         "system": system.sym_name.data,
         "precision": precision,

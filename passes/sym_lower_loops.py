@@ -596,15 +596,22 @@ def lower_monitors(system: ham.SystemOp, ft: Attribute = f64) -> func.FuncOp:
 
 
 def shadow_funcs(system: ham.SystemOp, shadow: dict, ft: Attribute = f64) -> list:
-    """d2_<part>(env..., dir) for each kicked and drifted part (sym-shadow's brackets): the
-    second derivative of the part along dir in the field it depends on, in f64."""
-    from tpc.passes.jet_lowering import jet_function
+    """For each kicked and drifted part (sym-shadow's brackets), in f64: d2_<part>(env..., dir),
+    the second derivative of the part along dir in the field it depends on; for a dt^4 term
+    taylor_<part>(env..., dir, out), its derivatives 0..4 along dir, and hvp_<part>(env...,
+    dir, out), out += its Hessian times dir."""
+    from tpc.passes.jet_lowering import hvp_function, jet_function, taylor_function
 
     q, p = system.state.names
     out = []
     for name in shadow["kick"] + shadow["drift"]:
         along = q if name in shadow["kick"] else p
-        out.append(jet_function(f"d2_{name}", system, system.part(name), along, ft))
+        if "dt4" not in shadow:
+            out.append(jet_function(f"d2_{name}", system, system.part(name), along, ft))
+            continue
+        out.append(taylor_function(f"taylor_{name}", system, system.part(name), along, ft, 4))
+        for grad in system.gradients(along, [name]):
+            out.append(hvp_function(f"hvp_{name}", system, grad, along, ft))
     return out
 
 

@@ -115,7 +115,8 @@ class Trajectory:
                           self.wall_time, self.folded, self.note,
                           {k: v[b] for k, v in self.carry.items()},
                           grid_carry={k: v[b] for k, v in self.grid_carry.items()},
-                          names=self.names, box=self.box)
+                          names=self.names, box=self.box,
+                          monitors={k: v[b] for k, v in self.monitors.items()})
 
     def plot(self, path: str | None = None, *, member: int | None = None):
         """Relative energy error against t (log scale) and the phase portraits; written to
@@ -452,12 +453,10 @@ class Simulation:
                                                 save_every=save_every, params=params,
                                                 **inputs)
         self._tol, self._dt = check_invariants, dt
-        if check_invariants is not None and (device != "cpu" or batch is not None):
-            raise TpcError("check_invariants is only supported for single runs on the cpu "
-                           "device")
-        if self.options.shadow and (device != "cpu" or batch is not None):
-            raise TpcError("the shadow Hamiltonian is only evaluated for single runs on the cpu "
-                           "device")
+        if check_invariants is not None and device != "cpu":
+            raise TpcError("check_invariants is only supported on the cpu device")
+        if self.options.shadow and device != "cpu":
+            raise TpcError("the shadow Hamiltonian is only evaluated on the cpu device")
         reports = Reports(reporter, report_every)
         if batch is not None:
             from tpc.ensemble import bind_members, check_batch, check_members_start
@@ -472,8 +471,11 @@ class Simulation:
             if batch is None or device != "cpu" or reporter is not None:
                 raise TpcError("client= runs ensembles on the CPUs of a Dask cluster: it needs "
                                "batch=B, device='cpu' and no reporter")
-            return run_on_cluster(self, client, q0, p0, params, inputs, members, dt, steps,
-                                  save_every, carry)
+            from tpc.invariants import members_checked
+
+            return members_checked(self, run_on_cluster(self, client, q0, p0, params, inputs,
+                                                        members, dt, steps, save_every, carry),
+                                   members, dt)
         if device == "cuda":
             from tpc.gpu import run_on_cuda
 
@@ -688,6 +690,7 @@ class Simulation:
         shared = dict(self.info.params) | {k: float(v) for k, v in (params or {}).items()
                                            if np.ndim(v) == 0}
         runs = []
+        tol = self._tol  # each member's run below resets it
         for b in range(members.batch):
             runs.append(self.run(members.q[b].reshape(self._concrete_shape(members.q.shape[1])),
                                  members.p[b].reshape(self._concrete_shape(members.q.shape[1])),
@@ -700,9 +703,14 @@ class Simulation:
                           steps, sum(r.wall_time for r in runs), runs[0].folded,
                           carry={k: np.stack([r.carry[k] for r in runs]) for k in runs[0].carry},
                           batch=members.batch, names=(self.info.q, self.info.p),
-                          box=runs[0].box)
+                          box=runs[0].box,
+                          monitors={k: np.stack([r.monitors[k] for r in runs])
+                                    for k in runs[0].monitors})
         reports.send(len(traj.t), steps, traj.t, traj.q, traj.p, traj.H, batched=True)
-        return traj
+        from tpc.invariants import members_checked
+
+        self._tol = tol
+        return members_checked(self, traj, members, dt)
 
     def _run_stepped(self, env, dt, steps, save_every, progress,
                      carried: dict[str, np.ndarray], step0: int = 0,

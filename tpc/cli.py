@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     r.add_argument("--remarks", action="store_true")
     r.add_argument("--shadow", action="store_true",
-                   help="evaluate the integrator's shadow Hamiltonian H + dt^2 H2 at snapshots "
+                   help="evaluate the integrator's shadow Hamiltonian H + dt^2 H2 (order 4: "
+                   "H + dt^4 H4) at snapshots "
                    "(saved as H_shadow), and report how much better it is conserved than H")
     r.add_argument("--check-invariants", type=float, metavar="TOL",
                    help="stop (exit 3) at the first snapshot where the energy or a proved "

@@ -261,8 +261,12 @@ def member_buffers(native, m: Members, dt: float, carry: dict | None, shape: tup
 def run_members(sim, m: Members, dt: float, steps: int, save_every: int, carry: dict | None,
                 threads: int | None, progress: bool, reports: Reports):
     """Every member stepped `steps` steps; a batch-first Trajectory (PartialRun on a member
-    whose state turns non-finite, with the rows every member completed)."""
-    from tpc.api import PartialRun, Trajectory
+    whose state turns non-finite, with the rows every member completed; InvariantDrift, with
+    every member's rows up to it, at the first snapshot where a member's energy or proved
+    charge drifted past sim's check_invariants). Each member's monitors are computed from its
+    snapshots with its own params and inputs."""
+    from tpc.api import InvariantDrift, PartialRun, Trajectory
+    from tpc.invariants import MemberWatch, member_monitors
 
     native = sim.native
     batch, n = m.q.shape
@@ -284,6 +288,10 @@ def run_members(sim, m: Members, dt: float, steps: int, save_every: int, carry: 
     chunk = max(1, int(2e7 // max(1, save_every * n * batch // threads)))
     done_rows, step = 1, 0
     grid = {k: v.copy() for k, v in carried.items()}
+    watch = None
+    if sim._tol is not None:
+        chunk = min(chunk, 64)  # checked between native calls: stop soon after a violation
+        watch = MemberWatch(native, m, sim._tol)
     bar = Progress(steps, 0, members=batch) if progress else None
     t0 = time.perf_counter()
 
@@ -291,12 +299,26 @@ def run_members(sim, m: Members, dt: float, steps: int, save_every: int, carry: 
         def shaped(state: dict) -> dict:
             return {k: v.reshape(batch, *shape).copy() for k, v in state.items()}
 
-        return Trajectory(t[:rows_kept].copy(), out_q[:, :rows_kept].reshape(batch, rows_kept,
+        traj = Trajectory(t[:rows_kept].copy(), out_q[:, :rows_kept].reshape(batch, rows_kept,
                                                                              *shape).copy(),
                           out_p[:, :rows_kept].reshape(batch, rows_kept, *shape).copy(),
                           out_h[:, :rows_kept].copy(), steps_done, time.perf_counter() - t0,
                           carry=shaped(end), grid_carry=shaped(at_grid), batch=batch,
                           names=(sim.info.q, sim.info.p), box=sim.info.box)
+        traj.monitors = member_monitors(sim, m, traj.q, traj.p, traj.H)
+        return traj
+
+    def check() -> None:
+        hit = watch.feed(out_q[:, watch.rows:done_rows], out_p[:, watch.rows:done_rows],
+                         out_h[:, watch.rows:done_rows])
+        if hit is None:
+            return
+        b, row, name, d = hit
+        at = int(round(t[row] / dt))
+        raise InvariantDrift(f"member {b}: {name} drifted by {d:.3e} (more than "
+                             f"--check-invariants {sim._tol:g}) at step {at} (t = {t[row]:g}); "
+                             f"{row + 1} snapshot(s) of every member kept",
+                             trajectory(row + 1, at, carried, grid))
 
     def report() -> None:
         reports.send(done_rows, step, t, out_q.reshape(batch, rows, *shape),
@@ -334,6 +356,8 @@ def run_members(sim, m: Members, dt: float, steps: int, save_every: int, carry: 
                     grid = {key: v.copy() for key, v in carried.items()}
                 if reports.due(done_rows):
                     report()
+                if watch is not None:
+                    check()
                 if bar:
                     bar.update(step)
     except KeyboardInterrupt:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tpc import invariants
+from tpc.api import InvariantDrift
 from tpc.diagnostics import TpcError
 from tpc.simulate import read_init_file
 
@@ -71,10 +73,13 @@ def run(args, sim, cfg, out: str) -> int:
     params = dict(cfg.params) | given_params
     inputs = dict(cfg.inputs) | given_inputs
     client, cluster = client_for(args)
+    drifted = None
     try:
         traj = sim.run(q0, p0, dt=cfg.dt, steps=cfg.steps, save_every=cfg.save_every,
                        params=params, batch=batch, client=client, progress=not args.quiet,
-                       **inputs)
+                       check_invariants=getattr(args, "check_invariants", None), **inputs)
+    except InvariantDrift as e:
+        drifted, traj = e, e.trajectory
     finally:
         if client is not None:
             client.close()
@@ -82,11 +87,16 @@ def run(args, sim, cfg, out: str) -> int:
             cluster.close()
     arrays = {"t": traj.t, sim.info.q: traj.q, sim.info.p: traj.p, "H": traj.H,
               "batch": np.int64(batch), **traj.carry}
+    # each member's monitors (P_x, L_z, observables, H_shadow), [B, snapshots]
+    arrays |= {k: v for k, v in traj.monitors.items() if k not in arrays}
     arrays |= run_metadata(sim, cfg, "cpu")
     arrays |= {f"param_{k}": np.asarray(v, dtype=np.float64) for k, v in params.items()}
     arrays |= {f"input_{k}": np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
     arrays |= {"steps_done": np.int64(traj.steps_done), "t_final": np.float64(traj.t[-1])}
     write_npz(out, arrays)
+    if drifted is not None:
+        print(f"error: {drifted.message}; wrote {out}", file=sys.stderr)
+        return drifted.exit_code
     if not args.quiet:
         where = ("locally" if client is None else f"on {args.workers} local workers"
                  if args.scheduler is None else f"on the cluster at {args.scheduler}")
@@ -95,5 +105,7 @@ def run(args, sim, cfg, out: str) -> int:
               f"{len(traj.t)} snapshots each -> {out}")
         print(f"  run {traj.wall_time:.3f} s; max relative energy error: median "
               f"{np.median(err):.3e}, worst {err.max():.3e} (member {int(err.argmax())})")
+        for line in invariants.member_summary(sim, traj):
+            print(line)
     sys.stdout.flush()
     return 0
