@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", default="sm_90", help="GPU architecture for --emit=ptx")
     c.add_argument("--remarks", action="store_true", help="explain the optimization decisions")
     c.add_argument("--shadow", action="store_true",
-                   help="add the shadow Hamiltonian's dt^2 term (sym-shadow) and its functions")
+                   help="add the shadow Hamiltonian's leading term (dt^2, or dt^4 for a fourth-order scheme: sym-shadow) and its functions")
     c.add_argument("--tangent", action="store_true",
                    help="add the tangent map (sym-tangent, ham-derive-params): run_tangent")
     c.add_argument("--optimized", action="store_true",
