@@ -223,3 +223,27 @@ def test_stored_behaves_like_an_array(kepler, tmp_path):
     assert np.array_equal(np.abs(traj.q), np.abs(ref.q)) and np.max(traj.H) == np.max(ref.H)
     assert np.array_equal(np.array(list(traj.t)), ref.t)
     assert np.array_equal(traj.relative_energy_error(), ref.relative_energy_error())
+
+
+def test_failing_write_keeps_what_the_file_holds(kepler, tmp_path, monkeypatch, small_window):
+    """A write that fails mid-run (a full disk): a clear error, and the file, renamed into
+    place, keeps every snapshot written before."""
+    write = h5stream.H5Stream._write
+
+    def full_disk(stream, *args):
+        if stream.written >= 3 * WINDOW:
+            raise OSError(28, "No space left on device")
+        return write(stream, *args)
+
+    monkeypatch.setattr(h5stream.H5Stream, "_write", full_disk)
+    out = tmp_path / "full.h5"
+    with pytest.raises(TpcError) as e:
+        kepler.run(*START, dt=0.01, steps=1000, save_every=10, output=str(out))
+    assert e.value.message == (f"cannot write '{out.resolve()}': [Errno 28] No space left on "
+                               f"device; it keeps the first {3 * WINDOW} snapshot(s)")
+    ref = kepler.run(*START, dt=0.01, steps=(3 * WINDOW - 1) * 10, save_every=10)
+    with h5py.File(out, "r") as f:
+        rows = int(f.attrs["rows"])
+        assert rows == 3 * WINDOW and not f.attrs["complete"]
+        assert np.array_equal(f["q"][:rows], ref.q) and np.array_equal(f["t"][:rows], ref.t)
+    assert not (tmp_path / "full.h5.part").exists()

@@ -150,6 +150,13 @@ class H5Stream:
             return
         if skip < 0:
             raise TpcError(f"HDF5 rows must come in order: row {first} after {self.written}")
+        try:
+            self._write(first, skip, t, q, p, h, monitors)
+        except OSError as e:  # a full disk: what the file holds so far is still kept
+            raise TpcError(f"cannot write '{self.path}': {e}; it keeps the first "
+                           f"{self.written} snapshot(s)") from None
+
+    def _write(self, first, skip, t, q, p, h, monitors) -> None:
         end = first + len(t)
         columns = {"t": t, self.names[0]: q, self.names[1]: p, "H": h}
         # a monitor named like a state or `t` is left out, as in the .npz
@@ -205,8 +212,10 @@ class H5Stream:
         """Closed and renamed over the target: what was written stays readable (`complete`
         is false unless `finish` set it)."""
         if self.file.id.valid:
-            self.file.close()
-            os.replace(self.part, self.path)
+            try:
+                self.file.close()
+            finally:  # the rows flushed before a failing close are on disk all the same
+                os.replace(self.part, self.path)
 
 
 def attach(traj, path: str) -> None:
