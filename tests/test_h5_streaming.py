@@ -247,3 +247,13 @@ def test_failing_write_keeps_what_the_file_holds(kepler, tmp_path, monkeypatch, 
         assert rows == 3 * WINDOW and not f.attrs["complete"]
         assert np.array_equal(f["q"][:rows], ref.q) and np.array_equal(f["t"][:rows], ref.t)
     assert not (tmp_path / "full.h5.part").exists()
+
+
+def test_plots_of_a_streamed_run_and_of_a_killed_runs_part_file(kepler, capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    traj = kepler.run(*START, dt=0.01, steps=2000, save_every=20, output=str(tmp_path / "k.h5"))
+    fig = traj.plot(str(tmp_path / "k.png"))  # from the file-backed arrays
+    assert np.array_equal(fig.axes[1].lines[0].get_xdata(), np.asarray(traj.q)[:, 0])
+    (tmp_path / "k.h5").rename(tmp_path / "k.h5.part")  # as SIGKILL would leave it
+    assert cli.main(["plot", str(tmp_path / "k.h5.part"), "-o", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
