@@ -393,6 +393,17 @@ def test_cli_lyapunov(tmp_path):
     data = np.load(out)
     assert float(data["lyapunov"]) == pytest.approx(value, rel=1e-5)
     assert data["megno"].shape == data["lyapunov_t"].shape
+    h5 = tmp_path / "hh.h5"
+    streamed = subprocess.run([sys.executable, "-m", "tpc.cli", "run",
+                               "examples/henon_heiles.ham", "--integrator", "leapfrog",
+                               "--steps", "5000", "--lyapunov", "-o", str(h5)],
+                              capture_output=True, text=True)
+    assert streamed.returncode == 0, streamed.stderr
+    import h5py
+
+    with h5py.File(h5) as f:
+        assert float(f["lyapunov"][()]) == pytest.approx(value, rel=1e-12)
+        assert f["megno"].shape == data["megno"].shape
     bad = subprocess.run([sys.executable, "-m", "tpc.cli", "run", "examples/kepler.ham",
                           "--lyapunov", "--device", "cuda"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--lyapunov is for" in bad.stderr

@@ -111,9 +111,11 @@ def test_hdf5_compressed(capsys, tmp_path, springs):
 
 
 def test_hdf5_after_sigkill_has_the_snapshots_written_so_far(tmp_path):
-    """A run killed with SIGKILL midway: the file opens, its first `rows` snapshots are
-    exactly those of an uninterrupted run, and it says it is not complete."""
+    """A run killed with SIGKILL midway: its file (still named .part: the run never got to
+    rename it over the target) opens, its first `rows` snapshots are exactly those of an
+    uninterrupted run, and it says it is not complete."""
     out = tmp_path / "killed.h5"
+    part = tmp_path / "killed.h5.part"
     assert tpc.compile(KEPLER).native  # the compiled code in the cache the child reads
     child = subprocess.Popen([sys.executable, "-m", "tpc.cli", "run", str(KEPLER), "--steps",
                               str(10**11), "--save-every", "100", "--quiet", "-o", str(out)],
@@ -121,7 +123,7 @@ def test_hdf5_after_sigkill_has_the_snapshots_written_so_far(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and child.poll() is None:
-            if out.exists() and out.stat().st_size > 100_000:  # the first rows are written
+            if part.exists() and part.stat().st_size > 100_000:  # the first rows are written
                 break
             time.sleep(0.05)
         assert child.poll() is None, child.stderr.read().decode()
@@ -133,7 +135,8 @@ def test_hdf5_after_sigkill_has_the_snapshots_written_so_far(tmp_path):
             child.kill()
         child.stderr.close()
     assert child.returncode == -signal.SIGKILL
-    with h5py.File(out, "r") as f:
+    assert not out.exists()
+    with h5py.File(part, "r") as f:
         rows = int(f.attrs["rows"])
         assert rows > 1 and not f.attrs["complete"]
         got = {k: f[k][:rows] for k in ("t", "q", "p", "H")}

@@ -72,6 +72,9 @@ class Trajectory:
     # with run(tangent=...): the tangent at each snapshot, shaped like q and p
     dq: np.ndarray | None = None
     dp: np.ndarray | None = None
+    # A streamed run's HDF5 file: t, q, p, H and the monitors are then read from it on demand
+    # (tpc.h5stream.Stored), not held in memory.
+    file: str | None = None
 
     @property
     def q_wrapped(self) -> np.ndarray:
@@ -417,7 +420,9 @@ class Simulation:
             params: dict | None = None, batch: int | None = None, progress: bool = False,
             device: str = "cpu", carry: dict | None = None, reporter=None,
             report_every: int = 1, threads: int | None = None, client=None,
-            check_invariants: float | None = None, tangent=None, **inputs) -> Trajectory:
+            check_invariants: float | None = None, output: str | None = None,
+            compress: bool = False, output_arrays: dict | None = None, tangent=None,
+            **inputs) -> Trajectory:
         """`steps` steps from (q0, p0); `carry`: the carried run state to start from (a
         previous Trajectory's `carry`, to continue it bitwise as if never stopped; zero when
         absent or None).
@@ -438,6 +443,11 @@ class Simulation:
         check_invariants=TOL: stop (InvariantDrift) at the first snapshot where the energy or
         a proved conserved quantity drifted by more than TOL.
 
+        output="run.h5" streams the snapshots to HDF5 as the run goes (tpc.h5stream; gzipped
+        with compress=True), holding only a window of them in memory: the returned
+        Trajectory (and that of a PartialRun) reads its arrays from the file (`traj.file`);
+        output_arrays: more named arrays the file records with the run (tpc run --lyapunov's).
+
         tangent=(dq0, dp0) (or 2n numbers, q then p): also carry that tangent through the
         steps (the tangent map, tpc.derivatives); the trajectory then has `dq` and `dp` at
         every snapshot."""
@@ -446,12 +456,21 @@ class Simulation:
             from tpc import derivatives
 
             if (batch is not None or device != "cpu" or carry is not None or client is not None
-                    or reporter is not None or check_invariants is not None):
+                    or reporter is not None or check_invariants is not None
+                    or output is not None):
                 raise TpcError("tangent= is for single runs on the cpu device (no batch, "
-                               "carry, client, reporter or check_invariants)")
+                               "carry, client, reporter, check_invariants or output)")
             return derivatives.run_with_tangent(self, q0, p0, tangent, dt=dt, steps=steps,
                                                 save_every=save_every, params=params,
                                                 **inputs)
+        if output is not None:
+            if batch is not None or client is not None or device != "cpu":
+                raise TpcError("output= streams single runs on the cpu device (no batch=, "
+                               "client= or device='cuda')")
+            return self._run_streamed(output, compress, q0, p0, inputs, dict(
+                dt=dt, steps=steps, save_every=save_every, params=params, progress=progress,
+                carry=carry, reporter=reporter, report_every=report_every,
+                check_invariants=check_invariants), dict(output_arrays or {}))
         self._tol, self._dt = check_invariants, dt
         if check_invariants is not None and device != "cpu":
             raise TpcError("check_invariants is only supported on the cpu device")
@@ -548,6 +567,56 @@ class Simulation:
     # the run in progress: its check_invariants and its dt (for the shadow Hamiltonian)
     _tol: float | None = field(default=None, repr=False)
     _dt: float | None = field(default=None, repr=False)
+    _sink: object = field(default=None, repr=False)  # a streamed run's H5Stream
+
+    def _run_streamed(self, output: str, compress: bool, q0, p0, inputs: dict,
+                      options: dict, extra: dict | None = None) -> Trajectory:
+        """run(..., output=FILE.h5): the run with its rows going to an H5Stream, the file
+        finished (renamed into place) however the run ends."""
+        from tpc.h5stream import H5Stream
+        from tpc.output import check_writable
+        from tpc.runner import end_arrays, final_metadata, output_format, run_metadata
+        from tpc.simulate import RunConfig
+
+        if output_format(str(output)) != "hdf5":
+            raise TpcError(f"output= streams the snapshots to HDF5 (.h5 or .hdf5), not "
+                           f"'{output}'; other formats are written from the returned "
+                           "Trajectory (tpc run -o writes .npz, .xyz and .dcd)")
+        output = str(output)
+        check_writable(output)
+        dt, steps, save_every, params = (options[k] for k in ("dt", "steps", "save_every",
+                                                              "params"))
+        env = self.bind(q0, p0, params, inputs)
+        self.check_start(env)  # before the file: a refused start leaves no output behind
+        shape = self._concrete_shape(env.q.size)
+        cfg = RunConfig(None, dt, steps, save_every,
+                        dict(self.info.params) | {k: float(v) for k, v in (params or {}).items()},
+                        env.q.reshape(shape), env.p.reshape(shape),
+                        {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()},
+                        dict(env.sizes))
+        stream = H5Stream(output, (self.info.q, self.info.p), shape, self.dtype,
+                          run_metadata(self, cfg), cfg.inputs, compress=compress)
+
+        def land(traj: Trajectory, complete: bool) -> None:
+            if stream.written == 0:  # a folded run: its map gave every row at once
+                stream.write_all(traj)
+            stream.finish(final_metadata(traj), end_arrays(traj) | (extra or {}), complete,
+                          traj)
+
+        self._sink = stream
+        try:
+            traj = self.run(q0, p0, **options, **inputs)
+        except PartialRun as e:
+            self._sink = None
+            land(e.trajectory, False)
+            raise
+        except BaseException:
+            stream.abandon()
+            raise
+        finally:
+            self._sink = None
+        land(traj, True)
+        return traj
 
     def _checked(self, traj: Trajectory, dt: float) -> Trajectory:
         """traj (a folded run), or InvariantDrift at its first snapshot past check_invariants."""
@@ -566,8 +635,12 @@ class Simulation:
         row, name, d = hit
         keep = row + 1
         step = int(round(traj.t[row] / dt))
-        cut = replace(traj, t=traj.t[:keep], q=traj.q[:keep], p=traj.p[:keep], H=traj.H[:keep],
-                      monitors={k: v[:keep] for k, v in traj.monitors.items()}, steps_done=step)
+        if len(traj.t) == keep:  # a streamed run wrote only the rows kept
+            cut = replace(traj, steps_done=step)
+        else:
+            cut = replace(traj, t=traj.t[:keep], q=traj.q[:keep], p=traj.p[:keep],
+                          H=traj.H[:keep], monitors={k: v[:keep] for k, v in traj.monitors.items()},
+                          steps_done=step)
         raise InvariantDrift(f"{name} drifted by {d:.3e} (more than --check-invariants "
                              f"{self._tol:g}) at step {step} (t = {traj.t[row]:g}); "
                              f"{keep} snapshot(s) kept", cut)
@@ -716,14 +789,24 @@ class Simulation:
                      carried: dict[str, np.ndarray], step0: int = 0,
                      reports: Reports | None = None) -> Trajectory:
         """`steps` steps from the state of env (and `carried`), which is that at step `step0`
-        (rows, times and step numbers count from there)."""
+        (rows, times and step numbers count from there). A streamed run (self._sink, an
+        H5Stream) holds only a window of rows: they go to the file when it fills, and at least
+        every FLUSH_SECONDS, and the Trajectory reads them back from there."""
         native = self.native
         n = env.q.size
         rows, plan = snapshot_grid.plan(steps, save_every)
-        out_q = np.empty((rows, n), self.dtype)
-        out_p = np.empty((rows, n), self.dtype)
-        out_h = np.empty(rows)  # f64 in every precision (the ABI's f64:out_H)
-        t = np.zeros(rows)
+        reports = reports or Reports(None, 1)
+        sink = self._sink
+        window = rows
+        if sink is not None:
+            from tpc.h5stream import window_rows
+
+            window = min(rows, window_rows(n, self.dtype, reports.every if reports.fn else 1))
+        out_q = np.empty((window, n), self.dtype)
+        out_p = np.empty((window, n), self.dtype)
+        out_h = np.empty(window)  # f64 in every precision (the ABI's f64:out_H)
+        t = np.zeros(window)
+        base = 0  # the run's row at index 0 of the buffers (it moves with a streamed window)
         t[0] = step0 * dt
         out_q[0], out_p[0] = env.q.ravel(), env.p.ravel()
         out_h[0] = native.call("energy", env)
@@ -744,35 +827,49 @@ class Simulation:
             watch = Watch(native, env, self._tol)
         bar = Progress(steps, step0) if progress else None  # before the clock: tqdm's import
         t0 = time.perf_counter()
-        reports = reports or Reports(None, 1)
         shape = self._concrete_shape(n)
 
         def report() -> None:
-            reports.send(done_rows, step, t, out_q.reshape(rows, *shape),
-                         out_p.reshape(rows, *shape), out_h, batched=False)
+            reports.send(done_rows, step, t, out_q.reshape(window, *shape),
+                         out_p.reshape(window, *shape), out_h, batched=False, base=base)
+
+        def flush(end: int) -> None:
+            """The rows not yet in the file, up to `end`, written to it."""
+            lo, hi = sink.written - base, end - base
+            if hi > lo:
+                q, p = out_q[lo:hi].reshape(hi - lo, *shape), out_p[lo:hi].reshape(hi - lo, *shape)
+                sink.rows(base + lo, t[lo:hi], q, p, out_h[lo:hi],
+                          self._monitor_values(env, q, p, out_h[lo:hi]))
+
+        def result(end: int, steps_done: int, carry, grid_carry) -> Trajectory:
+            wall = time.perf_counter() - t0
+            if sink is None:
+                return self._trajectory(t, out_q, out_p, out_h, end, steps_done, wall, carry,
+                                        grid_carry, env)
+            flush(end)
+            return self._stored_trajectory(sink, steps_done, wall, carry, grid_carry)
 
         try:
             for stride, count in plan:
                 left = count
                 while left:
-                    k = min(chunk, left, reports.limit(done_rows) or left)
+                    room = base + window - done_rows
+                    k = min(chunk, left, reports.limit(done_rows) or left, room)
+                    at = done_rows - base
                     native.call("run", env, dt=dt, nsnap=k, stride=stride, step0=step,
-                                out_q=out_q[done_rows:], out_p=out_p[done_rows:],
-                                out_H=out_h[done_rows:], **({k: v for k, v in bufs.items()
-                                                             if not k.startswith("out_")}
-                                                            | carried))
+                                out_q=out_q[at:], out_p=out_p[at:], out_H=out_h[at:],
+                                **({k: v for k, v in bufs.items() if not k.startswith("out_")}
+                                   | carried))
                     if status[0] != -1.0:
                         bad, what = snapshot_grid.stopped_at(int(status[0]))
                         good = (bad - step) // stride
-                        snapshot_grid.fill_times(t, done_rows, step, stride, good, dt)
+                        snapshot_grid.fill_times(t, at, step, stride, good, dt)
                         done_rows += good
                         report()
-                        traj = self._trajectory(t, out_q, out_p, out_h, done_rows,
-                                                bad, time.perf_counter() - t0, carried, grid,
-                                                env)
+                        traj = result(done_rows, bad, carried, grid)
                         raise PartialRun(f"{what} at step {bad + 1} (t = {(bad + 1) * dt:g}); "
                                          f"{done_rows} snapshot(s) kept", traj)
-                    snapshot_grid.fill_times(t, done_rows, step, stride, k, dt)
+                    snapshot_grid.fill_times(t, at, step, stride, k, dt)
                     step += k * stride
                     done_rows += k
                     left -= k
@@ -780,26 +877,42 @@ class Simulation:
                         grid = {k: v.copy() for k, v in carried.items()}
                     if reports.due(done_rows):
                         report()
-                    hit = watch.feed(out_q[watch.rows:done_rows], out_p[watch.rows:done_rows],
-                                     out_h[watch.rows:done_rows]) if watch else None
+                    seen = slice(watch.rows - base, done_rows - base) if watch else None
+                    hit = watch.feed(out_q[seen], out_p[seen], out_h[seen]) if watch else None
                     if hit is not None:
-                        self._drifted(self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                                       time.perf_counter() - t0, carried, grid,
-                                                       env), hit, dt)
+                        self._drifted(result(done_rows if sink is None else hit[0] + 1, step,
+                                             carried, grid), hit, dt)
+                    if sink is not None and (done_rows - base == window or sink.due()) and (
+                            reports.fn is None or reports.sent == done_rows):
+                        flush(done_rows)  # then the window starts over at the next row
+                        base = done_rows
                     if bar:
                         bar.update(step)
         except KeyboardInterrupt:
             report()
-            traj = self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                    time.perf_counter() - t0, grid, grid, env)
+            traj = result(done_rows, step, grid, grid)
             raise PartialRun(f"interrupted at step {step}; {done_rows} snapshot(s) kept",
                              traj, interrupted=True) from None
         finally:
             if bar:
                 bar.close()
         report()
-        return self._trajectory(t, out_q, out_p, out_h, done_rows, step,
-                                time.perf_counter() - t0, carried, grid, env)
+        return result(done_rows, step, carried, grid)
+
+    def _stored_trajectory(self, sink, steps, wall, carry, grid) -> Trajectory:
+        """A streamed run's Trajectory: its rows read from the file, the end state in memory."""
+        shape = tuple(int(d) for d in sink.shape)
+        arrays = sink.stored()
+
+        def shaped(state: dict | None) -> dict:
+            return {k: v.reshape(shape).copy() for k, v in (state or {}).items()}
+
+        traj = Trajectory(arrays["t"], arrays[self.info.q], arrays[self.info.p], arrays["H"],
+                          steps, wall, False, carry=shaped(carry), grid_carry=shaped(grid),
+                          names=(self.info.q, self.info.p), box=self.info.box)
+        traj.monitors = {k: arrays[k] for k in sink.monitors}
+        traj.file = sink.path
+        return traj
 
     def _trajectory(self, t, q, p, h, rows, steps, wall, carry=None, grid=None,
                     env=None) -> Trajectory:

@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="OUT.npz", help="continue the run that wrote OUT.npz, "
                    "bitwise as if uninterrupted (--steps N: N more steps)")
     r.add_argument("-o", "--output", help="output: .npz (atomic, the default: FILE.npz, or the "
-                   "file resumed from), .h5 (HDF5, streamed as the run goes) or .xyz (particle "
-                   "positions)")
+                   "file resumed from), .h5 (HDF5, streamed as the run goes) or .xyz or .dcd "
+                   "(particle positions)")
     r.add_argument("--compress", action="store_true", help="gzip the HDF5 datasets")
     r.add_argument("--ensemble", metavar="ENS.npz", help="run the members in ENS.npz (states "
                    "[B, ...], params and inputs per member or shared); writes batch-first "

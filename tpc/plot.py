@@ -114,6 +114,8 @@ def load_trajectory(path: str):
     from tpc.simulate import output_state_keys
 
     suffix = Path(path).suffix.lower()
+    if suffix == ".part":  # a streamed run killed before its file was renamed into place
+        suffix = Path(path).with_suffix("").suffix.lower()
     if suffix in (".h5", ".hdf5"):
         from tpc.h5stream import read
 

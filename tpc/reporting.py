@@ -50,11 +50,12 @@ class Reports:
     def due(self, rows_done: int) -> bool:
         return self.fn is not None and rows_done - self.sent >= self.every
 
-    def send(self, rows_done: int, step: int, t, q, p, h, batched: bool) -> None:
-        """Report rows sent..rows_done-1 (q, p, h with rows on axis 1 when batched)."""
+    def send(self, rows_done: int, step: int, t, q, p, h, batched: bool, base: int = 0) -> None:
+        """Report rows sent..rows_done-1 (q, p, h with rows on axis 1 when batched; their
+        index 0 holds row `base` of the run, as in a streamed run's window)."""
         if self.fn is None or rows_done <= self.sent:
             return
-        rows = slice(self.sent, rows_done)
+        rows = slice(self.sent - base, rows_done - base)
         pick = (lambda a: a[:, rows]) if batched else (lambda a: a[rows])
         snap = Snapshots(self.sent, t[rows].copy(), pick(q).copy(), pick(p).copy(),
                          pick(h).copy(), step)

@@ -21,11 +21,11 @@ from tpc.simulate import (
 )
 
 # The output formats by suffix; any other suffix gets .npz added, as numpy would.
-FORMATS = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".xyz": "xyz"}
+FORMATS = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".xyz": "xyz", ".dcd": "dcd"}
 
 
 def output_path(args) -> str:
-    """The file the run writes: -o (.npz, .h5/.hdf5 or .xyz; another name gets .npz added,
+    """The file the run writes: -o (.npz, .h5/.hdf5, .xyz or .dcd; another name gets .npz added,
     as numpy would), else the file resumed from (it is replaced, atomically, by the longer
     run), else FILE.npz."""
     if args.output is None:
@@ -111,50 +111,47 @@ def write_npz(path: str, arrays: dict) -> None:
 
 
 class Output:
-    """Where a run's snapshots go: an .npz (or .xyz) written atomically at the end, or an
-    HDF5 file streamed as the run goes (`reporter` and `report_every` for Simulation.run)."""
+    """Where a run's snapshots go: an .npz, .xyz or .dcd written atomically at the end, or an
+    HDF5 file streamed as the run goes (Simulation.run's `output=`, `run_options`), which the
+    run itself finishes however it ends."""
 
     def __init__(self, path: str, sim: api.Simulation, cfg: RunConfig, device: str,
                  compress: bool = False):
         self.path, self.sim, self.cfg, self.device = path, sim, cfg, device
-        self.format = output_format(path)
+        self.format, self.compress = output_format(path), compress
         if self.format == "xyz":
             from tpc.xyz import check_particles
 
             check_particles(sim)
-        self.stream = None
-        if self.format == "hdf5":
-            from tpc.h5stream import H5Stream
+        elif self.format == "dcd":
+            from tpc.dcd import check_particles
 
-            shape = tuple(int(d) for d in cfg.q0.shape)
-            self.stream = H5Stream(path, (sim.info.q, sim.info.p), shape, sim.dtype,
-                                   run_metadata(sim, cfg, device),
-                                   dict(cfg.inputs), compress=compress)
-
-    @property
-    def reporter(self):
-        return self.stream.offer if self.stream else None
+            check_particles(sim)
+        if self.format == "hdf5" and device != "cpu":
+            raise TpcError(f"-o {path} streams a run on the cpu device; write .npz on "
+                           f"'{device}'")
 
     @property
-    def report_every(self) -> int:
-        """Rows per report: the native loop is cut about 200 times over the run (at most
-        10,000 rows apart); the stream flushes twice a second at most (H5Stream.offer)."""
-        rows = self.cfg.steps // self.cfg.save_every + 2
-        return max(1, min(10_000, rows // 200))
+    def run_options(self) -> dict:
+        """What Simulation.run needs to stream to the file."""
+        if self.format != "hdf5":
+            return {}
+        return {"output": self.path, "compress": self.compress}
 
     def write(self, traj: api.Trajectory, complete: bool = True) -> None:
-        if self.stream is not None:
-            self.stream.finish(final_metadata(traj), end_arrays(traj), complete)
-        elif self.format == "xyz":
+        if self.format == "hdf5":
+            return  # written as the run went, and finished by it
+        if self.format == "xyz":
             from tpc.xyz import write_xyz
 
             write_xyz(self.path, traj, self.sim)
+        elif self.format == "dcd":
+            from tpc.dcd import write_dcd
+
+            write_dcd(self.path, traj, self.cfg.dt, self.cfg.save_every,
+                      f"system {self.sim.info.name}, {self.sim.options.integrator}")
         else:
             write_npz(self.path, trajectory_arrays(traj, self.sim, self.cfg, self.device))
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
 
 
 def main(args) -> int:
@@ -206,19 +203,25 @@ def main(args) -> int:
     if getattr(args, "compress", False) and output_format(out) != "hdf5":
         raise TpcError(f"--compress is for HDF5 outputs (-o FILE.h5), not '{out}'")
     output = Output(out, sim, cfg, device, compress=getattr(args, "compress", False))
+    chaos, derived = None, {}
+    if getattr(args, "lyapunov", False):  # first: a streamed output records it as it lands
+        chaos = sim.lyapunov(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps, params=cfg.params,
+                             **cfg.inputs)
+        derived = {"lyapunov": np.float64(chaos.exponent), "lyapunov_t": chaos.t,
+                   "lyapunov_history": chaos.history, "megno": chaos.mean_megno}
+    streamed = output.run_options | ({"output_arrays": derived} if output.run_options
+                                     and derived else {})
     try:
         if resumed is not None:
             traj = sim.resume(prev, dt=cfg.dt, steps=cfg.steps - prev.steps_done,
                               save_every=cfg.save_every, params=cfg.params,
                               progress=not args.quiet, **cfg.inputs)
         else:
-            streaming = {} if output.reporter is None else {
-                "reporter": output.reporter, "report_every": output.report_every}
             traj = sim.run(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps,
                            save_every=cfg.save_every, params=cfg.params,
                            progress=not args.quiet, device=device,
                            check_invariants=getattr(args, "check_invariants", None),
-                           **streaming, **cfg.inputs)
+                           **streamed, **cfg.inputs)
     except api.InvariantDrift as e:
         output.write(e.trajectory, complete=False)
         print(f"error: {e.message}; wrote {out}", file=sys.stderr)
@@ -233,15 +236,7 @@ def main(args) -> int:
             print(f"error: {e.message}; wrote {out}{again}", file=sys.stderr)
             return 130
         raise TpcError(f"{e.message}; wrote {out}") from None
-    except BaseException:
-        output.close()  # what was streamed stays readable
-        raise
-    chaos = None
-    if getattr(args, "lyapunov", False):
-        chaos = sim.lyapunov(cfg.q0, cfg.p0, dt=cfg.dt, steps=cfg.steps, params=cfg.params,
-                             **cfg.inputs)
-        traj.derived = {"lyapunov": np.float64(chaos.exponent), "lyapunov_t": chaos.t,
-                        "lyapunov_history": chaos.history, "megno": chaos.mean_megno}
+    traj.derived = derived
     output.write(traj)
     if args.remarks:
         print(run_remark(sim, traj, device), file=sys.stderr)
