@@ -7,7 +7,9 @@ Cost: medians over repeats of a whole run, the variants interleaved in each repe
 to the plain forward run of the same system, steps and dt measured in the same repeat:
   forward    sim.run to the end (one snapshot)
   tangent    sim.run(..., tangent=dz0): the state and one tangent
-  vjp        sim.vjp: the forward run plus the backward tangent run with -dt
+  vjp        sim.vjp: the forward run plus the backward tangent run with -dt, and the
+             checkpoints where the rebuilt start drifts past rtol
+  reversal   the same, forced to trust the reversal (rtol = 1): the cost of the method alone
 on Kepler (leapfrog), N-body N = 8 (yoshida4, masses as an input: the gradient covers them)
 and N = 64.
 
@@ -45,14 +47,15 @@ def cases():
 
 
 def cost(repeats: int) -> None:
-    print(f"{'system':<14} {'steps':>8} {'forward s':>10} {'tangent':>8} {'vjp':>8}")
+    print(f"{'system':<14} {'steps':>8} {'forward s':>10} {'tangent':>8} {'vjp':>8} "
+          f"{'reversal':>9}")
     for name, sim, q, p, inputs, dt, steps in cases():
         cot = (np.ones_like(q), np.ones_like(p))
         dz = np.concatenate([np.ones(q.size), np.zeros(p.size)])
         # warm: compile both builds before timing
         sim.run(q, p, dt=dt, steps=2, save_every=2, **inputs)
         sim.vjp(q, p, dt=dt, steps=2, cotangent=cot, **inputs)
-        times = {"forward": [], "tangent": [], "vjp": []}
+        times = {"forward": [], "tangent": [], "vjp": [], "reversal": []}
         for _ in range(repeats):
             t0 = time.perf_counter()
             sim.run(q, p, dt=dt, steps=steps, save_every=steps, **inputs)
@@ -61,13 +64,15 @@ def cost(repeats: int) -> None:
             t2 = time.perf_counter()
             v = sim.vjp(q, p, dt=dt, steps=steps, cotangent=cot, **inputs)
             t3 = time.perf_counter()
+            sim.vjp(q, p, dt=dt, steps=steps, cotangent=cot, rtol=1.0, **inputs)
+            times["reversal"].append(time.perf_counter() - t3)
             times["forward"].append(t1 - t0)
             times["tangent"].append(t2 - t1)
             times["vjp"].append(t3 - t2)
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"{name:<14} {steps:>8} {med['forward']:>10.4f} "
               f"{med['tangent'] / med['forward']:>7.2f}x {med['vjp'] / med['forward']:>7.2f}x"
-              f"   ({v.method}, reconstruction error {v.reconstruction_error:.1e})")
+              f" {med['reversal'] / med['forward']:>8.2f}x   ({v.method}, reconstruction error {v.reconstruction_error:.1e})")
 
 
 CHILD = """

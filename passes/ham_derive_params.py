@@ -8,7 +8,9 @@ tangent (passes/tangent_lowering.py). One reverse sweep over the part's region g
 sweep of ham-derive seeded at the part's value, continued through the theta reads as well,
 `ham.param_ref @lam` giving `ham.accumulate @lam[], adjoint` (one f64) and `ham.load @m[i]`
 of an input `ham.accumulate @m[i], adjoint`. The region is `ham.gradient @V wrt @"q+G+m"`:
-the field and the thetas it accumulates into, so a pair sum is one loop for all of them.
+the field and the thetas it accumulates into, so a pair sum is one loop for all of them: the
+forward sum a param multiplies (d(G S)/dG = S) is fused with the force's scatter loop when
+the scatter does not depend on it (`fuse_loops`).
 Which values depend on which theta is a forward dataflow over the region, like ham-degree's
 dependence on the state. Run after ham-derive (which replaces all gradients of a part); a
 part that reads no param or input gets nothing (its ham-derive gradient serves).
@@ -24,7 +26,7 @@ from tpc.passes.ham_derive import NO_ADJOINT, _Reverse, merge_divisions
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import FloatAttr, ModuleOp, f64
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -71,6 +73,68 @@ class _SetReverse(_Reverse):
         return bool(self.deps.get(v, frozenset()) & set(self.wrt.split("+")))
 
 
+def _same_loop(a: Operation, b: Operation) -> bool:
+    return (type(a) is type(b) and a.lower == b.lower and a.upper == b.upper
+            and getattr(a, "kind", None) == getattr(b, "kind", None)
+            and a.attributes == b.attributes)
+
+
+def _outer_uses(loop: Operation) -> set[SSAValue]:
+    """Values defined outside `loop` that its operands or body use."""
+    inside = {r for op in loop.walk() for r in op.results}
+    inside |= {a for op in loop.walk() for r in op.regions for b in r.blocks for a in b.args}
+    return {o for op in loop.walk() for o in op.operands if o not in inside}
+
+
+def fuse_loops(block: Block) -> None:
+    """Merge a scatter loop into an earlier loop over the same index space that it does not
+    depend on: the joint region's forward sum of a param's factor (d(G S)/dG = S) and the
+    force's scatter become one pass over the pairs. What the scatter needs from between the
+    two moves before the first; the scatter's body runs after the first body's ops."""
+    changed = True
+    while changed:
+        changed = False
+        loops = [op for op in block.ops if isinstance(op, ham.SumOp | ham.PairSumOp)]
+        for a in loops:
+            for b in loops:
+                if b is a or not _same_loop(a, b) or b.result is not None:
+                    continue
+                ops = list(block.ops)
+                ia, ib = ops.index(a), ops.index(b)
+                if ib < ia:
+                    continue
+                between = ops[ia + 1:ib]
+                tainted = {r for r in a.results}
+                for op in between:
+                    if any(o in tainted for o in op.operands) or any(
+                            o in tainted for o in _outer_uses(op) if op.regions):
+                        tainted |= set(op.results)
+                need = _outer_uses(b)
+                moved = []
+                for op in reversed(between):
+                    if any(r in need for r in op.results):
+                        need |= set(op.operands) | (_outer_uses(op) if op.regions else set())
+                        moved.append(op)
+                if any(v in tainted for v in need):
+                    continue
+                for op in reversed(moved):
+                    op.detach()
+                    block.insert_op_before(op, a)
+                body_a, body_b = a.body.block, b.body.block
+                vmap = dict(zip(body_b.args, body_a.args))
+                end = body_a.last_op
+                for op in list(body_b.ops):
+                    if isinstance(op, ham.YieldOp):
+                        continue
+                    body_a.insert_op_before(op.clone(vmap), end)
+                b.detach()
+                b.erase()
+                changed = True
+                break
+            if changed:
+                break
+
+
 def derive_joint(part: ham.PartOp, names: list[str],
                  deps: dict[SSAValue, frozenset[str]]) -> ham.GradientOp:
     src = part.body.block
@@ -81,6 +145,7 @@ def derive_joint(part: ham.PartOp, names: list[str],
     body.add_op(one)
     rev.block(src, body, {}, {src.last_op.values[0]: one.result})
     body.add_op(ham.YieldOp())
+    fuse_loops(body)
     grad = ham.GradientOp(part.part_name, rev.wrt, Region(body))
     merge_divisions(grad)
     return grad
