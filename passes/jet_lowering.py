@@ -245,12 +245,9 @@ class JetLowering:
         if isinstance(op, ham.SumOp):
             res = e.for_(lo, hi, body_at([]), zeros)
         else:
-            def outer(oe, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
-                accs = oe.for_(oe.iadd(i, oe.i(1)), hi, body_at([i]), accs)
-                if op.kind.data == "ne":
-                    accs = oe.for_(lo, i, body_at([i]), accs)
-                return accs
-            res = e.for_(lo, hi, outer, zeros)
+            from tpc.passes.sym_lower_loops import pair_loops
+
+            res = pair_loops(e, op, lo, hi, body_at, zeros)
         if width:
             self.values[op.result] = [tuple(res[n * k:n * k + n]) for k in range(width)]
 

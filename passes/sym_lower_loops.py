@@ -375,15 +375,21 @@ class RegionLowering:
         elif "cells" in op.attributes:
             results = CellList(self, op).loop(lo, hi, body_at, zeros, e)
         else:
-            def outer(oe: Emitter, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
-                after = oe.iadd(i, oe.i(1))
-                accs = oe.for_(after, hi, body_at([i]), accs)
-                if op.kind.data == "ne":
-                    accs = oe.for_(lo, i, body_at([i]), accs)
-                return accs
-            results = e.for_(lo, hi, outer, zeros)
+            results = pair_loops(e, op, lo, hi, body_at, zeros)
         if width:
             self.values[op.result] = results
+
+
+def pair_loops(e: Emitter, op: ham.PairSumOp, lo: SSAValue, hi: SSAValue, body_at,
+               inits: list[SSAValue]) -> list[SSAValue]:
+    """The nested loops of a pair sum without a cell list: j > i for `<`; j < i, then j > i,
+    for `!=` (no branch in the inner loop). body_at([i]) makes the inner body."""
+    def outer(oe: Emitter, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
+        accs = oe.for_(oe.iadd(i, oe.i(1)), hi, body_at([i]), accs)
+        if op.kind.data == "ne":
+            accs = oe.for_(lo, i, body_at([i]), accs)
+        return accs
+    return e.for_(lo, hi, outer, inits)
 
 
 @dataclass
@@ -1299,6 +1305,7 @@ class CpuMachine:
             idx = [be.iadd(at, be.i(c)) for c in range(3)]
             x = [be.load(q, j) for j in idx]
             v = [be.div(be.load(p, j), m) for j in idx]
+            self.kepler_body(be, idx, x, v, m, mu, h)
             x1, v1 = kepler_step(be, x, v, mu, h)
             for j, a, b in zip(idx, x1, v1):
                 be.store(a, q, j)
@@ -1306,6 +1313,10 @@ class CpuMachine:
             return []
 
         e.for_(e.i(0), rows, body)
+
+    def kepler_body(self, e: Emitter, idx, x, v, m, mu, h) -> None:
+        """Called for each body of a Kepler flow with its state before the flow (a tangent
+        map moves along)."""
 
 
     def boris(self, e: Emitter, op: sym.BorisOp, h: SSAValue, k: int) -> None:

@@ -49,9 +49,9 @@ from tpc.passes.sym_lower_loops import (
     has_boris,
     kepler_flows,
     kepler_solve,
-    kepler_step,
     linear_flows,
     make_func,
+    pair_loops,
     run_types,
     state_size,
 )
@@ -329,12 +329,7 @@ class DualLowering(RegionLowering):
         elif "cells" in op.attributes:
             res = CellList(self, op).loop(lo, hi, body_at, zeros, e)
         else:
-            def outer(oe: Emitter, i: SSAValue, accs: list[SSAValue]) -> list[SSAValue]:
-                accs = oe.for_(oe.iadd(i, oe.i(1)), hi, body_at([i]), accs)
-                if op.kind.data == "ne":
-                    accs = oe.for_(lo, i, body_at([i]), accs)
-                return accs
-            res = e.for_(lo, hi, outer, zeros)
+            res = pair_loops(e, op, lo, hi, body_at, zeros)
         if width:
             self.values[op.result] = [(res[2 * k], res[2 * k + 1]) for k in range(width)]
 
@@ -549,31 +544,15 @@ class TangentMachine(CpuMachine):
         super().linear(e, op, h, k)
         self.linear_on(e, k, self.tq, self.tp, affine=False)
 
-    def kepler(self, e: Emitter, op: sym.KeplerOp, h: SSAValue, k: int) -> None:
-        """CpuMachine's Kepler flow (the same state, bit for bit) and its tangent."""
-        q, p, bodies = self.env.q, self.env.p, self.bodies
-        rows = e(arith.DivUIOp(self.n, e.i(3)))
-        base = e.imul(e.i(k), e.imul(rows, e.i(2)))
-
-        def body(be: Emitter, i: SSAValue, _: list) -> list:
-            at = be.imul(i, be.i(3))
-            m = be.load(bodies, be.iadd(base, be.imul(i, be.i(2))))
-            mu = be.load(bodies, be.iadd(base, be.iadd(be.imul(i, be.i(2)), be.i(1))))
-            idx = [be.iadd(at, be.i(c)) for c in range(3)]
-            x = [be.load(q, j) for j in idx]
-            v = [be.div(be.load(p, j), m) for j in idx]
-            dx = [be.load(self.tq, j) for j in idx]
-            dv = [be.div(be.load(self.tp, j), m) for j in idx]
-            x1, v1 = kepler_step(be, x, v, mu, h)
-            dx1, dv1 = kepler_tangent(be, x, v, dx, dv, mu, h)
-            for j, a, b, da, db in zip(idx, x1, v1, dx1, dv1):
-                be.store(a, q, j)
-                be.store(be.mul(m, b), p, j)
-                be.store(da, self.tq, j)
-                be.store(be.mul(m, db), self.tp, j)
-            return []
-
-        e.for_(e.i(0), rows, body)
+    def kepler_body(self, e: Emitter, idx, x, v, m, mu, h) -> None:
+        """The tangent of one body's Kepler flow, from its state before the flow (which
+        CpuMachine.kepler then moves, bit for bit as in `run`)."""
+        dx = [e.load(self.tq, j) for j in idx]
+        dv = [e.div(e.load(self.tp, j), m) for j in idx]
+        dx1, dv1 = kepler_tangent(e, x, v, dx, dv, mu, h)
+        for j, da, db in zip(idx, dx1, dv1):
+            e.store(da, self.tq, j)
+            e.store(e.mul(m, db), self.tp, j)
 
     def at_midpoint(self, e: Emitter, stage: sym.MidpointOp, half_h: SSAValue, tol: SSAValue,
                     max_iter: int) -> None:

@@ -15,15 +15,8 @@ import numpy as np
 import pytest
 
 import tpc
-from tests.systems import KEPLER, NBODY
+from tests.systems import KEPLER, NBODY, PENDULUM
 from tpc.diagnostics import TpcError
-
-PENDULUM = """system Pendulum {
-    param g = 9.81
-    param l = 1.5
-    state q[1], p[1]
-    H = p[0]^2 / (2 * l^2) - g * l * cos(q[0])
-}"""
 
 HENON_HEILES = """system HenonHeiles {
     param lam = 1.0

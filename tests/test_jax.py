@@ -12,7 +12,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import tpc  # noqa: E402
 import tpc.jax  # noqa: E402
-from tests.systems import KEPLER, NBODY  # noqa: E402
+from tests.systems import KEPLER, NBODY, PENDULUM  # noqa: E402
 
 Q0, P0 = np.array([0.4, 0.0, 0.0]), np.array([0.0, 2.0, 0.0])
 
@@ -89,13 +89,6 @@ def jax_kdk(potential, kinetic_grad, q, p, theta, h, steps):
     (q, p), _ = jax.lax.scan(step, (q, p), None, length=steps)
     return q, p
 
-
-PENDULUM = """system Pendulum {
-    param g = 9.81
-    param l = 1.5
-    state q[1], p[1]
-    H = p[0]^2 / (2 * l^2) - g * l * cos(q[0])
-}"""
 
 
 def test_pendulum_param_gradients_match_jax():
