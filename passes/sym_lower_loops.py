@@ -969,6 +969,31 @@ class TimeLoop:
         e(scf.WhileOp([e.i(0), self.healthy(e)], [INDEX, i1], Region(before), Region(after)))
 
 
+def midpoint_sweep(e: Emitter, n: SSAValue, half_h: SSAValue, q: SSAValue, p: SSAValue,
+                   q0, p0, gq, gp) -> tuple[SSAValue, SSAValue]:
+    """One fixed-point sweep of a midpoint equation, in place: q <- q0 + half_h gp,
+    p <- p0 - half_h gq (each a (buffer, offset) pair); returns the largest change and the
+    largest |new value|, from which the caller judges convergence."""
+    def at(inner: Emitter, where, k: SSAValue) -> SSAValue:
+        buf, off = where
+        return inner.load(buf, k if isinstance(off, int) and off == 0 else inner.iadd(k, off))
+
+    def update(inner: Emitter, k: SSAValue, acc: list) -> list:
+        q_new = inner.add(at(inner, q0, k), inner.mul(half_h, at(inner, gp, k)))
+        p_new = inner.sub(at(inner, p0, k), inner.mul(half_h, at(inner, gq, k)))
+        dq = inner(math.AbsFOp(inner.sub(q_new, inner.load(q, k))))
+        dp = inner(math.AbsFOp(inner.sub(p_new, inner.load(p, k))))
+        inner.store(q_new, q, k)
+        inner.store(p_new, p, k)
+        delta = inner(arith.MaximumfOp(acc[0], inner(arith.MaximumfOp(dq, dp))))
+        scale = inner(arith.MaximumfOp(acc[1], inner(arith.MaximumfOp(
+            inner(math.AbsFOp(q_new)), inner(math.AbsFOp(p_new))))))
+        return [delta, scale]
+
+    delta, scale = e.for_(e.i(0), n, update, [e.f(0.0), e.f(0.0)])
+    return delta, scale
+
+
 def compensated_add(e: Emitter, x: SSAValue, d: SSAValue,
                     c: SSAValue) -> tuple[SSAValue, SSAValue]:
     """(s, c') with s + c' = x + (d + c) up to the rounding of d + c: the increment and the
@@ -1106,21 +1131,8 @@ class CpuMachine:
             ae.for_(ae.i(0), n, keep_gp)
             call_gradient(ae, self.env, self.q_name, parts, g)
 
-        def update(inner: Emitter, k: SSAValue, acc: list) -> list:
-            kp = inner.iadd(k, off_p0)
-            q_new = inner.add(inner.load(work, k),
-                              inner.mul(half_h, inner.load(gp_buf, inner.iadd(k, off_gp))))
-            p_new = inner.sub(inner.load(work, kp), inner.mul(half_h, inner.load(g, k)))
-            dq = inner(math.AbsFOp(inner.sub(q_new, inner.load(q, k))))
-            dp = inner(math.AbsFOp(inner.sub(p_new, inner.load(p, k))))
-            inner.store(q_new, q, k)
-            inner.store(p_new, p, k)
-            delta = inner(arith.MaximumfOp(acc[0], inner(arith.MaximumfOp(dq, dp))))
-            scale = inner(arith.MaximumfOp(acc[1], inner(arith.MaximumfOp(
-                inner(math.AbsFOp(q_new)), inner(math.AbsFOp(p_new))))))
-            return [delta, scale]
-
-        delta, scale = ae.for_(ae.i(0), n, update, [ae.f(0.0), ae.f(0.0)])
+        delta, scale = midpoint_sweep(ae, n, half_h, q, p, (work, 0), (work, off_p0),
+                                      (g, 0), (gp_buf, off_gp))
         small = ae(arith.CmpfOp(delta, ae.mul(tol, ae.add(ae.f(1.0), scale)), "ole"))
         # Round-off floor: once the update stops shrinking, more iterations cannot help.
         stalled = ae(arith.AndIOp(

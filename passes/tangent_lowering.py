@@ -51,6 +51,7 @@ from tpc.passes.sym_lower_loops import (
     kepler_solve,
     linear_flows,
     make_func,
+    midpoint_sweep,
     pair_loops,
     run_types,
     state_size,
@@ -596,21 +597,8 @@ class TangentMachine(CpuMachine):
         ae.for_(ae.i(0), n, park)
         hvp(ae, self.q_name)
 
-        def update(inner: Emitter, k: SSAValue, acc: list) -> list:
-            q_new = inner.add(inner.load(tg, inner.iadd(k, off_q0)),
-                              inner.mul(half_h, inner.load(tg, inner.iadd(k, off_gp))))
-            p_new = inner.sub(inner.load(tg, inner.iadd(k, off_p0)),
-                              inner.mul(half_h, inner.load(tg, k)))
-            dq = inner(math.AbsFOp(inner.sub(q_new, inner.load(tq, k))))
-            dp = inner(math.AbsFOp(inner.sub(p_new, inner.load(tp, k))))
-            inner.store(q_new, tq, k)
-            inner.store(p_new, tp, k)
-            delta = inner(arith.MaximumfOp(acc[0], inner(arith.MaximumfOp(dq, dp))))
-            scale = inner(arith.MaximumfOp(acc[1], inner(arith.MaximumfOp(
-                inner(math.AbsFOp(q_new)), inner(math.AbsFOp(p_new))))))
-            return [delta, scale]
-
-        delta, scale = ae.for_(ae.i(0), n, update, [ae.f(0.0), ae.f(0.0)])
+        delta, scale = midpoint_sweep(ae, n, half_h, tq, tp, (tg, off_q0), (tg, off_p0),
+                                      (tg, 0), (tg, off_gp))
         small = ae(arith.CmpfOp(delta, ae.mul(tol, ae.add(ae.f(1.0), scale)), "ole"))
         ae(scf.YieldOp(ae.iadd(after.args[0], ae.i(1)), small))
         e(scf.WhileOp([e.i(0), e(arith.ConstantOp(IntegerAttr(0, i1)))], [INDEX, i1],
