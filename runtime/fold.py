@@ -231,19 +231,34 @@ def modal_basis(hess: np.ndarray) -> tuple[np.ndarray, ...] | None:
     scale = max(float(np.max(np.abs(hess))), 1e-300)
     if np.max(np.abs(hqp)) > 1e-14 * scale:
         return None
-    try:
-        chol = np.linalg.cholesky(hpp)
-    except np.linalg.LinAlgError:
-        return None
-    s = chol.T @ hqq @ chol
+    d = np.diag(hpp)
+    if np.count_nonzero(hpp - np.diag(d)) == 0:
+        # T = sum p_i^2 / (2 m_i), the usual case: the Cholesky factor is diagonal, and every
+        # product with it a scaling (O(n^2), the same numbers the dense products give)
+        if not np.all(d > 0):
+            return None
+        c = np.sqrt(d)
+        s = (c[:, None] * hqq) * c[None, :]
+    else:
+        try:
+            chol = np.linalg.cholesky(hpp)
+        except np.linalg.LinAlgError:
+            return None
+        c = None
+        s = chol.T @ hqq @ chol
     w, u = np.linalg.eigh(0.5 * (s + s.T))
     # eigh is backward stable: its w are exact for a matrix within ~n eps |s| of s, so a w
     # below that cannot be told from 0, and a translation mode computed as 1e-17 instead of 0
     # would turn a free drift into a slow rotation that feeds momentum back.
     w = np.where(np.abs(w) <= ZERO_MODE_EPS * n * max(float(np.max(np.abs(w))), 1e-300), 0.0, w)
-    wq = chol @ u
-    wp_inv = u.T @ chol.T
-    wq_inv = u.T @ np.linalg.solve(chol, np.eye(n))
+    if c is not None:
+        wq = c[:, None] * u
+        wp_inv = u.T * c[None, :]
+        wq_inv = u.T * (1.0 / c)[None, :]
+    else:
+        wq = chol @ u
+        wp_inv = u.T @ chol.T
+        wq_inv = u.T @ np.linalg.solve(chol, np.eye(n))
     wp = wq_inv.T
     return wq, wp, wq_inv, wp_inv, w
 
