@@ -716,6 +716,7 @@ class KeplerSolve:
     r = dF/dchi, from which the Lagrange coefficients follow (and their tangents,
     passes/tangent_lowering.py)."""
 
+    mu: SSAValue
     r0: SSAValue
     sqmu: SSAValue
     sigma0: SSAValue
@@ -739,7 +740,11 @@ def kepler_step(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
     for chi by Laguerre's method (Conway 1986, globally convergent for this equation), then
     the Lagrange coefficients f, g, f', g'. An elliptic orbit's h is first reduced by whole
     periods, which changes nothing but keeps chi small."""
-    s = kepler_solve(e, x, v, mu, h)
+    return kepler_finish(e, x, v, kepler_solve(e, x, v, mu, h))
+
+
+def kepler_finish(e: Emitter, x: Scalars, v: Scalars, s: KeplerSolve) -> tuple[Scalars, Scalars]:
+    """The new (x, v) from a solve: the Lagrange coefficients applied."""
     chi, z, c2, c3, r, r0, t, sqmu = s.chi, s.z, s.c2, s.c3, s.r, s.r0, s.t, s.sqmu
     one = e.f(1.0)
     chi2 = e.mul(chi, chi)
@@ -812,7 +817,7 @@ def kepler_solve(e: Emitter, x: Scalars, v: Scalars, mu: SSAValue,
     e(loop)
     chi = loop.results[1]
     z, c2, c3, _f0, r, _f2 = fun(e, chi)
-    return KeplerSolve(r0, sqmu, sigma0, alpha, beta, elliptic, period, turns, t, chi, z, c2,
+    return KeplerSolve(mu, r0, sqmu, sigma0, alpha, beta, elliptic, period, turns, t, chi, z, c2,
                        c3, r)
 
 
@@ -1317,8 +1322,9 @@ class CpuMachine:
             idx = [be.iadd(at, be.i(c)) for c in range(3)]
             x = [be.load(q, j) for j in idx]
             v = [be.div(be.load(p, j), m) for j in idx]
-            self.kepler_body(be, idx, x, v, m, mu, h)
-            x1, v1 = kepler_step(be, x, v, mu, h)
+            solve = kepler_solve(be, x, v, mu, h)
+            self.kepler_body(be, idx, x, v, m, solve)
+            x1, v1 = kepler_finish(be, x, v, solve)
             for j, a, b in zip(idx, x1, v1):
                 be.store(a, q, j)
                 be.store(be.mul(m, b), p, j)
@@ -1326,9 +1332,9 @@ class CpuMachine:
 
         e.for_(e.i(0), rows, body)
 
-    def kepler_body(self, e: Emitter, idx, x, v, m, mu, h) -> None:
-        """Called for each body of a Kepler flow with its state before the flow (a tangent
-        map moves along)."""
+    def kepler_body(self, e: Emitter, idx, x, v, m, solve: KeplerSolve) -> None:
+        """Called for each body of a Kepler flow with its state before the flow and its solve
+        (a tangent map moves along)."""
 
 
     def boris(self, e: Emitter, op: sym.BorisOp, h: SSAValue, k: int) -> None:

@@ -37,6 +37,7 @@ from tpc.passes.sym_lower_loops import (
     CpuMachine,
     Emitter,
     Env,
+    KeplerSolve,
     RegionLowering,
     TimeLoop,
     _factorial,
@@ -48,7 +49,6 @@ from tpc.passes.sym_lower_loops import (
     has_avf,
     has_boris,
     kepler_flows,
-    kepler_solve,
     linear_flows,
     make_func,
     midpoint_sweep,
@@ -441,13 +441,12 @@ class DualMath:
         return acc
 
 
-def kepler_tangent(e: Emitter, x, v, dx, dv, mu: SSAValue, h: SSAValue):
+def kepler_tangent(e: Emitter, s: KeplerSolve, x, v, dx, dv):
     """The tangent of kepler_step along (dx, dv): the root chi moves by implicit
     differentiation of Kepler's equation F(chi; sigma0, beta, r0, alpha, t) = 0,
     dchi = -(F_sigma0 dsigma0 + F_beta dbeta + F_r0 dr0 + F_alpha dalpha + F_t dt) / F_chi,
     F_chi = r, and the Lagrange coefficients are differentiated as written (mu is a constant
-    of the flow). Returns the tangent of the new (x, v)."""
-    s = kepler_solve(e, x, v, mu, h)
+    of the flow), at the flow's own solve `s`. Returns the tangent of the new (x, v)."""
     d = DualMath(e)
     X, W = list(zip(x, dx)), list(zip(v, dv))
     one = e.f(1.0)
@@ -455,7 +454,7 @@ def kepler_tangent(e: Emitter, x, v, dx, dv, mu: SSAValue, h: SSAValue):
     r0 = (s.r0, e.div(r0[1], e.mul(e.f(2.0), s.r0)))
     rv = d.dot(X, W)
     v2 = d.dot(W, W)
-    sqmu, mu_c = d.const(s.sqmu), d.const(mu)
+    sqmu, mu_c = d.const(s.sqmu), d.const(s.mu)
     sigma0 = d.div(rv, sqmu)
     alpha = d.sub(d.div(d.const(e.f(2.0)), r0), d.div(v2, mu_c))
     beta = d.sub(d.const(one), d.mul(alpha, r0))
@@ -545,12 +544,12 @@ class TangentMachine(CpuMachine):
         super().linear(e, op, h, k)
         self.linear_on(e, k, self.tq, self.tp, affine=False)
 
-    def kepler_body(self, e: Emitter, idx, x, v, m, mu, h) -> None:
-        """The tangent of one body's Kepler flow, from its state before the flow (which
-        CpuMachine.kepler then moves, bit for bit as in `run`)."""
+    def kepler_body(self, e: Emitter, idx, x, v, m, solve: KeplerSolve) -> None:
+        """The tangent of one body's Kepler flow, from its state before the flow and the
+        flow's solve (which CpuMachine.kepler then finishes, bit for bit as in `run`)."""
         dx = [e.load(self.tq, j) for j in idx]
         dv = [e.div(e.load(self.tp, j), m) for j in idx]
-        dx1, dv1 = kepler_tangent(e, x, v, dx, dv, mu, h)
+        dx1, dv1 = kepler_tangent(e, solve, x, v, dx, dv)
         for j, da, db in zip(idx, dx1, dv1):
             e.store(da, self.tq, j)
             e.store(e.mul(m, db), self.tp, j)

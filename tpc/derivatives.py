@@ -102,8 +102,7 @@ class Stepper:
             dtype = self.native.dtype
             own = {k: np.empty(v.size, dtype=dtype) for k, v in
                    (("q", q), ("p", p), ("tq", tq), ("tp", tp))}
-            own["dpi"] = np.zeros(max(1, len(self.native.abi["params"]) + sum(
-                v.size for v in self.env.inputs.values())), dtype)
+            own["dpi"] = np.zeros(max(1, _theta_size(self)), dtype)
             bufs = self.native.scratch("run_tangent", self.n, nsnap, env=self.env, dt=self.dt)
             bufs.update(tq=own["tq"], tp=own["tp"], dpi=own["dpi"])
             env = self.env.with_state(own["q"].reshape(self.env.q.shape),
@@ -163,7 +162,7 @@ def _numbers(value, what: str) -> np.ndarray:
         raise TpcError(f"{what} must be numbers, got {type(value).__name__}") from None
 
 
-def _flat_pair(value, shape, n: int, what: str, dtype) -> tuple[np.ndarray, np.ndarray]:
+def _flat_pair(value, n: int, what: str, dtype) -> tuple[np.ndarray, np.ndarray]:
     """(dq, dp) from a pair shaped like q and p, or one flat vector of 2n."""
     if isinstance(value, tuple | list) and len(value) == 2:
         a = _numbers(value[0], what)
@@ -205,7 +204,7 @@ def run_with_tangent(sim, q0, p0, tangent, *, dt: float, steps: int, save_every:
     _check_run_numbers(dt, steps, save_every)
     st = _stepper(sim, q0, p0, dt, params, inputs)
     n, dtype = st.n, st.native.dtype
-    tq, tp = _flat_pair(tangent, None, n, "tangent", dtype)
+    tq, tp = _flat_pair(tangent, n, "tangent", dtype)
     _finite(tq, tp)
     rows, plan = snapshot_grid.plan(steps, save_every)
     q, p = st.env.q.ravel().copy(), st.env.p.ravel().copy()
@@ -463,7 +462,7 @@ def vjp(sim, q0, p0, *, dt: float, steps: int, cotangent, save_every: int | None
     shape = tuple(sim._concrete_shape(n))
     if save_every is None:
         _check_run_numbers(dt, steps, 1)
-        cq, cp = _flat_pair(cotangent, shape, n, "cotangent", np.float64)
+        cq, cp = _flat_pair(cotangent, n, "cotangent", np.float64)
         rows, plan, cots = 1, [(steps, 1)], None
     else:
         _check_run_numbers(dt, steps, save_every)
